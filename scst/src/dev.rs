@@ -1,0 +1,326 @@
+//! Devices (SCSI logical units) and the device-handler interface.
+//!
+//! A [`Device`] is what a LUN map points at. It owns the state SPC defines per logical unit (task
+//! set, unit attention log, mode parameters, medium state, removal prevention) and a
+//! [`DeviceHandler`], the command logic of its device type. The disk handler
+//! ([`crate::sbc::Disk`]) emulates SPC/SBC over any [`crate::store::BlockStore`].
+
+use std::io;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+
+use crossbeam_channel::{Receiver, Sender};
+use parking_lot::Mutex;
+
+use crate::cmd::{Cmd, CmdBox, CmdInfo};
+use crate::ops::OpInfo;
+use crate::task_set::TaskSet;
+use crate::ua::UaLog;
+use crate::wire::sense::{Sense, SenseCode};
+
+/// The command logic of a device type (SCST's dev handler, LIO's backend ops).
+///
+/// Object-safe; a [`Device`] holds it as `Arc<dyn DeviceHandler>`. All methods take `&self` and
+/// may be called from several threads at once.
+pub trait DeviceHandler: Send + Sync + 'static {
+    /// The opcode table of the commands this handler implements. The core rejects any other
+    /// opcode with INVALID COMMAND OPERATION CODE and any bit outside an entry's CDB usage data
+    /// with INVALID FIELD IN CDB before calling [`DeviceHandler::parse`].
+    fn ops(&self) -> &'static [OpInfo];
+
+    /// Peripheral device type (INQUIRY byte 0 bits 4..0; 00h for a disk).
+    fn device_type(&self) -> u8;
+
+    /// Product identification for standard INQUIRY data (up to 16 ASCII characters).
+    fn product(&self) -> &str;
+
+    /// Classifies a command: direction, data length, LBA range, where it executes.
+    ///
+    /// Pure and non-blocking. Called on the submitting (fabric) thread, before any data
+    /// transfer, with the CDB padded to 32 bytes and the transport's expected data transfer
+    /// length. The command is not passed: parsing depends only on the CDB, the device and
+    /// `expected_len` (Data-Out beyond it never arrives; Data-In beyond it is never sent).
+    ///
+    /// # Errors
+    /// The CHECK CONDITION to end the command with (LBA out of range, invalid field, ...).
+    fn parse(&self, dev: &Device, op: &'static OpInfo, cdb: &[u8], expected_len: u32) -> Result<CmdInfo, Sense>;
+
+    /// Executes a parsed command whose Data-Out (if any) is in `cmd.buf()`.
+    ///
+    /// Runs on the submitting thread when `parse` chose [`crate::ExecContext::Inline`] (and then
+    /// must not block), else on one of the device's worker threads (and may block). The caller
+    /// keeps ownership; when this returns, the command's status, sense and Data-In are final.
+    fn exec(&self, cmd: &mut Cmd);
+
+    /// Whether any command may need a worker thread (the device then starts its worker pool).
+    fn may_block(&self) -> bool;
+
+    /// Writes volatile caches to stable storage (called at shutdown). May block.
+    ///
+    /// # Errors
+    /// The backing store's error.
+    fn flush(&self) -> io::Result<()> {
+        Ok(())
+    }
+
+    /// Re-reads the capacity from the backing store; returns whether it changed. May block.
+    fn rescan(&self) -> bool {
+        false
+    }
+}
+
+/// Identity and options of a device.
+#[derive(Clone, Debug)]
+pub struct DeviceConfig {
+    /// A name unique among this process's devices; the unit serial number and the NAA
+    /// designator derive from it unless given.
+    pub name: String,
+    /// Unit serial number (VPD 80h). Default: derived from `name`.
+    pub serial: Option<String>,
+    /// NAA designator (locally assigned, NAA 3). Default: derived from `name`.
+    pub naa: Option<u64>,
+    /// T10 vendor identification (8 ASCII characters).
+    pub vendor: String,
+    /// Product revision level (4 ASCII characters).
+    pub revision: String,
+    /// Refuse every write with DATA PROTECT / WRITE PROTECTED.
+    pub read_only: bool,
+    /// Removable medium (RMB=1): START STOP UNIT may eject and load it, PREVENT ALLOW MEDIUM
+    /// REMOVAL may lock it.
+    pub removable: bool,
+    /// Write cache enabled at start (WCE in the caching mode page).
+    pub write_cache: bool,
+    /// Worker threads, for handlers that may block.
+    pub threads: usize,
+}
+
+impl DeviceConfig {
+    /// A configuration with defaults for everything but the name.
+    pub fn new(name: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            serial: None,
+            naa: None,
+            vendor: "SCST_RS".into(),
+            revision: env!("CARGO_PKG_VERSION").chars().filter(|c| *c != '.').take(4).collect(),
+            read_only: false,
+            removable: false,
+            write_cache: true,
+            threads: 2,
+        }
+    }
+}
+
+/// Mode parameters that are per logical unit (shared by every I_T nexus).
+#[derive(Debug, Default)]
+pub struct ModeState {
+    /// Caching page: WCE.
+    pub wce: AtomicBool,
+    /// Control page: D_SENSE (descriptor-format sense data).
+    pub d_sense: AtomicBool,
+    /// Control page: SWP (software write protect).
+    pub swp: AtomicBool,
+    /// Control page: TAS (task aborted status).
+    pub tas: AtomicBool,
+}
+
+/// A SCSI logical unit. Shared (`Arc<Device>`) by every LUN map that exports it.
+pub struct Device {
+    id: u64,
+    cfg: DeviceConfig,
+    serial: String,
+    naa: u64,
+    handler: Arc<dyn DeviceHandler>,
+    pub(crate) task_set: TaskSet,
+    pub(crate) ua: UaLog,
+    /// Mode parameters.
+    pub mode: ModeState,
+    medium_loaded: AtomicBool,
+    /// Session ids holding a PREVENT MEDIUM REMOVAL.
+    prevent: Mutex<Vec<u64>>,
+    jobs: Sender<CmdBox>,
+    stats: DeviceStats,
+}
+
+/// Per-device counters.
+#[derive(Debug, Default)]
+pub struct DeviceStats {
+    /// Commands executed.
+    pub commands: AtomicU64,
+    /// Bytes read from the medium.
+    pub read_bytes: AtomicU64,
+    /// Bytes written to the medium.
+    pub write_bytes: AtomicU64,
+    /// Commands that ended in CHECK CONDITION.
+    pub errors: AtomicU64,
+}
+
+impl std::fmt::Debug for Device {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Device").field("name", &self.cfg.name).field("id", &self.id).finish_non_exhaustive()
+    }
+}
+
+static NEXT_DEVICE_ID: AtomicU64 = AtomicU64::new(1);
+
+/// FNV-1a, for stable identifiers derived from names.
+fn fnv1a(s: &str) -> u64 {
+    s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
+}
+
+/// Depth of a device's worker queue (commands waiting for a worker).
+const JOB_QUEUE: usize = 8192;
+
+impl Device {
+    /// Creates a device and starts its worker threads.
+    ///
+    /// # Errors
+    /// If a worker thread cannot be spawned.
+    pub fn new(cfg: DeviceConfig, handler: Arc<dyn DeviceHandler>) -> io::Result<Arc<Self>> {
+        let id = NEXT_DEVICE_ID.fetch_add(1, Relaxed);
+        let h = fnv1a(&cfg.name);
+        let serial = cfg.serial.clone().unwrap_or_else(|| format!("{h:016x}"));
+        // NAA 3 (locally assigned): the top nibble is the NAA, the rest ours.
+        let naa = cfg.naa.unwrap_or((3 << 60) | (h & 0x0fff_ffff_ffff_ffff));
+        let (tx, rx) = crossbeam_channel::bounded(JOB_QUEUE);
+        let threads = if handler.may_block() { cfg.threads.max(1) } else { 1 };
+        for i in 0..threads {
+            let rx: Receiver<CmdBox> = rx.clone();
+            std::thread::Builder::new().name(format!("scst-dev{id}-{i}")).spawn(move || worker(&rx))?;
+        }
+        Ok(Arc::new(Self {
+            id,
+            serial,
+            naa,
+            mode: ModeState {
+                wce: AtomicBool::new(cfg.write_cache),
+                d_sense: AtomicBool::new(false),
+                swp: AtomicBool::new(false),
+                tas: AtomicBool::new(false),
+            },
+            cfg,
+            handler,
+            task_set: TaskSet::default(),
+            ua: UaLog::default(),
+            medium_loaded: AtomicBool::new(true),
+            prevent: Mutex::new(Vec::new()),
+            jobs: tx,
+            stats: DeviceStats::default(),
+        }))
+    }
+
+    /// Process-unique device id.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &DeviceConfig {
+        &self.cfg
+    }
+
+    /// The device name.
+    pub fn name(&self) -> &str {
+        &self.cfg.name
+    }
+
+    /// Unit serial number (VPD 80h).
+    pub fn serial(&self) -> &str {
+        &self.serial
+    }
+
+    /// The 8-byte NAA designator (VPD 83h).
+    pub fn naa(&self) -> u64 {
+        self.naa
+    }
+
+    /// The handler.
+    pub fn handler(&self) -> &Arc<dyn DeviceHandler> {
+        &self.handler
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> &DeviceStats {
+        &self.stats
+    }
+
+    /// Whether sense data is in descriptor format (control mode page D_SENSE).
+    pub fn d_sense(&self) -> bool {
+        self.mode.d_sense.load(Relaxed)
+    }
+
+    /// Whether writes are refused: a read-only device or SWP set.
+    pub fn write_protected(&self) -> bool {
+        self.cfg.read_only || self.mode.swp.load(Relaxed)
+    }
+
+    /// Whether a medium is loaded (always, for non-removable devices).
+    pub fn medium_loaded(&self) -> bool {
+        self.medium_loaded.load(Relaxed)
+    }
+
+    /// Loads or ejects the medium (removable devices).
+    pub fn set_medium_loaded(&self, loaded: bool) {
+        self.medium_loaded.store(loaded, Relaxed);
+    }
+
+    /// Whether any I_T nexus prevents medium removal.
+    pub fn removal_prevented(&self) -> bool {
+        !self.prevent.lock().is_empty()
+    }
+
+    /// Sets or clears the prevention held by session `sess`.
+    pub fn set_prevent(&self, sess: u64, prevent: bool) {
+        let mut p = self.prevent.lock();
+        p.retain(|s| *s != sess);
+        if prevent {
+            p.push(sess);
+        }
+    }
+
+    /// Clears every prevention (LOGICAL UNIT RESET, target reset).
+    pub fn clear_prevent(&self) {
+        self.prevent.lock().clear();
+    }
+
+    /// Raises a unit attention on every I_T nexus that sees this device, except `origin`'s.
+    pub fn raise_ua(&self, code: SenseCode, origin: Option<u64>) {
+        self.ua.raise(code, origin);
+    }
+
+    /// Re-reads the capacity from the backing store and, if it changed, raises CAPACITY DATA HAS
+    /// CHANGED. Returns whether it changed. May block.
+    pub fn rescan(&self) -> bool {
+        let changed = self.handler.rescan();
+        if changed {
+            self.raise_ua(SenseCode::CAPACITY_DATA_HAS_CHANGED, None);
+        }
+        changed
+    }
+
+    /// Flushes volatile caches. May block.
+    ///
+    /// # Errors
+    /// The backing store's error.
+    pub fn flush(&self) -> io::Result<()> {
+        self.handler.flush()
+    }
+
+    /// Hands a command to a worker for execution.
+    pub(crate) fn queue_exec(&self, cmd: CmdBox) {
+        // The queue only closes when the device is gone, and then nothing can own `cmd`'s device
+        // reference: a failed send cannot happen while `cmd` exists.
+        let _ = self.jobs.send(cmd);
+    }
+
+    /// Runs a released command on a worker thread.
+    pub(crate) fn defer(&self, cmd: CmdBox) {
+        let _ = self.jobs.send(cmd);
+    }
+}
+
+fn worker(rx: &Receiver<CmdBox>) {
+    while let Ok(cmd) = rx.recv() {
+        crate::exec::run_on_worker(cmd);
+    }
+}

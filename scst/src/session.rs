@@ -1,0 +1,518 @@
+//! Sessions (I_T nexuses) and the command pipeline up to execution.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
+
+use crossbeam_queue::ArrayQueue;
+use parking_lot::RwLock;
+
+use crate::cmd::{Cmd, CmdBox, CmdHeader, ScsiStatus, TaskAttr};
+use crate::exec::{self, Step};
+use crate::ops::{self, DISK_OPS, DataDir, Op, OpFlags};
+use crate::sgv::SgvPool;
+use crate::target::{MappedLun, Target, TargetDriver, TargetPort};
+use crate::tm::{SlotTable, Stage, TmFunction, TmOutcome, TmRequest, TmResponse, TmStatus, TmWait};
+use crate::ua::NexusUa;
+use crate::wire::cdb::{be16, be32, put32};
+use crate::wire::lun::Lun;
+use crate::wire::sense::{MAX_SENSE_LEN, Sense, SenseCode};
+
+/// What a fabric tells the core about a new I_T nexus.
+#[derive(Clone, Debug)]
+pub struct SessionConfig {
+    /// Initiator name (iSCSI name, SRP/FC port name).
+    pub initiator_name: String,
+    /// Initiator port identifier: the name plus whatever distinguishes ports of one initiator
+    /// (for iSCSI `iqn...,i,0x<ISID>`).
+    pub initiator_port: String,
+    /// The target port the session came through.
+    pub port: Arc<TargetPort>,
+    /// Most commands the session may have outstanding (its command pool; beyond it commands get
+    /// TASK SET FULL).
+    pub depth: usize,
+}
+
+/// One LUN as one nexus sees it.
+pub(crate) struct LunSlot {
+    pub(crate) lun: Lun,
+    pub(crate) dev: Arc<crate::dev::Device>,
+    pub(crate) read_only: bool,
+    pub(crate) ua: Arc<NexusUa>,
+}
+
+/// A nexus's LUN inventory, sorted by LUN.
+#[derive(Default)]
+pub(crate) struct LunView {
+    pub(crate) slots: Vec<LunSlot>,
+}
+
+impl LunView {
+    fn find(&self, lun: Lun) -> Option<&LunSlot> {
+        self.slots.binary_search_by_key(&lun, |s| s.lun).ok().map(|i| &self.slots[i])
+    }
+}
+
+/// The command pool was empty: answer TASK SET FULL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("session command pool exhausted")]
+pub struct QueueFull;
+
+/// Session counters.
+#[derive(Debug, Default)]
+pub struct SessionStats {
+    /// Commands submitted.
+    pub commands: AtomicU64,
+    /// Commands refused with TASK SET FULL because the pool was empty.
+    pub queue_full: AtomicU64,
+}
+
+/// An I_T nexus: one initiator port logged in to one target port.
+pub struct Session {
+    id: u64,
+    target: Arc<Target>,
+    cfg: SessionConfig,
+    fabric: Arc<dyn TargetDriver>,
+    view: RwLock<Arc<LunView>>,
+    pool: ArrayQueue<Box<Cmd>>,
+    created: AtomicUsize,
+    slots: SlotTable,
+    closed: AtomicBool,
+    stats: SessionStats,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("id", &self.id)
+            .field("initiator", &self.cfg.initiator_port)
+            .finish_non_exhaustive()
+    }
+}
+
+static NEXT_SESSION_ID: AtomicU64 = AtomicU64::new(1);
+
+impl Session {
+    pub(crate) fn new(target: Arc<Target>, cfg: SessionConfig, fabric: Arc<dyn TargetDriver>) -> Arc<Self> {
+        let depth = cfg.depth.clamp(1, 65535);
+        Arc::new(Self {
+            id: NEXT_SESSION_ID.fetch_add(1, Relaxed),
+            target,
+            cfg,
+            fabric,
+            view: RwLock::new(Arc::new(LunView::default())),
+            pool: ArrayQueue::new(depth),
+            created: AtomicUsize::new(0),
+            slots: SlotTable::new(depth),
+            closed: AtomicBool::new(false),
+            stats: SessionStats::default(),
+        })
+    }
+
+    /// Process-unique session id.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// The target.
+    pub fn target(&self) -> &Arc<Target> {
+        &self.target
+    }
+
+    /// The registration data.
+    pub fn config(&self) -> &SessionConfig {
+        &self.cfg
+    }
+
+    /// The target port.
+    pub fn port(&self) -> &TargetPort {
+        &self.cfg.port
+    }
+
+    /// The fabric completing this session's asynchronous work.
+    pub fn fabric(&self) -> &Arc<dyn TargetDriver> {
+        &self.fabric
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> &SessionStats {
+        &self.stats
+    }
+
+    pub(crate) fn slots(&self) -> &SlotTable {
+        &self.slots
+    }
+
+    pub(crate) fn sgv(&self) -> &SgvPool {
+        self.target.sgv()
+    }
+
+    /// LUNs this nexus sees.
+    pub fn luns(&self) -> Vec<Lun> {
+        self.view.read().slots.iter().map(|s| s.lun).collect()
+    }
+
+    /// Replaces the nexus's LUN view, keeping the unit attention state of LUNs that stay, and
+    /// queues `ua` (e.g. REPORTED LUNS DATA HAS CHANGED) on every LUN of the new view.
+    pub(crate) fn set_lun_map(&self, map: &BTreeMap<Lun, MappedLun>, ua: Option<SenseCode>) {
+        let mut guard = self.view.write();
+        let old = guard.clone();
+        let slots = map
+            .iter()
+            .map(|(lun, m)| {
+                let keep = old.find(*lun).filter(|s| Arc::ptr_eq(&s.dev, &m.dev)).map(|s| s.ua.clone());
+                let ua_state = keep.unwrap_or_else(|| {
+                    let n = NexusUa::new(m.dev.ua.generation());
+                    if old.find(*lun).is_none() && !old.slots.is_empty() {
+                        // A LUN that appears on a live nexus starts like a fresh one.
+                        n.push(SenseCode::POWER_ON_RESET);
+                    }
+                    Arc::new(n)
+                });
+                if let Some(code) = ua {
+                    ua_state.push(code);
+                }
+                LunSlot { lun: *lun, dev: m.dev.clone(), read_only: m.read_only, ua: ua_state }
+            })
+            .collect();
+        *guard = Arc::new(LunView { slots });
+    }
+
+    /// Queues a unit attention on every LUN of this nexus only.
+    pub fn raise_local_ua(&self, code: SenseCode) {
+        for s in &self.view.read().slots {
+            s.ua.push(code);
+        }
+    }
+
+    /// Ends the nexus (logout, connection loss): its removal preventions are dropped and the
+    /// target forgets it. Commands still running complete normally; the fabric discards what it
+    /// can no longer send.
+    pub fn close(&self) {
+        if self.closed.swap(true, Relaxed) {
+            return;
+        }
+        for s in &self.view.read().slots {
+            s.dev.set_prevent(self.id, false);
+        }
+        self.target.forget_session(self.id);
+    }
+
+    /// Whether [`Session::close`] was called.
+    pub fn is_closed(&self) -> bool {
+        self.closed.load(Relaxed)
+    }
+
+    /// Takes a command from the session's pool and fills it from `hdr`.
+    ///
+    /// Never blocks. Allocates only while the pool grows to `depth` commands.
+    ///
+    /// # Errors
+    /// [`QueueFull`] when `depth` commands are outstanding: answer TASK SET FULL (see
+    /// [`Session::task_set_full`]).
+    pub fn alloc_cmd(self: &Arc<Self>, hdr: &CmdHeader<'_>) -> Result<CmdBox, QueueFull> {
+        let mut b = match self.pool.pop() {
+            Some(b) => b,
+            None => {
+                let n = self.created.fetch_add(1, Relaxed);
+                if n >= self.pool.capacity() {
+                    self.created.fetch_sub(1, Relaxed);
+                    self.stats.queue_full.fetch_add(1, Relaxed);
+                    return Err(QueueFull);
+                }
+                Box::new(Cmd::new(n as u16))
+            }
+        };
+        b.init(hdr, self.clone());
+        self.slots.occupy(b.slot, hdr.tag, b.lun);
+        Ok(CmdBox::from_box(b))
+    }
+
+    pub(crate) fn release_cmd(&self, b: Box<Cmd>) {
+        let slot = b.slot;
+        // The pool has room for every command this session created.
+        let _ = self.pool.push(b);
+        self.slots.vacate(slot);
+    }
+
+    /// Records the stage a returned step leaves the command in (for task management).
+    fn track(&self, step: Step) -> Step {
+        match &step {
+            Step::NeedData(c) => self.slots.set_stage(c.slot, Stage::DataWait),
+            Step::Done(c) => self.slots.set_stage(c.slot, Stage::Done),
+            Step::Pending => {}
+        }
+        step
+    }
+
+    /// Submits a command: parse, LUN lookup, unit attention and write-protect checks, task-set
+    /// entry, buffer allocation. Runs on the caller's (fabric) thread and never blocks.
+    ///
+    /// Returns what the fabric must do next: fetch Data-Out, send the response, or nothing (the
+    /// response will come through [`TargetDriver::xmit_response`]).
+    pub fn submit(self: &Arc<Self>, cmd: CmdBox) -> Step {
+        self.stats.commands.fetch_add(1, Relaxed);
+        let step = self.submit_inner(cmd);
+        self.track(step)
+    }
+
+    fn submit_inner(self: &Arc<Self>, mut cmd: CmdBox) -> Step {
+        match self.prepare(&mut cmd) {
+            Ok(true) => {}
+            Ok(false) => return Step::Done(cmd),
+            Err(s) => {
+                cmd.check_condition(s);
+                return Step::Done(cmd);
+            }
+        }
+        let dev = cmd.dev.clone().expect("prepared command has a device");
+        cmd.token = dev.task_set.enter(cmd.attr);
+        if cmd.info.dir == DataDir::Out && cmd.info.data_len > 0 {
+            let want = cmd.info.data_len.min(cmd.expected_len) as usize;
+            if want > 0 {
+                match self.sgv().alloc(want) {
+                    Ok(b) => cmd.buf = Some(b),
+                    Err(_) => {
+                        cmd.set_status(ScsiStatus::BUSY);
+                        let t = std::mem::take(&mut cmd.token);
+                        for c in dev.task_set.leave(t) {
+                            dev.defer(c);
+                        }
+                        return Step::Done(cmd);
+                    }
+                }
+                return Step::NeedData(cmd);
+            }
+        }
+        exec::ready(cmd)
+    }
+
+    /// Continues a command after its Data-Out arrived in its buffer. Same thread rules as
+    /// [`Session::submit`].
+    pub fn data_received(self: &Arc<Self>, cmd: CmdBox) -> Step {
+        self.slots.set_stage(cmd.slot, Stage::Core);
+        self.track(exec::ready(cmd))
+    }
+
+    /// Marks a command TASK SET FULL for a fabric that could not allocate one: fabrics answer
+    /// with that status directly, without a command object.
+    pub const fn task_set_full() -> ScsiStatus {
+        ScsiStatus::TASK_SET_FULL
+    }
+
+    /// Everything before execution. `Ok(true)`: continue to the task set; `Ok(false)`: the
+    /// command is already complete (answered by the core).
+    fn prepare(self: &Arc<Self>, cmd: &mut CmdBox) -> Result<bool, Sense> {
+        if cmd.attr == TaskAttr::Aca {
+            // NormACA is 0: the ACA attribute is not supported (SAM-5 §5.9.5).
+            return Err(Sense::new(SenseCode::INVALID_MESSAGE_ERROR));
+        }
+        let view = self.view.read().clone();
+        let Some(slot) = cmd.lun.and_then(|l| view.find(l)) else {
+            self.no_lun(cmd, &view)?;
+            return Ok(false);
+        };
+        let dev = slot.dev.clone();
+        cmd.read_only = slot.read_only;
+        cmd.dev = Some(dev.clone());
+        let cdb = *cmd.cdb_padded();
+        let op = ops::lookup(dev.handler().ops(), &cdb[..cmd.cdb().len().max(1)]);
+        // Unit attentions come before everything but INQUIRY and REPORT LUNS (SPC-4 §5.14).
+        if !op.is_ok_and(|o| o.flags.has(OpFlags::UA_EXEMPT))
+            && let Some(code) = slot.ua.take(&dev.ua, self.id)
+        {
+            if op.is_ok_and(|o| o.op == Op::RequestSense) {
+                let desc = cdb[1] & 1 != 0;
+                let mut sense = [0u8; MAX_SENSE_LEN];
+                let n = Sense::new(code).write(desc, &mut sense);
+                cmd.op = op.ok();
+                cmd.info.dir = DataDir::In;
+                cmd.respond(&sense[..n], usize::from(cdb[4]))?;
+                return Ok(false);
+            }
+            return Err(Sense::new(code));
+        }
+        let op = op?;
+        op.check_cdb(cmd.cdb())?;
+        cmd.op = Some(op);
+        if op.op == Op::ReportLuns {
+            cmd.info.dir = DataDir::In;
+            report_luns(cmd, &view, &cdb)?;
+            return Ok(false);
+        }
+        if op.flags.has(OpFlags::WRITE) && (cmd.read_only || dev.write_protected()) {
+            let code = if cmd.read_only || dev.config().read_only {
+                SenseCode::WRITE_PROTECTED
+            } else {
+                SenseCode::SOFTWARE_WRITE_PROTECTED
+            };
+            return Err(Sense::new(code));
+        }
+        cmd.info = dev.handler().parse(&dev, op, &cdb, cmd.expected_len)?;
+        Ok(true)
+    }
+
+    /// Commands addressed to a LUN this nexus does not have (SPC-4 §6.6.2, §6.39).
+    fn no_lun(&self, cmd: &mut CmdBox, view: &LunView) -> Result<(), Sense> {
+        let cdb = *cmd.cdb_padded();
+        let op = ops::lookup(DISK_OPS, &cdb[..cmd.cdb().len().max(1)])
+            .ok()
+            .filter(|o| o.flags.has(OpFlags::NO_LUN))
+            .ok_or(Sense::new(SenseCode::LUN_NOT_SUPPORTED))?;
+        op.check_cdb(cmd.cdb())?;
+        cmd.op = Some(op);
+        cmd.info.dir = DataDir::In;
+        match op.op {
+            Op::ReportLuns => report_luns(cmd, view, &cdb),
+            Op::Inquiry if cdb[1] & 1 == 0 => {
+                if cdb[2] != 0 {
+                    return Err(Sense::invalid_cdb(2, Some(7)));
+                }
+                // Peripheral qualifier 011b, device type 1Fh: no logical unit here.
+                let mut d = [0u8; 36];
+                d[0] = 0x7f;
+                d[2] = 0x06;
+                d[3] = 0x12;
+                d[4] = 31;
+                cmd.respond(&d, usize::from(be16(&cdb, 3)))
+            }
+            Op::RequestSense => {
+                let mut sense = [0u8; MAX_SENSE_LEN];
+                let n = Sense::new(SenseCode::LUN_NOT_SUPPORTED).write(cdb[1] & 1 != 0, &mut sense);
+                cmd.respond(&sense[..n], usize::from(cdb[4]))
+            }
+            _ => Err(Sense::new(SenseCode::LUN_NOT_SUPPORTED)),
+        }
+    }
+}
+
+/// REPORT LUNS (SPC-4 §6.33): answered by the core for any LUN, including one that does not
+/// exist, so it works on targets without LUN 0.
+fn report_luns(cmd: &mut Cmd, view: &LunView, cdb: &[u8]) -> Result<(), Sense> {
+    let alloc = be32(cdb, 6) as usize;
+    let list: &[LunSlot] = match cdb[2] {
+        // All logical units (there are no well-known or administrative ones).
+        0x00 | 0x02 => &view.slots,
+        // Well-known LUs only; administrative LUs; administrative + subsidiary; subsidiaries of
+        // the addressed administrative LU: this target has none of those.
+        0x01 | 0x10 | 0x11 | 0x12 => &[],
+        _ => return Err(Sense::invalid_cdb(2, Some(7))),
+    };
+    let total = 8 + 8 * list.len();
+    let n = total.min(alloc);
+    let buf = cmd.data_in_buf(n)?;
+    let mut hdr = [0u8; 8];
+    put32(&mut hdr, 0, (8 * list.len()) as u32);
+    let h = hdr.len().min(n);
+    buf.write_at(0, &hdr[..h]);
+    for (i, s) in list.iter().enumerate() {
+        let off = 8 + 8 * i;
+        if off >= n {
+            break;
+        }
+        let e = s.lun.to_sam();
+        let k = (n - off).min(8);
+        buf.write_at(off, &e[..k]);
+    }
+    cmd.set_data_in(n);
+    Ok(())
+}
+
+impl Session {
+    /// Runs a task management function (SAM-5 §7) from this nexus.
+    ///
+    /// Never blocks. Commands the function aborts are marked; those the fabric holds for Data-Out
+    /// are handed back through [`TargetDriver::abort_pending`]. When nothing affected is still
+    /// running the response is returned at once, else it comes through
+    /// [`TargetDriver::tm_done`] once the last affected command is released.
+    pub fn submit_tm(self: &Arc<Self>, req: TmRequest) -> TmOutcome {
+        let lun = Lun::from_sam(req.lun);
+        let rsp = |status| TmResponse { tag: req.tag, status };
+        let view = self.view.read().clone();
+        let slot = lun.and_then(|l| view.find(l));
+        let wait = TmWait::new(rsp(TmStatus::COMPLETE), self.fabric.clone());
+        let mut data_wait = Vec::new();
+        let f = req.function;
+        let lun_scoped = matches!(
+            f,
+            TmFunction::ABORT_TASK
+                | TmFunction::ABORT_TASK_SET
+                | TmFunction::CLEAR_TASK_SET
+                | TmFunction::LUN_RESET
+                | TmFunction::QUERY_TASK
+                | TmFunction::QUERY_TASK_SET
+                | TmFunction::QUERY_ASYNC_EVENT
+        );
+        if lun_scoped && slot.is_none() {
+            return TmOutcome::Done(rsp(TmStatus::NO_LUN));
+        }
+        match f {
+            TmFunction::ABORT_TASK => {
+                let n = self.slots.abort_matching(|t, l| t == req.ref_tag && l == lun, Some(&wait), &mut data_wait);
+                if n == 0 {
+                    return TmOutcome::Done(rsp(TmStatus::NO_TASK));
+                }
+            }
+            TmFunction::ABORT_TASK_SET => {
+                self.slots.abort_matching(|_, l| l == lun, Some(&wait), &mut data_wait);
+            }
+            TmFunction::CLEAR_TASK_SET | TmFunction::LUN_RESET => {
+                let dev = slot.map(|s| s.dev.clone()).expect("checked above");
+                self.abort_device(&dev, &wait);
+                if f == TmFunction::LUN_RESET {
+                    dev.clear_prevent();
+                    dev.raise_ua(SenseCode::BUS_DEVICE_RESET, None);
+                } else {
+                    dev.raise_ua(SenseCode::COMMANDS_CLEARED_BY_ANOTHER_INITIATOR, Some(self.id));
+                }
+            }
+            TmFunction::TARGET_WARM_RESET | TmFunction::TARGET_COLD_RESET => {
+                for m in self.target.luns().values() {
+                    self.abort_device(&m.dev, &wait);
+                    m.dev.clear_prevent();
+                    m.dev.raise_ua(SenseCode::POWER_ON_RESET, None);
+                }
+            }
+            TmFunction::I_T_NEXUS_RESET => {
+                self.slots.abort_matching(|_, _| true, Some(&wait), &mut data_wait);
+                for s in &view.slots {
+                    s.dev.set_prevent(self.id, false);
+                }
+                self.raise_local_ua(SenseCode::I_T_NEXUS_LOSS);
+            }
+            TmFunction::QUERY_TASK => {
+                let found = self.slots.find(req.ref_tag, lun);
+                return TmOutcome::Done(rsp(if found { TmStatus::SUCCEEDED } else { TmStatus::COMPLETE }));
+            }
+            TmFunction::QUERY_TASK_SET => {
+                let any = lun.is_some_and(|l| self.slots.any_on(l));
+                return TmOutcome::Done(rsp(if any { TmStatus::SUCCEEDED } else { TmStatus::COMPLETE }));
+            }
+            TmFunction::QUERY_ASYNC_EVENT => {
+                let pending = slot.is_some_and(|s| s.ua.pending(&s.dev.ua, self.id));
+                return TmOutcome::Done(rsp(if pending { TmStatus::SUCCEEDED } else { TmStatus::COMPLETE }));
+            }
+            _ => return TmOutcome::Done(rsp(TmStatus::NOT_SUPPORTED)),
+        }
+        for tag in data_wait {
+            self.fabric.abort_pending(tag);
+        }
+        if wait.arm() { TmOutcome::Done(rsp(TmStatus::COMPLETE)) } else { TmOutcome::Pending }
+    }
+
+    /// Aborts every command on `dev` from every nexus of this target.
+    fn abort_device(&self, dev: &Arc<crate::dev::Device>, wait: &Arc<TmWait>) {
+        for sess in self.target.sessions() {
+            let luns: Vec<Lun> =
+                sess.view.read().slots.iter().filter(|s| Arc::ptr_eq(&s.dev, dev)).map(|s| s.lun).collect();
+            if luns.is_empty() {
+                continue;
+            }
+            let mut data_wait = Vec::new();
+            sess.slots.abort_matching(|_, l| l.is_some_and(|l| luns.contains(&l)), Some(wait), &mut data_wait);
+            for tag in data_wait {
+                sess.fabric.abort_pending(tag);
+            }
+        }
+    }
+}
