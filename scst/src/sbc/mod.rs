@@ -1,0 +1,380 @@
+//! The direct-access block device handler: SPC-4 and SBC-3 emulation over a [`BlockStore`].
+
+mod mode;
+mod spc;
+
+use std::io::IoSliceMut;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+use crate::cmd::{Cmd, CmdInfo, ExecContext, ScsiStatus};
+use crate::dev::{Device, DeviceHandler};
+use crate::ops::{DISK_OPS, DataDir, Op, OpFlags, OpInfo};
+use crate::sgv::{MAX_SEGS, SgBuf, SgvPool, empty_io_slices, empty_io_slices_mut};
+use crate::store::{BlockStore, Geometry};
+use crate::wire::cdb::{be16, be24, be32, be64};
+use crate::wire::sense::{Sense, SenseCode};
+
+/// Largest single transfer, in bytes (VPD B0h MAXIMUM TRANSFER LENGTH is this over the block
+/// size). Longer transfers get INVALID FIELD IN CDB.
+pub const MAX_TRANSFER_BYTES: u32 = 8 << 20;
+
+/// Verification reads the medium in pieces of at most this size.
+const VERIFY_CHUNK: usize = 1 << 20;
+
+/// A direct-access block device (peripheral type 00h) over a block store.
+pub struct Disk<S: BlockStore> {
+    store: S,
+    block_size: u32,
+    blocks: AtomicU64,
+}
+
+impl<S: BlockStore> std::fmt::Debug for Disk<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Disk")
+            .field("product", &self.store.product())
+            .field("block_size", &self.block_size)
+            .field("blocks", &self.blocks.load(Relaxed))
+            .finish()
+    }
+}
+
+fn is_verify(op: Op) -> bool {
+    matches!(op, Op::Verify10 | Op::Verify12 | Op::Verify16)
+}
+
+fn is_write_verify(op: Op) -> bool {
+    matches!(op, Op::WriteVerify10 | Op::WriteVerify12 | Op::WriteVerify16)
+}
+
+impl<S: BlockStore> Disk<S> {
+    /// Wraps a store.
+    ///
+    /// # Panics
+    /// If the store's block size is not 512 or 4096.
+    pub fn new(store: S) -> Arc<Self> {
+        let g = store.geometry();
+        assert!(matches!(g.block_size, 512 | 4096), "block size must be 512 or 4096, not {}", g.block_size);
+        Arc::new(Self { block_size: g.block_size, blocks: AtomicU64::new(g.blocks), store })
+    }
+
+    /// The store.
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    /// The geometry the device reports.
+    pub fn geometry(&self) -> Geometry {
+        Geometry { block_size: self.block_size, blocks: self.blocks.load(Relaxed) }
+    }
+
+    fn max_transfer_blocks(&self) -> u32 {
+        MAX_TRANSFER_BYTES / self.block_size
+    }
+
+    /// Checks an LBA range against the capacity (SBC-3 §4.5): the first LBA must exist even for
+    /// a zero-length transfer, and nothing overflows.
+    fn check_range(&self, lba: u64, blocks: u64) -> Result<(), Sense> {
+        let n = self.blocks.load(Relaxed);
+        if lba >= n || blocks > n - lba { Err(Sense::lba_out_of_range()) } else { Ok(()) }
+    }
+
+    /// LBA, transfer length and the CDB offset of the transfer length field.
+    fn rw_fields(op: Op, cdb: &[u8]) -> (u64, u32, u16) {
+        match op {
+            Op::Read6 | Op::Write6 => {
+                let len = u32::from(cdb[4]);
+                (u64::from(be24(cdb, 1) & 0x1f_ffff), if len == 0 { 256 } else { len }, 4)
+            }
+            Op::Read10 | Op::Write10 | Op::Verify10 | Op::WriteVerify10 | Op::Prefetch10 | Op::SyncCache10 => {
+                (u64::from(be32(cdb, 2)), u32::from(be16(cdb, 7)), 7)
+            }
+            Op::Read12 | Op::Write12 | Op::Verify12 | Op::WriteVerify12 => (u64::from(be32(cdb, 2)), be32(cdb, 6), 6),
+            _ => (be64(cdb, 2), be32(cdb, 10), 10),
+        }
+    }
+
+    /// Parses the medium-access commands.
+    ///
+    /// Against the transport's expected length: a read fills at most what the initiator's
+    /// buffer takes (the residual reports the rest); a write uses only the whole blocks the
+    /// initiator sends (RFC 7143 §11.4.5.2), and a partial block is an error.
+    fn parse_rw(&self, op: &OpInfo, cdb: &[u8], expected_len: u32) -> Result<CmdInfo, Sense> {
+        let (lba, blocks, len_field) = Self::rw_fields(op.op, cdb);
+        let bs = self.block_size;
+        let bytchk = (cdb[1] >> 1) & 3;
+        let data_blocks = match op.op {
+            o if is_verify(o) => match bytchk {
+                0 => 0,
+                1 => blocks,
+                3 => blocks.min(1),
+                _ => return Err(Sense::invalid_cdb(1, Some(2))),
+            },
+            o if is_write_verify(o) && bytchk > 1 => return Err(Sense::invalid_cdb(1, Some(2))),
+            Op::Prefetch10 | Op::Prefetch16 | Op::SyncCache10 | Op::SyncCache16 => 0,
+            _ => blocks,
+        };
+        if data_blocks > self.max_transfer_blocks() {
+            return Err(Sense::invalid_cdb(len_field, Some(7)));
+        }
+        self.check_range(lba, u64::from(blocks))?;
+        let mut info = CmdInfo {
+            dir: if data_blocks == 0 { DataDir::None } else { op.dir },
+            data_len: data_blocks * bs,
+            lba,
+            blocks,
+            fua: cdb[1] & 0x08 != 0,
+            ctx: if self.store.caps().may_block { ExecContext::Worker } else { ExecContext::Inline },
+        };
+        match info.dir {
+            DataDir::Out if expected_len < info.data_len => {
+                if expected_len % bs != 0 {
+                    return Err(Sense::new(SenseCode::INVALID_FIELD_IN_INFORMATION_UNIT));
+                }
+                if bytchk != 3 || !is_verify(op.op) || expected_len == 0 {
+                    info.blocks = expected_len / bs;
+                }
+            }
+            DataDir::In => {
+                info.blocks = info.blocks.min(expected_len.div_ceil(bs));
+                if self.store.caps().null {
+                    info.ctx = ExecContext::Inline;
+                }
+            }
+            _ => {}
+        }
+        Ok(info)
+    }
+
+    fn exec_read(&self, cmd: &mut Cmd) -> Result<(), Sense> {
+        let info = *cmd.info();
+        let len = info.blocks as usize * self.block_size as usize;
+        if self.store.caps().null {
+            cmd.set_data_in_zeros(len);
+        } else {
+            let off = info.lba * u64::from(self.block_size);
+            let buf = cmd.data_in_buf(len)?;
+            read_into(&self.store, off, buf, len)
+                .map_err(|_| Sense::with_info(SenseCode::UNRECOVERED_READ_ERROR, info.lba))?;
+            cmd.set_data_in(len);
+        }
+        // The residual compares what the CDB asked for with the initiator's buffer.
+        cmd.produced = info.data_len;
+        if let Some(d) = cmd.device() {
+            d.stats().read_bytes.fetch_add(len as u64, Relaxed);
+        }
+        Ok(())
+    }
+
+    fn exec_write(&self, cmd: &mut Cmd, verify: bool) -> Result<(), Sense> {
+        let info = *cmd.info();
+        let len = info.blocks as usize * self.block_size as usize;
+        if len == 0 || info.dir != DataDir::Out {
+            return Ok(());
+        }
+        let dev = cmd.device().cloned().ok_or(Sense::new(SenseCode::INTERNAL_TARGET_FAILURE))?;
+        // WRITE AND VERIFY writes through: verification is against the medium.
+        let fua = info.fua || verify || !dev.mode.wce.load(Relaxed);
+        let off = info.lba * u64::from(self.block_size);
+        let buf = cmd.buf().ok_or(Sense::new(SenseCode::INTERNAL_TARGET_FAILURE))?;
+        let mut iov = empty_io_slices();
+        let n = buf.io_slices(0, len, &mut iov);
+        self.store.write_at(off, &iov[..n], fua).map_err(|e| write_error(&e, info.lba))?;
+        dev.stats().write_bytes.fetch_add(len as u64, Relaxed);
+        if verify && (cmd.cdb()[1] >> 1) & 3 == 1 && !self.store.caps().null {
+            self.compare(cmd, info.lba, info.blocks, false)?;
+        }
+        Ok(())
+    }
+
+    fn exec_verify(&self, cmd: &Cmd) -> Result<(), Sense> {
+        let info = *cmd.info();
+        match (cmd.cdb()[1] >> 1) & 3 {
+            1 if info.blocks > 0 => self.compare(cmd, info.lba, info.blocks, false),
+            3 if info.blocks > 0 => self.compare(cmd, info.lba, info.blocks, true),
+            0 if !self.store.caps().null => {
+                // Medium verification: every block must be readable.
+                self.for_each_chunk(cmd.session().target().sgv(), info.lba, info.blocks, |_, _| Ok(()))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Reads `[lba, lba + blocks)` in pieces and hands each (offset from `lba` in bytes, data)
+    /// to `f`.
+    fn for_each_chunk(
+        &self,
+        sgv: &SgvPool,
+        lba: u64,
+        blocks: u32,
+        mut f: impl FnMut(usize, &SgBuf) -> Result<(), Sense>,
+    ) -> Result<(), Sense> {
+        let bs = self.block_size as usize;
+        let total = blocks as usize * bs;
+        let mut done = 0;
+        while done < total {
+            let n = (total - done).min(VERIFY_CHUNK);
+            let mut tmp = sgv.alloc(n).map_err(|_| Sense::new(SenseCode::INTERNAL_TARGET_FAILURE))?;
+            if self.store.caps().null {
+                tmp.fill(0, n, 0);
+            } else {
+                read_into(&self.store, lba * bs as u64 + done as u64, &mut tmp, n)
+                    .map_err(|_| Sense::with_info(SenseCode::UNRECOVERED_READ_ERROR, lba + (done / bs) as u64))?;
+            }
+            f(done, &tmp)?;
+            done += n;
+        }
+        Ok(())
+    }
+
+    /// Compares the medium at `lba` with the command's Data-Out (each block with the first
+    /// Data-Out block when `single`). A difference ends the command with MISCOMPARE and the
+    /// offset of the first differing byte in the INFORMATION field (SBC-3 §5.27).
+    fn compare(&self, cmd: &Cmd, lba: u64, blocks: u32, single: bool) -> Result<(), Sense> {
+        let data = cmd.buf().ok_or(Sense::new(SenseCode::INTERNAL_TARGET_FAILURE))?;
+        let bs = self.block_size as usize;
+        self.for_each_chunk(cmd.session().target().sgv(), lba, blocks, |at, medium| {
+            let diff = if single {
+                (0..medium.len() / bs).find_map(|k| first_diff(medium, k * bs, data, 0, bs).map(|i| k * bs + i))
+            } else {
+                first_diff(medium, 0, data, at, medium.len())
+            };
+            match diff {
+                Some(i) => Err(Sense::with_info(SenseCode::MISCOMPARE_DURING_VERIFY, (at + i) as u64)),
+                None => Ok(()),
+            }
+        })
+    }
+}
+
+/// Reads `len` bytes of the store at `off` into the start of `buf`.
+fn read_into<S: BlockStore>(store: &S, off: u64, buf: &mut SgBuf, len: usize) -> std::io::Result<()> {
+    let mut iov: [IoSliceMut<'_>; MAX_SEGS] = empty_io_slices_mut();
+    let n = buf.io_slices_mut(0, len, &mut iov);
+    store.read_at(off, &mut iov[..n])
+}
+
+/// The offset of the first byte where `a[a_off..]` and `b[b_off..]` differ within `len`.
+fn first_diff(a: &SgBuf, a_off: usize, b: &SgBuf, b_off: usize, len: usize) -> Option<usize> {
+    let (mut sa, mut sb) = (empty_io_slices(), empty_io_slices());
+    let na = a.io_slices(a_off, len, &mut sa);
+    let nb = b.io_slices(b_off, len, &mut sb);
+    let (mut ia, mut ib, mut pa, mut pb, mut pos) = (0, 0, 0, 0, 0);
+    while ia < na && ib < nb {
+        let (x, y) = (&sa[ia][pa..], &sb[ib][pb..]);
+        let k = x.len().min(y.len());
+        if let Some(i) = x[..k].iter().zip(&y[..k]).position(|(p, q)| p != q) {
+            return Some(pos + i);
+        }
+        pos += k;
+        pa += k;
+        pb += k;
+        if pa == sa[ia].len() {
+            ia += 1;
+            pa = 0;
+        }
+        if pb == sb[ib].len() {
+            ib += 1;
+            pb = 0;
+        }
+    }
+    None
+}
+
+/// Maps a write failure to sense data.
+fn write_error(e: &std::io::Error, lba: u64) -> Sense {
+    if e.raw_os_error() == Some(28) {
+        // ENOSPC: a thin store ran out of space (SBC-3 §4.7.3.7).
+        Sense::new(SenseCode::SPACE_ALLOCATION_FAILED_WRITE_PROTECT)
+    } else {
+        Sense::with_info(SenseCode::WRITE_ERROR, lba)
+    }
+}
+
+impl<S: BlockStore> DeviceHandler for Disk<S> {
+    fn ops(&self) -> &'static [OpInfo] {
+        DISK_OPS
+    }
+
+    fn device_type(&self) -> u8 {
+        0
+    }
+
+    fn product(&self) -> &str {
+        self.store.product()
+    }
+
+    fn may_block(&self) -> bool {
+        self.store.caps().may_block
+    }
+
+    fn parse(&self, dev: &Device, op: &'static OpInfo, cdb: &[u8], expected_len: u32) -> Result<CmdInfo, Sense> {
+        // A removable device without its medium answers NOT READY before looking further.
+        if !dev.medium_loaded() && (op.flags.has(OpFlags::MEDIUM) || op.op == Op::TestUnitReady) {
+            return Err(Sense::new(SenseCode::MEDIUM_NOT_PRESENT));
+        }
+        let control = |dir, data_len| Ok(CmdInfo { dir, data_len, ..CmdInfo::default() });
+        match op.op {
+            Op::TestUnitReady | Op::StartStopUnit | Op::PreventAllow => control(DataDir::None, 0),
+            Op::RequestSense | Op::ModeSense6 => control(DataDir::In, u32::from(cdb[4])),
+            Op::Inquiry => {
+                if cdb[1] & 1 == 0 && cdb[2] != 0 {
+                    return Err(Sense::invalid_cdb(2, Some(7)));
+                }
+                control(DataDir::In, u32::from(be16(cdb, 3)))
+            }
+            Op::ModeSense10 => control(DataDir::In, u32::from(be16(cdb, 7))),
+            Op::ModeSelect6 => control(DataDir::Out, u32::from(cdb[4])),
+            Op::ModeSelect10 => control(DataDir::Out, u32::from(be16(cdb, 7))),
+            Op::ReadCapacity10 => control(DataDir::In, 8),
+            Op::ReadCapacity16 => control(DataDir::In, be32(cdb, 10)),
+            Op::ReportSupportedOpcodes | Op::ReportSupportedTmf | Op::ReportTargetPortGroups => {
+                control(DataDir::In, be32(cdb, 6))
+            }
+            Op::ReadDefectData10 => control(DataDir::In, u32::from(be16(cdb, 7))),
+            Op::ReadDefectData12 => control(DataDir::In, be32(cdb, 6)),
+            _ => self.parse_rw(op, cdb, expected_len),
+        }
+    }
+
+    fn exec(&self, cmd: &mut Cmd) {
+        let Some(op) = cmd.op() else { return };
+        let r = match op.op {
+            Op::TestUnitReady | Op::Prefetch10 | Op::Prefetch16 => Ok(()),
+            Op::RequestSense => spc::request_sense(cmd),
+            Op::Inquiry => spc::inquiry(self, cmd),
+            Op::ModeSense6 | Op::ModeSense10 => mode::sense(self, cmd),
+            Op::ModeSelect6 | Op::ModeSelect10 => mode::select(self, cmd),
+            Op::StartStopUnit => spc::start_stop(cmd),
+            Op::PreventAllow => spc::prevent_allow(cmd),
+            Op::ReadCapacity10 => spc::read_capacity10(self, cmd),
+            Op::ReadCapacity16 => spc::read_capacity16(self, cmd),
+            Op::ReportSupportedOpcodes => spc::report_opcodes(cmd),
+            Op::ReportSupportedTmf => spc::report_tmf(cmd),
+            Op::ReportTargetPortGroups => spc::report_tpgs(cmd),
+            Op::ReadDefectData10 | Op::ReadDefectData12 => spc::read_defect_data(cmd),
+            Op::Read6 | Op::Read10 | Op::Read12 | Op::Read16 => self.exec_read(cmd),
+            Op::Write6 | Op::Write10 | Op::Write12 | Op::Write16 => self.exec_write(cmd, false),
+            Op::WriteVerify10 | Op::WriteVerify12 | Op::WriteVerify16 => self.exec_write(cmd, true),
+            Op::Verify10 | Op::Verify12 | Op::Verify16 => self.exec_verify(cmd),
+            Op::SyncCache10 | Op::SyncCache16 => self.store.flush().map_err(|e| write_error(&e, cmd.info().lba)),
+            // An opcode table entry without a handler must not pretend success.
+            _ => Err(Sense::invalid_opcode()),
+        };
+        match r {
+            Ok(()) => cmd.set_status(ScsiStatus::GOOD),
+            Err(s) => cmd.check_condition(s),
+        }
+    }
+
+    fn flush(&self) -> std::io::Result<()> {
+        self.store.flush()
+    }
+
+    fn rescan(&self) -> bool {
+        match self.store.refresh() {
+            Ok(g) => self.blocks.swap(g.blocks, Relaxed) != g.blocks,
+            Err(_) => false,
+        }
+    }
+}
