@@ -1,0 +1,68 @@
+//! Thin wrappers over the Linux system calls std does not expose: vectored positional I/O with
+//! per-call flags, and the block device ioctls.
+
+#![allow(unsafe_code)]
+
+use std::io::{self, IoSlice, IoSliceMut};
+use std::os::fd::{AsRawFd, BorrowedFd};
+
+/// `preadv2(fd, bufs, off, 0)`: returns the bytes read.
+pub(crate) fn preadv(fd: BorrowedFd<'_>, bufs: &mut [IoSliceMut<'_>], off: u64) -> io::Result<usize> {
+    let off = libc::off_t::try_from(off).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    let cnt = libc::c_int::try_from(bufs.len()).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    // SAFETY: IoSliceMut is ABI-compatible with `struct iovec` (std guarantees it on Unix); the
+    // slices are valid for writes for their lengths and outlive the call; `fd` is open.
+    let n = unsafe { libc::preadv2(fd.as_raw_fd(), bufs.as_mut_ptr().cast(), cnt, off, 0) };
+    if n < 0 { Err(io::Error::last_os_error()) } else { Ok(n as usize) }
+}
+
+/// `pwritev2(fd, bufs, off, RWF_DSYNC if dsync)`: returns the bytes written.
+pub(crate) fn pwritev(fd: BorrowedFd<'_>, bufs: &[IoSlice<'_>], off: u64, dsync: bool) -> io::Result<usize> {
+    let off = libc::off_t::try_from(off).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    let cnt = libc::c_int::try_from(bufs.len()).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    let flags = if dsync { libc::RWF_DSYNC } else { 0 };
+    // SAFETY: IoSlice is ABI-compatible with `struct iovec`; the slices are valid for reads for
+    // their lengths and outlive the call; `fd` is open.
+    let n = unsafe { libc::pwritev2(fd.as_raw_fd(), bufs.as_ptr().cast(), cnt, off, flags) };
+    if n < 0 { Err(io::Error::last_os_error()) } else { Ok(n as usize) }
+}
+
+/// `_IOR(0x12, 114, u64)`: libc does not define it.
+const BLKGETSIZE64: libc::Ioctl = 0x8008_1272;
+
+/// Size in bytes of a block device (`BLKGETSIZE64`).
+pub(crate) fn blkgetsize64(fd: BorrowedFd<'_>) -> io::Result<u64> {
+    let mut size: u64 = 0;
+    // SAFETY: BLKGETSIZE64 writes one u64 through the pointer, which is valid and aligned.
+    let r = unsafe { libc::ioctl(fd.as_raw_fd(), BLKGETSIZE64, &mut size as *mut u64) };
+    if r < 0 { Err(io::Error::last_os_error()) } else { Ok(size) }
+}
+
+/// Logical block size of a block device (`BLKSSZGET`).
+pub(crate) fn blksszget(fd: BorrowedFd<'_>) -> io::Result<u32> {
+    let mut sz: libc::c_int = 0;
+    // SAFETY: BLKSSZGET writes one int through the pointer, which is valid and aligned.
+    let r = unsafe { libc::ioctl(fd.as_raw_fd(), libc::BLKSSZGET, &mut sz as *mut libc::c_int) };
+    if r < 0 { Err(io::Error::last_os_error()) } else { Ok(sz as u32) }
+}
+
+/// Advances a slice array past `n` bytes already transferred (for short reads and writes).
+pub(crate) fn advance_mut<'a, 'b>(mut bufs: &'b mut [IoSliceMut<'a>], n: usize) -> &'b mut [IoSliceMut<'a>] {
+    IoSliceMut::advance_slices(&mut bufs, n);
+    bufs
+}
+
+/// Advances a slice array past `n` bytes already transferred.
+pub(crate) fn advance<'a, 'b>(mut bufs: &'b mut [IoSlice<'a>], n: usize) -> &'b mut [IoSlice<'a>] {
+    IoSlice::advance_slices(&mut bufs, n);
+    bufs
+}
+
+/// `fallocate(fd, 0, off, len)`: allocates blocks for a range.
+pub(crate) fn fallocate(fd: BorrowedFd<'_>, off: u64, len: u64) -> io::Result<()> {
+    let off = libc::off_t::try_from(off).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    let len = libc::off_t::try_from(len).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    // SAFETY: plain system call on an open descriptor; no memory is passed.
+    let r = unsafe { libc::fallocate(fd.as_raw_fd(), 0, off, len) };
+    if r < 0 { Err(io::Error::last_os_error()) } else { Ok(()) }
+}
