@@ -12,12 +12,15 @@ use crate::{OpenError, check_geometry};
 /// entries.
 const MIN_CHUNK: usize = 64 << 10;
 
+/// One chunk of the store: absent until first written.
+type Chunk = RwLock<Option<Box<[u8]>>>;
+
 /// An in-memory store. Reads and writes never block (per-chunk locks are held only for a copy),
 /// so commands on it complete on the thread that received them.
 pub struct RamStore {
     geometry: Geometry,
     chunk: usize,
-    chunks: Box<[RwLock<Option<Box<[u8]>>>]>,
+    chunks: Box<[Chunk]>,
 }
 
 impl std::fmt::Debug for RamStore {

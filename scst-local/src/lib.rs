@@ -267,9 +267,30 @@ impl LocalInitiator {
         expected_in: u32,
         cookie: u64,
     ) -> Result<(), scst::QueueFull> {
-        let (len, dir) =
-            if data_out.is_empty() { (expected_in, DataDir::In) } else { (data_out.len() as u32, DataDir::Out) };
-        let hdr = self.header(lun, cdb, len, dir, TaskAttr::Simple);
+        self.start_attr(lun, cdb, data_out, expected_in, cookie, TaskAttr::Simple)
+    }
+
+    /// [`LocalInitiator::start`] with a task attribute (ORDERED, HEAD OF QUEUE, ...).
+    ///
+    /// # Errors
+    /// [`scst::QueueFull`] when [`DEPTH`] commands are outstanding.
+    pub fn start_attr(
+        &self,
+        lun: u16,
+        cdb: &[u8],
+        data_out: &[u8],
+        expected_in: u32,
+        cookie: u64,
+        attr: TaskAttr,
+    ) -> Result<(), scst::QueueFull> {
+        let (len, dir) = if !data_out.is_empty() {
+            (data_out.len() as u32, DataDir::Out)
+        } else if expected_in > 0 {
+            (expected_in, DataDir::In)
+        } else {
+            (0, DataDir::None)
+        };
+        let hdr = self.header(lun, cdb, len, dir, attr);
         let mut cmd = self.session.alloc_cmd(&hdr)?;
         cmd.fabric_cookie = cookie & !SYNC;
         let step = self.session.submit(cmd);
@@ -281,8 +302,19 @@ impl LocalInitiator {
 
     /// Waits for the next completion of a command queued with [`LocalInitiator::start`]. Drop
     /// it when done with its Data-In ([`scst::Cmd::data_in_slices`]).
+    ///
+    /// Commands a task management function aborted come back too ([`scst::Cmd::is_aborted`];
+    /// status TASK ABORTED when they never ran), where a wire transport would send nothing: the
+    /// local initiator shows them so callers can tell. The function's response waits until they
+    /// are dropped.
     pub fn next_completion(&self) -> CmdBox {
         self.done_rx.recv().expect("the fabric lives as long as the initiator")
+    }
+
+    /// The next completion of a command queued with [`LocalInitiator::start`], if one is ready;
+    /// never waits.
+    pub fn try_completion(&self) -> Option<CmdBox> {
+        self.done_rx.try_recv().ok()
     }
 
     /// Issues a task management function and waits for its response.

@@ -91,6 +91,35 @@ pub struct CmdHeader<'a> {
     pub expected_dir: DataDir,
 }
 
+/// How a command ends when it does not end GOOD: CHECK CONDITION with sense data, or a status
+/// without sense (BUSY when buffer memory runs out, RESERVATION CONFLICT, TASK SET FULL).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fail {
+    /// CHECK CONDITION with this sense.
+    Check(Sense),
+    /// This status, no sense data.
+    Status(ScsiStatus),
+}
+
+impl From<Sense> for Fail {
+    fn from(s: Sense) -> Self {
+        Self::Check(s)
+    }
+}
+
+impl From<crate::wire::sense::SenseCode> for Fail {
+    fn from(c: crate::wire::sense::SenseCode) -> Self {
+        Self::Check(Sense::new(c))
+    }
+}
+
+impl Fail {
+    /// BUSY: the buffer pool is at its memory limit; the initiator retries later.
+    pub const BUSY: Self = Self::Status(ScsiStatus::BUSY);
+    /// RESERVATION CONFLICT.
+    pub const RESERVATION_CONFLICT: Self = Self::Status(ScsiStatus::RESERVATION_CONFLICT);
+}
+
 /// Where a handler runs a command's execution.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum ExecContext {
@@ -117,6 +146,9 @@ pub struct CmdInfo {
     pub fua: bool,
     /// Where `exec` runs.
     pub ctx: ExecContext,
+    /// The command is well formed (the lengths above are right, so the transport can report
+    /// residuals) but must end with this CHECK CONDITION without executing.
+    pub fail: Option<Sense>,
 }
 
 /// Where a command's Data-In comes from.
@@ -402,32 +434,48 @@ impl Cmd {
         self.sense_len = 0;
     }
 
-    /// Applies a handler result: `Err(sense)` becomes CHECK CONDITION.
-    pub fn complete_with(&mut self, r: Result<(), Sense>) {
-        if let Err(s) = r {
-            self.check_condition(s);
+    /// Ends the command as `f` says.
+    pub fn fail(&mut self, f: Fail) {
+        match f {
+            Fail::Check(s) => self.check_condition(s),
+            Fail::Status(st) => {
+                self.set_status(st);
+                self.data_in = DataIn::None;
+                self.produced = 0;
+            }
+        }
+    }
+
+    /// Applies a handler result: GOOD, or what the failure says.
+    pub fn complete_with(&mut self, r: Result<(), Fail>) {
+        match r {
+            Ok(()) => self.set_status(ScsiStatus::GOOD),
+            Err(f) => self.fail(f),
         }
     }
 
     /// Makes sure the command has a buffer of at least `len` bytes (Data-In commands get theirs
     /// lazily, when the handler knows how much it will produce).
-    pub(crate) fn ensure_buf(&mut self, len: usize) -> Result<&mut SgBuf, Sense> {
+    pub(crate) fn ensure_buf(&mut self, len: usize) -> Result<&mut SgBuf, Fail> {
         if self.buf.as_ref().is_none_or(|b| b.len() < len) {
             self.buf = None;
-            let sess = self.sess.as_ref().ok_or(Sense::new(crate::wire::sense::SenseCode::INTERNAL_TARGET_FAILURE))?;
+            let sess = self.sess.as_ref().ok_or(Fail::from(crate::wire::sense::SenseCode::INTERNAL_TARGET_FAILURE))?;
             match sess.sgv().alloc(len) {
                 Ok(b) => self.buf = Some(b),
-                Err(_) => {
-                    return Err(Sense::new(crate::wire::sense::SenseCode::INTERNAL_TARGET_FAILURE));
-                }
+                // Out of buffer memory (or a request larger than any buffer): BUSY, retry later.
+                Err(_) => return Err(Fail::BUSY),
             }
         }
         Ok(self.buf.as_mut().expect("buffer just ensured"))
     }
 
-    /// Writes a complete Data-In response that the handler built in `data`: the first
-    /// `min(data.len(), alloc_len)` bytes are sent and the full length counts as produced.
-    pub fn respond(&mut self, data: &[u8], alloc_len: usize) -> Result<(), Sense> {
+    /// Writes a complete Data-In response that the handler built in `data`, truncated to the
+    /// allocation length (truncation is not an overflow: the residual compares the truncated
+    /// length with the transport's expected length).
+    ///
+    /// # Errors
+    /// BUSY when no buffer memory is left.
+    pub fn respond(&mut self, data: &[u8], alloc_len: usize) -> Result<(), Fail> {
         let n = data.len().min(alloc_len);
         let buf = self.ensure_buf(n)?;
         buf.write_at(0, &data[..n]);
@@ -449,7 +497,10 @@ impl Cmd {
     }
 
     /// A Data-In buffer of `len` bytes for the handler to fill (e.g. a READ's destination).
-    pub fn data_in_buf(&mut self, len: usize) -> Result<&mut SgBuf, Sense> {
+    ///
+    /// # Errors
+    /// BUSY when no buffer memory is left.
+    pub fn data_in_buf(&mut self, len: usize) -> Result<&mut SgBuf, Fail> {
         self.ensure_buf(len)
     }
 }
@@ -489,9 +540,9 @@ impl DerefMut for CmdBox {
 impl Drop for CmdBox {
     fn drop(&mut self) {
         let Some(mut cmd) = self.0.take() else { return };
-        // A command abandoned before it finished (the fabric lost its connection during the data
-        // transfer, say) still holds its task-set slot: give it back, and let the device's
-        // workers run whatever that unblocks (never this thread: the fabric may hold locks).
+        // Leave the task set now that the response went out (or the command was abandoned), and
+        // let the device's workers run whatever that unblocks (never this thread: the fabric may
+        // hold locks here).
         if cmd.token != Token::None
             && let Some(dev) = cmd.dev.clone()
         {

@@ -11,9 +11,11 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 
 use crossbeam_channel::{Receiver, Sender};
 use parking_lot::Mutex;
+use tracing::{error, warn};
 
 use crate::cmd::{Cmd, CmdBox, CmdInfo};
 use crate::ops::OpInfo;
+use crate::pr::{Access, Nexus, PrError, PrFile, PrLoad, PrState};
 use crate::task_set::TaskSet;
 use crate::ua::UaLog;
 use crate::wire::sense::{Sense, SenseCode};
@@ -92,6 +94,9 @@ pub struct DeviceConfig {
     pub write_cache: bool,
     /// Worker threads, for handlers that may block.
     pub threads: usize,
+    /// Directory for state that must survive a restart (persistent reservations with APTPL).
+    /// `None`: nothing is persisted and APTPL is refused.
+    pub state_dir: Option<std::path::PathBuf>,
 }
 
 impl DeviceConfig {
@@ -107,6 +112,7 @@ impl DeviceConfig {
             removable: false,
             write_cache: true,
             threads: 2,
+            state_dir: None,
         }
     }
 }
@@ -140,6 +146,10 @@ pub struct Device {
     prevent: Mutex<Vec<u64>>,
     jobs: Sender<CmdBox>,
     stats: DeviceStats,
+    pr: Mutex<PrState>,
+    /// Anything registered or reserved: commands check reservations only then.
+    pr_active: AtomicBool,
+    pr_file: Option<PrFile>,
 }
 
 /// Per-device counters.
@@ -182,6 +192,19 @@ impl Device {
         let serial = cfg.serial.clone().unwrap_or_else(|| format!("{h:016x}"));
         // NAA 3 (locally assigned): the top nibble is the NAA, the rest ours.
         let naa = cfg.naa.unwrap_or((3 << 60) | (h & 0x0fff_ffff_ffff_ffff));
+        let pr_file = cfg.state_dir.as_deref().map(|d| PrFile::new(d, &cfg.name));
+        let pr = match pr_file.as_ref().map(PrFile::load) {
+            Some(PrLoad::Current(st)) => st,
+            Some(PrLoad::Previous(st)) => {
+                warn!(device = %cfg.name, "persistent reservation file corrupt: using the previous copy");
+                st
+            }
+            Some(PrLoad::Corrupt) => {
+                error!(device = %cfg.name, "persistent reservation file and its previous copy are corrupt: starting without reservations");
+                PrState::default()
+            }
+            Some(PrLoad::Empty) | None => PrState::default(),
+        };
         let (tx, rx) = crossbeam_channel::bounded(JOB_QUEUE);
         let threads = if handler.may_block() { cfg.threads.max(1) } else { 1 };
         for i in 0..threads {
@@ -206,6 +229,9 @@ impl Device {
             prevent: Mutex::new(Vec::new()),
             jobs: tx,
             stats: DeviceStats::default(),
+            pr_active: AtomicBool::new(!pr.is_idle()),
+            pr: Mutex::new(pr),
+            pr_file,
         }))
     }
 
@@ -304,6 +330,43 @@ impl Device {
     /// The backing store's error.
     pub fn flush(&self) -> io::Result<()> {
         self.handler.flush()
+    }
+
+    /// Whether a command of class `access` from nexus `n` conflicts with a reservation. One
+    /// atomic load when nothing is registered or reserved.
+    pub fn pr_conflicts(&self, n: &Nexus, access: Access) -> bool {
+        self.pr_active.load(Relaxed) && self.pr.lock().conflicts(n, access)
+    }
+
+    /// Runs `f` on the reservation state, then refreshes the fast-path flag and, when `f`
+    /// returns `Ok` and the state is persistent (or just stopped being), saves it.
+    ///
+    /// # Errors
+    /// `f`'s error; or INTERNAL TARGET FAILURE when the state could not be saved (it is then
+    /// still applied in memory and the file keeps the last saved state).
+    pub fn pr_update<R>(&self, f: impl FnOnce(&mut PrState) -> Result<R, PrError>) -> Result<R, PrError> {
+        let mut st = self.pr.lock();
+        let was_persistent = st.aptpl;
+        let r = f(&mut st)?;
+        self.pr_active.store(!st.is_idle(), Relaxed);
+        if (st.aptpl || was_persistent)
+            && let Some(file) = &self.pr_file
+            && let Err(e) = file.save(&st)
+        {
+            error!(device = %self.cfg.name, error = %e, "cannot save persistent reservations");
+            return Err(PrError::Sense(Sense::new(SenseCode::INTERNAL_TARGET_FAILURE)));
+        }
+        Ok(r)
+    }
+
+    /// A read-only view of the reservation state.
+    pub fn pr_state(&self) -> PrState {
+        self.pr.lock().clone()
+    }
+
+    /// Whether APTPL can be honoured (a state directory is configured).
+    pub fn pr_persistent(&self) -> bool {
+        self.pr_file.is_some()
     }
 
     /// Hands a command to a worker for execution.

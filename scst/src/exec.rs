@@ -3,11 +3,13 @@
 //!
 //! Threads: [`ready`] runs on the caller's thread (a fabric thread inside
 //! [`crate::Session::submit`] or [`crate::Session::data_received`]). An inline command is
-//! executed and completed right there and comes back as [`Step::Done`]; a blocking one crosses
-//! to a device worker exactly once and comes back through [`crate::TargetDriver::xmit_response`].
+//! executed right there and comes back as [`Step::Done`]; a blocking one crosses to a device
+//! worker exactly once and comes back through [`crate::TargetDriver::xmit_response`]. Either way
+//! the command leaves the task set when the fabric drops it; commands that unblocks run on the
+//! device's workers.
 
 use crate::cmd::{CmdBox, ExecContext, ScsiStatus};
-use crate::task_set::{Gate, Token};
+use crate::task_set::Gate;
 use crate::tm::Stage;
 
 /// What the fabric must do next with a command it handed to the core.
@@ -37,11 +39,12 @@ pub(crate) fn ready(cmd: CmdBox) -> Step {
 }
 
 fn dispatch(mut cmd: CmdBox) -> Step {
+    // The command leaves the task set when the fabric drops it, after its response went out
+    // (SAM-5: a command is complete when its status was delivered), so a command waiting behind
+    // it can never be answered first.
     match cmd.info.ctx {
         ExecContext::Inline => {
             execute(&mut cmd);
-            let released = leave(&mut cmd);
-            run_released(released);
             Step::Done(cmd)
         }
         ExecContext::Worker => {
@@ -52,15 +55,11 @@ fn dispatch(mut cmd: CmdBox) -> Step {
     }
 }
 
-/// Worker-thread entry: execute (even inline-context commands released from elsewhere),
-/// complete, deliver.
+/// Worker-thread entry: execute (also inline-context commands a completion released from the
+/// task set), then deliver through the fabric.
 pub(crate) fn run_on_worker(mut cmd: CmdBox) {
-    if cmd.token != Token::None || cmd.op.is_some() {
-        execute(&mut cmd);
-    }
-    let released = leave(&mut cmd);
+    execute(&mut cmd);
     deliver(cmd);
-    run_released(released);
 }
 
 fn execute(cmd: &mut CmdBox) {
@@ -74,32 +73,6 @@ fn execute(cmd: &mut CmdBox) {
     st.commands.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     if cmd.status == ScsiStatus::CHECK_CONDITION {
         st.errors.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    }
-}
-
-fn leave(cmd: &mut CmdBox) -> Vec<CmdBox> {
-    let token = std::mem::take(&mut cmd.token);
-    match &cmd.dev {
-        Some(dev) => dev.task_set.leave(token),
-        None => Vec::new(),
-    }
-}
-
-/// Runs commands a completion released from the task set, on this thread when they do not
-/// block, and delivers them through their fabrics.
-fn run_released(mut list: Vec<CmdBox>) {
-    while let Some(mut cmd) = list.pop() {
-        match cmd.info.ctx {
-            ExecContext::Inline => {
-                execute(&mut cmd);
-                list.extend(leave(&mut cmd));
-                deliver(cmd);
-            }
-            ExecContext::Worker => {
-                let dev = cmd.dev.clone().expect("released command has a device");
-                dev.queue_exec(cmd);
-            }
-        }
     }
 }
 

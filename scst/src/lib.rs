@@ -31,6 +31,7 @@ pub mod cmd;
 pub mod dev;
 mod exec;
 pub mod ops;
+pub mod pr;
 pub mod sbc;
 pub mod session;
 pub mod sgv;

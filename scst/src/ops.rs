@@ -60,6 +60,35 @@ pub enum Op {
     WriteVerify12,
     Verify12,
     ReadDefectData12,
+    Reserve6,
+    Release6,
+    Reserve10,
+    Release10,
+    PersistentReserveIn,
+    PersistentReserveOut,
+}
+
+impl Op {
+    /// Whether byte 1 bits 7..5 of the CDB are a protection information field (RDPROTECT,
+    /// WRPROTECT or VRPROTECT). Protection information is not supported, so a non-zero value is
+    /// refused, with the field pointer at the field's most significant bit.
+    pub const fn has_protect_field(self) -> bool {
+        matches!(
+            self,
+            Self::Read10
+                | Self::Read12
+                | Self::Read16
+                | Self::Write10
+                | Self::Write12
+                | Self::Write16
+                | Self::Verify10
+                | Self::Verify12
+                | Self::Verify16
+                | Self::WriteVerify10
+                | Self::WriteVerify12
+                | Self::WriteVerify16
+        )
+    }
 }
 
 /// Per-command properties the core acts on before the handler runs.
@@ -78,6 +107,15 @@ impl OpFlags {
     /// Reads or writes the medium and may block on the backing store (runs on device workers
     /// when the store may block).
     pub const IO: Self = Self(1 << 4);
+
+    /// Never blocked by any reservation (INQUIRY, REPORT LUNS, REQUEST SENSE, PERSISTENT
+    /// RESERVE IN, RESERVE and RELEASE).
+    pub const PR_EXEMPT: Self = Self(1 << 5);
+    /// Not blocked by persistent reservations (only by another nexus's SPC-2 reservation).
+    pub const PR_ALWAYS: Self = Self(1 << 6);
+    /// Changes the logical unit's state without writing the medium: blocked like a write by
+    /// reservations, allowed on read-only LUNs.
+    pub const PR_WRITE: Self = Self(1 << 7);
 
     /// Whether every flag in `other` is set.
     pub const fn has(self, other: Self) -> bool {
@@ -111,6 +149,20 @@ pub struct OpInfo {
 }
 
 impl OpInfo {
+    /// How reservations treat this command (SPC-4 table 63, SBC-3 table 13).
+    pub fn pr_access(&self) -> crate::pr::Access {
+        use crate::pr::Access;
+        if self.flags.has(OpFlags::PR_EXEMPT) {
+            Access::Exempt
+        } else if self.flags.has(OpFlags::PR_ALWAYS) {
+            Access::Always
+        } else if self.flags.has(OpFlags::WRITE) || self.flags.has(OpFlags::PR_WRITE) {
+            Access::Write
+        } else {
+            Access::Read
+        }
+    }
+
     /// The CDB length.
     pub const fn cdb_len(&self) -> usize {
         self.usage.len()
@@ -125,7 +177,12 @@ impl OpInfo {
         for (i, (&b, &u)) in cdb.iter().zip(self.usage).enumerate().skip(1) {
             let bad = b & !u;
             if bad != 0 {
-                let bit = 7 - bad.leading_zeros() as u8;
+                let mut bit = 7 - bad.leading_zeros() as u8;
+                // A multiple-bit field in error is pointed at by its most significant bit
+                // (SPC-4 §4.5.2.4.2).
+                if i == 1 && bit >= 5 && self.op.has_protect_field() {
+                    bit = 7;
+                }
                 return Err(Sense::invalid_cdb(i as u16, Some(bit)));
             }
         }
@@ -137,7 +194,12 @@ const C: u8 = 0x00; // control byte: NACA, LINK and the vendor bits are not supp
 const IN: DataDir = DataDir::In;
 const OUT: DataDir = DataDir::Out;
 const NONE: DataDir = DataDir::None;
-const NOLUN_UAX: OpFlags = OpFlags::NO_LUN.or(OpFlags::UA_EXEMPT);
+const NOLUN_UAX: OpFlags = OpFlags::NO_LUN.or(OpFlags::UA_EXEMPT).or(OpFlags::PR_EXEMPT);
+/// Not blocked by persistent reservations.
+const PRA: OpFlags = OpFlags::PR_ALWAYS;
+/// Changes state: blocked like a write by reservations.
+const PRW: OpFlags = OpFlags::PR_WRITE;
+const PRX: OpFlags = OpFlags::PR_EXEMPT;
 const RD: OpFlags = OpFlags::MEDIUM.or(OpFlags::IO);
 const WR: OpFlags = OpFlags::MEDIUM.or(OpFlags::IO).or(OpFlags::WRITE);
 const NOF: OpFlags = OpFlags(0);
@@ -151,16 +213,19 @@ macro_rules! op {
 
 /// Commands of a direct-access block device (SPC-4 + SBC-3), sorted by opcode and service action.
 pub static DISK_OPS: &[OpInfo] = &[
-    op!(TestUnitReady, 0x00, None, "TEST UNIT READY", NONE, NOF, [0, 0, 0, 0, C]),
-    op!(RequestSense, 0x03, None, "REQUEST SENSE", IN, OpFlags::NO_LUN, [0x01, 0, 0, 0xff, C]),
+    op!(TestUnitReady, 0x00, None, "TEST UNIT READY", NONE, PRA, [0, 0, 0, 0, C]),
+    op!(RequestSense, 0x03, None, "REQUEST SENSE", IN, OpFlags::NO_LUN.or(PRX), [0x01, 0, 0, 0xff, C]),
     op!(Read6, 0x08, None, "READ(6)", IN, RD, [0x1f, 0xff, 0xff, 0xff, C]),
     op!(Write6, 0x0a, None, "WRITE(6)", OUT, WR, [0x1f, 0xff, 0xff, 0xff, C]),
     op!(Inquiry, 0x12, None, "INQUIRY", IN, NOLUN_UAX, [0x01, 0xff, 0xff, 0xff, C]),
-    op!(ModeSelect6, 0x15, None, "MODE SELECT(6)", OUT, NOF, [0x11, 0, 0, 0xff, C]),
+    op!(ModeSelect6, 0x15, None, "MODE SELECT(6)", OUT, PRW, [0x11, 0, 0, 0xff, C]),
+    // SPC-2 reservations: no third-party reservations, no extents.
+    op!(Reserve6, 0x16, None, "RESERVE(6)", NONE, PRX, [0, 0, 0, 0, C]),
+    op!(Release6, 0x17, None, "RELEASE(6)", NONE, PRX, [0, 0, 0, 0, C]),
     op!(ModeSense6, 0x1a, None, "MODE SENSE(6)", IN, NOF, [0x08, 0xff, 0xff, 0xff, C]),
-    op!(StartStopUnit, 0x1b, None, "START STOP UNIT", NONE, NOF, [0x01, 0, 0x0f, 0xf7, C]),
-    op!(PreventAllow, 0x1e, None, "PREVENT ALLOW MEDIUM REMOVAL", NONE, NOF, [0, 0, 0, 0x03, C]),
-    op!(ReadCapacity10, 0x25, None, "READ CAPACITY(10)", IN, OpFlags::MEDIUM, [0, 0, 0, 0, 0, 0, 0, 0, C]),
+    op!(StartStopUnit, 0x1b, None, "START STOP UNIT", NONE, PRW, [0x01, 0, 0x0f, 0xf7, C]),
+    op!(PreventAllow, 0x1e, None, "PREVENT ALLOW MEDIUM REMOVAL", NONE, PRW, [0, 0, 0, 0x03, C]),
+    op!(ReadCapacity10, 0x25, None, "READ CAPACITY(10)", IN, OpFlags::MEDIUM.or(PRA), [0, 0, 0, 0, 0, 0, 0, 0, C]),
     op!(Read10, 0x28, None, "READ(10)", IN, RD, [0x18, 0xff, 0xff, 0xff, 0xff, 0x1f, 0xff, 0xff, C]),
     op!(Write10, 0x2a, None, "WRITE(10)", OUT, WR, [0x18, 0xff, 0xff, 0xff, 0xff, 0x1f, 0xff, 0xff, C]),
     op!(
@@ -174,18 +239,130 @@ pub static DISK_OPS: &[OpInfo] = &[
     ),
     op!(Verify10, 0x2f, None, "VERIFY(10)", OUT, RD, [0x16, 0xff, 0xff, 0xff, 0xff, 0x1f, 0xff, 0xff, C]),
     op!(Prefetch10, 0x34, None, "PRE-FETCH(10)", NONE, RD, [0x02, 0xff, 0xff, 0xff, 0xff, 0x1f, 0xff, 0xff, C]),
+    // SYNCHRONIZE CACHE byte 1: SYNC_NV (SBC-3; obsolete in SBC-4; libiscsi sets it) and IMMED.
+    // Every completed write is flushed, whatever SYNC_NV says.
     op!(
         SyncCache10,
         0x35,
         None,
         "SYNCHRONIZE CACHE(10)",
         NONE,
-        RD,
-        [0x02, 0xff, 0xff, 0xff, 0xff, 0x1f, 0xff, 0xff, C]
+        RD.or(PRW),
+        [0x06, 0xff, 0xff, 0xff, 0xff, 0x1f, 0xff, 0xff, C]
     ),
     op!(ReadDefectData10, 0x37, None, "READ DEFECT DATA(10)", IN, NOF, [0, 0x1f, 0, 0, 0, 0, 0xff, 0xff, C]),
-    op!(ModeSelect10, 0x55, None, "MODE SELECT(10)", OUT, NOF, [0x11, 0, 0, 0, 0, 0, 0xff, 0xff, C]),
+    op!(ModeSelect10, 0x55, None, "MODE SELECT(10)", OUT, PRW, [0x11, 0, 0, 0, 0, 0, 0xff, 0xff, C]),
+    op!(Reserve10, 0x56, None, "RESERVE(10)", NONE, PRX, [0, 0, 0, 0, 0, 0, 0, 0, C]),
+    op!(Release10, 0x57, None, "RELEASE(10)", NONE, PRX, [0, 0, 0, 0, 0, 0, 0, 0, C]),
     op!(ModeSense10, 0x5a, None, "MODE SENSE(10)", IN, NOF, [0x18, 0xff, 0xff, 0, 0, 0, 0xff, 0xff, C]),
+    op!(
+        PersistentReserveIn,
+        0x5e,
+        Some(0),
+        "PERSISTENT RESERVE IN (READ KEYS)",
+        IN,
+        PRX,
+        [0x00, 0, 0, 0, 0, 0, 0xff, 0xff, C]
+    ),
+    op!(
+        PersistentReserveIn,
+        0x5e,
+        Some(1),
+        "PERSISTENT RESERVE IN (READ RESERVATION)",
+        IN,
+        PRX,
+        [0x01, 0, 0, 0, 0, 0, 0xff, 0xff, C]
+    ),
+    op!(
+        PersistentReserveIn,
+        0x5e,
+        Some(2),
+        "PERSISTENT RESERVE IN (REPORT CAPABILITIES)",
+        IN,
+        PRX,
+        [0x02, 0, 0, 0, 0, 0, 0xff, 0xff, C]
+    ),
+    op!(
+        PersistentReserveIn,
+        0x5e,
+        Some(3),
+        "PERSISTENT RESERVE IN (READ FULL STATUS)",
+        IN,
+        PRX,
+        [0x03, 0, 0, 0, 0, 0, 0xff, 0xff, C]
+    ),
+    op!(
+        PersistentReserveOut,
+        0x5f,
+        Some(0),
+        "PERSISTENT RESERVE OUT (REGISTER)",
+        OUT,
+        PRA,
+        [0x00, 0xff, 0, 0, 0xff, 0xff, 0xff, 0xff, C]
+    ),
+    op!(
+        PersistentReserveOut,
+        0x5f,
+        Some(1),
+        "PERSISTENT RESERVE OUT (RESERVE)",
+        OUT,
+        PRA,
+        [0x01, 0xff, 0, 0, 0xff, 0xff, 0xff, 0xff, C]
+    ),
+    op!(
+        PersistentReserveOut,
+        0x5f,
+        Some(2),
+        "PERSISTENT RESERVE OUT (RELEASE)",
+        OUT,
+        PRA,
+        [0x02, 0xff, 0, 0, 0xff, 0xff, 0xff, 0xff, C]
+    ),
+    op!(
+        PersistentReserveOut,
+        0x5f,
+        Some(3),
+        "PERSISTENT RESERVE OUT (CLEAR)",
+        OUT,
+        PRA,
+        [0x03, 0xff, 0, 0, 0xff, 0xff, 0xff, 0xff, C]
+    ),
+    op!(
+        PersistentReserveOut,
+        0x5f,
+        Some(4),
+        "PERSISTENT RESERVE OUT (PREEMPT)",
+        OUT,
+        PRA,
+        [0x04, 0xff, 0, 0, 0xff, 0xff, 0xff, 0xff, C]
+    ),
+    op!(
+        PersistentReserveOut,
+        0x5f,
+        Some(5),
+        "PERSISTENT RESERVE OUT (PREEMPT AND ABORT)",
+        OUT,
+        PRA,
+        [0x05, 0xff, 0, 0, 0xff, 0xff, 0xff, 0xff, C]
+    ),
+    op!(
+        PersistentReserveOut,
+        0x5f,
+        Some(6),
+        "PERSISTENT RESERVE OUT (REGISTER AND IGNORE EXISTING KEY)",
+        OUT,
+        PRA,
+        [0x06, 0xff, 0, 0, 0xff, 0xff, 0xff, 0xff, C]
+    ),
+    op!(
+        PersistentReserveOut,
+        0x5f,
+        Some(7),
+        "PERSISTENT RESERVE OUT (REGISTER AND MOVE)",
+        OUT,
+        PRA,
+        [0x07, 0xff, 0, 0, 0xff, 0xff, 0xff, 0xff, C]
+    ),
     op!(
         Read16,
         0x88,
@@ -237,8 +414,8 @@ pub static DISK_OPS: &[OpInfo] = &[
         None,
         "SYNCHRONIZE CACHE(16)",
         NONE,
-        RD,
-        [0x02, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x1f, C]
+        RD.or(PRW),
+        [0x06, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x1f, C]
     ),
     op!(
         ReadCapacity16,
@@ -246,7 +423,7 @@ pub static DISK_OPS: &[OpInfo] = &[
         Some(0x10),
         "READ CAPACITY(16)",
         IN,
-        OpFlags::MEDIUM,
+        OpFlags::MEDIUM.or(PRA),
         [0x10, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0, C]
     ),
     op!(ReportLuns, 0xa0, None, "REPORT LUNS", IN, NOLUN_UAX, [0, 0xff, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0, C]),
@@ -256,7 +433,7 @@ pub static DISK_OPS: &[OpInfo] = &[
         Some(0x0a),
         "REPORT TARGET PORT GROUPS",
         IN,
-        NOF,
+        PRA,
         [0xea, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0, C]
     ),
     op!(
@@ -352,9 +529,14 @@ mod tests {
     fn lookup_and_field_checks() {
         let read10 = lookup(DISK_OPS, &[0x28, 0, 0, 0, 0, 0, 0, 0, 1, 0]).unwrap();
         assert_eq!(read10.op, Op::Read10);
-        // RDPROTECT set: byte 1 bit 5 (protection is not supported).
-        let e = read10.check_cdb(&[0x28, 0x20, 0, 0, 0, 0, 0, 0, 1, 0]).unwrap_err();
-        assert_eq!(e, Sense::invalid_cdb(1, Some(5)));
+        // RDPROTECT set (protection is not supported): the pointer is at the field's MSB.
+        for rdprotect in 1..8u8 {
+            let e = read10.check_cdb(&[0x28, rdprotect << 5, 0, 0, 0, 0, 0, 0, 1, 0]).unwrap_err();
+            assert_eq!(e, Sense::invalid_cdb(1, Some(7)));
+        }
+        // FUA_NV (byte 1 bit 1) is a field of its own.
+        let e = read10.check_cdb(&[0x28, 0x02, 0, 0, 0, 0, 0, 0, 1, 0]).unwrap_err();
+        assert_eq!(e, Sense::invalid_cdb(1, Some(1)));
         // NACA in the control byte.
         let e = read10.check_cdb(&[0x28, 0, 0, 0, 0, 0, 0, 0, 1, 0x04]).unwrap_err();
         assert_eq!(e, Sense::invalid_cdb(9, Some(2)));

@@ -7,9 +7,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use crossbeam_queue::ArrayQueue;
 use parking_lot::RwLock;
 
-use crate::cmd::{Cmd, CmdBox, CmdHeader, ScsiStatus, TaskAttr};
+use crate::cmd::{Cmd, CmdBox, CmdHeader, Fail, ScsiStatus, TaskAttr};
 use crate::exec::{self, Step};
 use crate::ops::{self, DISK_OPS, DataDir, Op, OpFlags};
+use crate::pr::Nexus;
 use crate::sgv::SgvPool;
 use crate::target::{MappedLun, Target, TargetDriver, TargetPort};
 use crate::tm::{SlotTable, Stage, TmFunction, TmOutcome, TmRequest, TmResponse, TmStatus, TmWait};
@@ -79,6 +80,7 @@ pub struct Session {
     slots: SlotTable,
     closed: AtomicBool,
     stats: SessionStats,
+    nexus: Nexus,
 }
 
 impl std::fmt::Debug for Session {
@@ -95,7 +97,14 @@ static NEXT_SESSION_ID: AtomicU64 = AtomicU64::new(1);
 impl Session {
     pub(crate) fn new(target: Arc<Target>, cfg: SessionConfig, fabric: Arc<dyn TargetDriver>) -> Arc<Self> {
         let depth = cfg.depth.clamp(1, 65535);
+        let nexus = Nexus {
+            initiator: cfg.initiator_name.clone(),
+            port_suffix: cfg.initiator_port.strip_prefix(cfg.initiator_name.as_str()).unwrap_or("").to_string(),
+            rel_port: cfg.port.rel_port_id,
+            protocol: cfg.port.protocol.0,
+        };
         Arc::new(Self {
+            nexus,
             id: NEXT_SESSION_ID.fetch_add(1, Relaxed),
             target,
             cfg,
@@ -122,6 +131,11 @@ impl Session {
     /// The registration data.
     pub fn config(&self) -> &SessionConfig {
         &self.cfg
+    }
+
+    /// The I_T nexus as reservations identify it.
+    pub fn nexus(&self) -> &Nexus {
+        &self.nexus
     }
 
     /// The target port.
@@ -194,8 +208,22 @@ impl Session {
         }
         for s in &self.view.read().slots {
             s.dev.set_prevent(self.id, false);
+            let _ = s.dev.pr_update(|st| {
+                st.nexus_lost(&self.nexus);
+                Ok(())
+            });
         }
         self.target.forget_session(self.id);
+    }
+
+    /// Commands taken from the pool and not yet released (in flight, or held by the fabric).
+    pub fn outstanding(&self) -> usize {
+        self.created.load(Relaxed).saturating_sub(self.pool.len())
+    }
+
+    /// Most commands the session may have outstanding.
+    pub fn depth(&self) -> usize {
+        self.pool.capacity()
     }
 
     /// Whether [`Session::close`] was called.
@@ -260,8 +288,8 @@ impl Session {
         match self.prepare(&mut cmd) {
             Ok(true) => {}
             Ok(false) => return Step::Done(cmd),
-            Err(s) => {
-                cmd.check_condition(s);
+            Err(f) => {
+                cmd.fail(f);
                 return Step::Done(cmd);
             }
         }
@@ -302,10 +330,14 @@ impl Session {
 
     /// Everything before execution. `Ok(true)`: continue to the task set; `Ok(false)`: the
     /// command is already complete (answered by the core).
-    fn prepare(self: &Arc<Self>, cmd: &mut CmdBox) -> Result<bool, Sense> {
+    ///
+    /// Order of checks: LUN, unit attention (SPC-4 §5.14: it precedes everything except
+    /// INQUIRY, REPORT LUNS and REQUEST SENSE), opcode and CDB fields, reservations, write
+    /// protection, then the handler's own parsing.
+    fn prepare(self: &Arc<Self>, cmd: &mut CmdBox) -> Result<bool, Fail> {
         if cmd.attr == TaskAttr::Aca {
             // NormACA is 0: the ACA attribute is not supported (SAM-5 §5.9.5).
-            return Err(Sense::new(SenseCode::INVALID_MESSAGE_ERROR));
+            return Err(SenseCode::INVALID_MESSAGE_ERROR.into());
         }
         let view = self.view.read().clone();
         let Some(slot) = cmd.lun.and_then(|l| view.find(l)) else {
@@ -317,28 +349,30 @@ impl Session {
         cmd.dev = Some(dev.clone());
         let cdb = *cmd.cdb_padded();
         let op = ops::lookup(dev.handler().ops(), &cdb[..cmd.cdb().len().max(1)]);
-        // Unit attentions come before everything but INQUIRY and REPORT LUNS (SPC-4 §5.14).
         if !op.is_ok_and(|o| o.flags.has(OpFlags::UA_EXEMPT))
-            && let Some(code) = slot.ua.take(&dev.ua, self.id)
+            && let Some(code) = slot.ua.take(&dev.ua, self.id, &self.nexus)
         {
             if op.is_ok_and(|o| o.op == Op::RequestSense) {
-                let desc = cdb[1] & 1 != 0;
+                // REQUEST SENSE reports the unit attention as its data and clears it.
                 let mut sense = [0u8; MAX_SENSE_LEN];
-                let n = Sense::new(code).write(desc, &mut sense);
+                let n = Sense::new(code).write(cdb[1] & 1 != 0, &mut sense);
                 cmd.op = op.ok();
                 cmd.info.dir = DataDir::In;
                 cmd.respond(&sense[..n], usize::from(cdb[4]))?;
                 return Ok(false);
             }
-            return Err(Sense::new(code));
+            return Err(code.into());
         }
         let op = op?;
         op.check_cdb(cmd.cdb())?;
         cmd.op = Some(op);
         if op.op == Op::ReportLuns {
             cmd.info.dir = DataDir::In;
-            report_luns(cmd, &view, &cdb)?;
+            self.report_luns(cmd, &view, &cdb)?;
             return Ok(false);
+        }
+        if dev.pr_conflicts(&self.nexus, op.pr_access()) {
+            return Err(Fail::RESERVATION_CONFLICT);
         }
         if op.flags.has(OpFlags::WRITE) && (cmd.read_only || dev.write_protected()) {
             let code = if cmd.read_only || dev.config().read_only {
@@ -346,27 +380,30 @@ impl Session {
             } else {
                 SenseCode::SOFTWARE_WRITE_PROTECTED
             };
-            return Err(Sense::new(code));
+            return Err(code.into());
         }
         cmd.info = dev.handler().parse(&dev, op, &cdb, cmd.expected_len)?;
-        Ok(true)
+        match cmd.info.fail.take() {
+            Some(s) => Err(s.into()),
+            None => Ok(true),
+        }
     }
 
     /// Commands addressed to a LUN this nexus does not have (SPC-4 §6.6.2, §6.39).
-    fn no_lun(&self, cmd: &mut CmdBox, view: &LunView) -> Result<(), Sense> {
+    fn no_lun(&self, cmd: &mut CmdBox, view: &LunView) -> Result<(), Fail> {
         let cdb = *cmd.cdb_padded();
         let op = ops::lookup(DISK_OPS, &cdb[..cmd.cdb().len().max(1)])
             .ok()
             .filter(|o| o.flags.has(OpFlags::NO_LUN))
-            .ok_or(Sense::new(SenseCode::LUN_NOT_SUPPORTED))?;
+            .ok_or(Fail::from(SenseCode::LUN_NOT_SUPPORTED))?;
         op.check_cdb(cmd.cdb())?;
         cmd.op = Some(op);
         cmd.info.dir = DataDir::In;
         match op.op {
-            Op::ReportLuns => report_luns(cmd, view, &cdb),
+            Op::ReportLuns => self.report_luns(cmd, view, &cdb),
             Op::Inquiry if cdb[1] & 1 == 0 => {
                 if cdb[2] != 0 {
-                    return Err(Sense::invalid_cdb(2, Some(7)));
+                    return Err(Sense::invalid_cdb(2, Some(7)).into());
                 }
                 // Peripheral qualifier 011b, device type 1Fh: no logical unit here.
                 let mut d = [0u8; 36];
@@ -381,41 +418,48 @@ impl Session {
                 let n = Sense::new(SenseCode::LUN_NOT_SUPPORTED).write(cdb[1] & 1 != 0, &mut sense);
                 cmd.respond(&sense[..n], usize::from(cdb[4]))
             }
-            _ => Err(Sense::new(SenseCode::LUN_NOT_SUPPORTED)),
+            _ => Err(SenseCode::LUN_NOT_SUPPORTED.into()),
         }
     }
-}
 
-/// REPORT LUNS (SPC-4 §6.33): answered by the core for any LUN, including one that does not
-/// exist, so it works on targets without LUN 0.
-fn report_luns(cmd: &mut Cmd, view: &LunView, cdb: &[u8]) -> Result<(), Sense> {
-    let alloc = be32(cdb, 6) as usize;
-    let list: &[LunSlot] = match cdb[2] {
-        // All logical units (there are no well-known or administrative ones).
-        0x00 | 0x02 => &view.slots,
-        // Well-known LUs only; administrative LUs; administrative + subsidiary; subsidiaries of
-        // the addressed administrative LU: this target has none of those.
-        0x01 | 0x10 | 0x11 | 0x12 => &[],
-        _ => return Err(Sense::invalid_cdb(2, Some(7))),
-    };
-    let total = 8 + 8 * list.len();
-    let n = total.min(alloc);
-    let buf = cmd.data_in_buf(n)?;
-    let mut hdr = [0u8; 8];
-    put32(&mut hdr, 0, (8 * list.len()) as u32);
-    let h = hdr.len().min(n);
-    buf.write_at(0, &hdr[..h]);
-    for (i, s) in list.iter().enumerate() {
-        let off = 8 + 8 * i;
-        if off >= n {
-            break;
+    /// REPORT LUNS (SPC-4 §6.33): answered by the core for any LUN, including one that does
+    /// not exist, so it works on targets without LUN 0. It clears this nexus's REPORTED LUNS DATA
+    /// HAS CHANGED condition on every LUN: the initiator now has the new inventory.
+    fn report_luns(&self, cmd: &mut Cmd, view: &LunView, cdb: &[u8]) -> Result<(), Fail> {
+        let alloc = be32(cdb, 6) as usize;
+        let addressed_lun0 = cmd.lun.is_some_and(|l| l.0 == 0);
+        let list: &[LunSlot] = match cdb[2] {
+            // All logical units (there are no well-known or administrative ones).
+            0x00 | 0x02 => &view.slots,
+            // Administrative LUs and their subsidiaries, addressed to LUN 0: every LU here is a
+            // top-level one.
+            0x11 if addressed_lun0 => &view.slots,
+            // Well-known LUs; administrative LUs; subsidiaries of an administrative LU: none.
+            0x01 | 0x10 | 0x11 | 0x12 => &[],
+            _ => return Err(Sense::invalid_cdb(2, Some(7)).into()),
+        };
+        for s in &view.slots {
+            s.ua.remove(&s.dev.ua, self.id, &self.nexus, SenseCode::REPORTED_LUNS_DATA_HAS_CHANGED);
         }
-        let e = s.lun.to_sam();
-        let k = (n - off).min(8);
-        buf.write_at(off, &e[..k]);
+        let total = 8 + 8 * list.len();
+        let n = total.min(alloc);
+        let buf = cmd.data_in_buf(n)?;
+        let mut hdr = [0u8; 8];
+        put32(&mut hdr, 0, (8 * list.len()) as u32);
+        let h = hdr.len().min(n);
+        buf.write_at(0, &hdr[..h]);
+        for (i, s) in list.iter().enumerate() {
+            let off = 8 + 8 * i;
+            if off >= n {
+                break;
+            }
+            let e = s.lun.to_sam();
+            let k = (n - off).min(8);
+            buf.write_at(off, &e[..k]);
+        }
+        cmd.set_data_in(n);
+        Ok(())
     }
-    cmd.set_data_in(n);
-    Ok(())
 }
 
 impl Session {
@@ -461,6 +505,10 @@ impl Session {
                 self.abort_device(&dev, &wait);
                 if f == TmFunction::LUN_RESET {
                     dev.clear_prevent();
+                    let _ = dev.pr_update(|st| {
+                        st.reset();
+                        Ok(())
+                    });
                     dev.raise_ua(SenseCode::BUS_DEVICE_RESET, None);
                 } else {
                     dev.raise_ua(SenseCode::COMMANDS_CLEARED_BY_ANOTHER_INITIATOR, Some(self.id));
@@ -470,6 +518,10 @@ impl Session {
                 for m in self.target.luns().values() {
                     self.abort_device(&m.dev, &wait);
                     m.dev.clear_prevent();
+                    let _ = m.dev.pr_update(|st| {
+                        st.reset();
+                        Ok(())
+                    });
                     m.dev.raise_ua(SenseCode::POWER_ON_RESET, None);
                 }
             }
@@ -477,6 +529,10 @@ impl Session {
                 self.slots.abort_matching(|_, _| true, Some(&wait), &mut data_wait);
                 for s in &view.slots {
                     s.dev.set_prevent(self.id, false);
+                    let _ = s.dev.pr_update(|st| {
+                        st.nexus_lost(&self.nexus);
+                        Ok(())
+                    });
                 }
                 self.raise_local_ua(SenseCode::I_T_NEXUS_LOSS);
             }
@@ -489,7 +545,7 @@ impl Session {
                 return TmOutcome::Done(rsp(if any { TmStatus::SUCCEEDED } else { TmStatus::COMPLETE }));
             }
             TmFunction::QUERY_ASYNC_EVENT => {
-                let pending = slot.is_some_and(|s| s.ua.pending(&s.dev.ua, self.id));
+                let pending = slot.is_some_and(|s| s.ua.pending(&s.dev.ua, self.id, &self.nexus));
                 return TmOutcome::Done(rsp(if pending { TmStatus::SUCCEEDED } else { TmStatus::COMPLETE }));
             }
             _ => return TmOutcome::Done(rsp(TmStatus::NOT_SUPPORTED)),
@@ -498,6 +554,27 @@ impl Session {
             self.fabric.abort_pending(tag);
         }
         if wait.arm() { TmOutcome::Done(rsp(TmStatus::COMPLETE)) } else { TmOutcome::Pending }
+    }
+
+    /// Aborts every command on `dev` of the sessions of nexus `n` (PREEMPT AND ABORT); the
+    /// command doing it is not one of them.
+    pub(crate) fn abort_nexus(&self, dev: &Arc<crate::dev::Device>, n: &Nexus) {
+        for sess in self.target.sessions() {
+            let m = &sess.nexus;
+            if m.initiator != n.initiator
+                || m.port_suffix != n.port_suffix
+                || (n.rel_port != 0 && m.rel_port != n.rel_port)
+            {
+                continue;
+            }
+            let luns: Vec<Lun> =
+                sess.view.read().slots.iter().filter(|s| Arc::ptr_eq(&s.dev, dev)).map(|s| s.lun).collect();
+            let mut data_wait = Vec::new();
+            sess.slots.abort_matching(|_, l| l.is_some_and(|l| luns.contains(&l)), None, &mut data_wait);
+            for tag in data_wait {
+                sess.fabric.abort_pending(tag);
+            }
+        }
     }
 
     /// Aborts every command on `dev` from every nexus of this target.

@@ -7,7 +7,7 @@ use std::io::IoSliceMut;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
-use crate::cmd::{Cmd, CmdInfo, ExecContext, ScsiStatus};
+use crate::cmd::{Cmd, CmdInfo, ExecContext, Fail};
 use crate::dev::{Device, DeviceHandler};
 use crate::ops::{DISK_OPS, DataDir, Op, OpFlags, OpInfo};
 use crate::sgv::{MAX_SEGS, SgBuf, SgvPool, empty_io_slices, empty_io_slices_mut};
@@ -76,7 +76,7 @@ impl<S: BlockStore> Disk<S> {
     /// a zero-length transfer, and nothing overflows.
     fn check_range(&self, lba: u64, blocks: u64) -> Result<(), Sense> {
         let n = self.blocks.load(Relaxed);
-        if lba >= n || blocks > n - lba { Err(Sense::lba_out_of_range()) } else { Ok(()) }
+        if lba >= n || blocks > n - lba { Err(Sense::lba_out_of_range().into()) } else { Ok(()) }
     }
 
     /// LBA, transfer length and the CDB offset of the transfer length field.
@@ -108,14 +108,14 @@ impl<S: BlockStore> Disk<S> {
                 0 => 0,
                 1 => blocks,
                 3 => blocks.min(1),
-                _ => return Err(Sense::invalid_cdb(1, Some(2))),
+                _ => return Err(Sense::invalid_cdb(1, Some(2)).into()),
             },
-            o if is_write_verify(o) && bytchk > 1 => return Err(Sense::invalid_cdb(1, Some(2))),
+            o if is_write_verify(o) && bytchk > 1 => return Err(Sense::invalid_cdb(1, Some(2)).into()),
             Op::Prefetch10 | Op::Prefetch16 | Op::SyncCache10 | Op::SyncCache16 => 0,
             _ => blocks,
         };
         if data_blocks > self.max_transfer_blocks() {
-            return Err(Sense::invalid_cdb(len_field, Some(7)));
+            return Err(Sense::invalid_cdb(len_field, Some(7)).into());
         }
         self.check_range(lba, u64::from(blocks))?;
         let mut info = CmdInfo {
@@ -125,11 +125,14 @@ impl<S: BlockStore> Disk<S> {
             blocks,
             fua: cdb[1] & 0x08 != 0,
             ctx: if self.store.caps().may_block { ExecContext::Worker } else { ExecContext::Inline },
+            fail: None,
         };
         match info.dir {
             DataDir::Out if expected_len < info.data_len => {
                 if expected_len % bs != 0 {
-                    return Err(Sense::new(SenseCode::INVALID_FIELD_IN_INFORMATION_UNIT));
+                    // Known lengths, so the residual is reported, but a partial block cannot be
+                    // written.
+                    info.fail = Some(Sense::new(SenseCode::INVALID_FIELD_IN_INFORMATION_UNIT));
                 }
                 if bytchk != 3 || !is_verify(op.op) || expected_len == 0 {
                     info.blocks = expected_len / bs;
@@ -146,14 +149,14 @@ impl<S: BlockStore> Disk<S> {
         Ok(info)
     }
 
-    fn exec_read(&self, cmd: &mut Cmd) -> Result<(), Sense> {
+    fn exec_read(&self, cmd: &mut Cmd) -> Result<(), Fail> {
         let info = *cmd.info();
         let len = info.blocks as usize * self.block_size as usize;
         if self.store.caps().null {
             cmd.set_data_in_zeros(len);
         } else {
             let off = info.lba * u64::from(self.block_size);
-            let buf = cmd.data_in_buf(len)?;
+            let buf = cmd.data_in_buf(len).map_err(|_| Fail::BUSY)?;
             read_into(&self.store, off, buf, len)
                 .map_err(|_| Sense::with_info(SenseCode::UNRECOVERED_READ_ERROR, info.lba))?;
             cmd.set_data_in(len);
@@ -166,7 +169,7 @@ impl<S: BlockStore> Disk<S> {
         Ok(())
     }
 
-    fn exec_write(&self, cmd: &mut Cmd, verify: bool) -> Result<(), Sense> {
+    fn exec_write(&self, cmd: &mut Cmd, verify: bool) -> Result<(), Fail> {
         let info = *cmd.info();
         let len = info.blocks as usize * self.block_size as usize;
         if len == 0 || info.dir != DataDir::Out {
@@ -187,7 +190,7 @@ impl<S: BlockStore> Disk<S> {
         Ok(())
     }
 
-    fn exec_verify(&self, cmd: &Cmd) -> Result<(), Sense> {
+    fn exec_verify(&self, cmd: &Cmd) -> Result<(), Fail> {
         let info = *cmd.info();
         match (cmd.cdb()[1] >> 1) & 3 {
             1 if info.blocks > 0 => self.compare(cmd, info.lba, info.blocks, false),
@@ -208,13 +211,13 @@ impl<S: BlockStore> Disk<S> {
         lba: u64,
         blocks: u32,
         mut f: impl FnMut(usize, &SgBuf) -> Result<(), Sense>,
-    ) -> Result<(), Sense> {
+    ) -> Result<(), Fail> {
         let bs = self.block_size as usize;
         let total = blocks as usize * bs;
         let mut done = 0;
         while done < total {
             let n = (total - done).min(VERIFY_CHUNK);
-            let mut tmp = sgv.alloc(n).map_err(|_| Sense::new(SenseCode::INTERNAL_TARGET_FAILURE))?;
+            let mut tmp = sgv.alloc(n).map_err(|_| Fail::BUSY)?;
             if self.store.caps().null {
                 tmp.fill(0, n, 0);
             } else {
@@ -230,7 +233,7 @@ impl<S: BlockStore> Disk<S> {
     /// Compares the medium at `lba` with the command's Data-Out (each block with the first
     /// Data-Out block when `single`). A difference ends the command with MISCOMPARE and the
     /// offset of the first differing byte in the INFORMATION field (SBC-3 §5.27).
-    fn compare(&self, cmd: &Cmd, lba: u64, blocks: u32, single: bool) -> Result<(), Sense> {
+    fn compare(&self, cmd: &Cmd, lba: u64, blocks: u32, single: bool) -> Result<(), Fail> {
         let data = cmd.buf().ok_or(Sense::new(SenseCode::INTERNAL_TARGET_FAILURE))?;
         let bs = self.block_size as usize;
         self.for_each_chunk(cmd.session().target().sgv(), lba, blocks, |at, medium| {
@@ -240,7 +243,7 @@ impl<S: BlockStore> Disk<S> {
                 first_diff(medium, 0, data, at, medium.len())
             };
             match diff {
-                Some(i) => Err(Sense::with_info(SenseCode::MISCOMPARE_DURING_VERIFY, (at + i) as u64)),
+                Some(i) => Err(Sense::with_info(SenseCode::MISCOMPARE_DURING_VERIFY, (at + i) as u64).into()),
                 None => Ok(()),
             }
         })
@@ -311,7 +314,7 @@ impl<S: BlockStore> DeviceHandler for Disk<S> {
     fn parse(&self, dev: &Device, op: &'static OpInfo, cdb: &[u8], expected_len: u32) -> Result<CmdInfo, Sense> {
         // A removable device without its medium answers NOT READY before looking further.
         if !dev.medium_loaded() && (op.flags.has(OpFlags::MEDIUM) || op.op == Op::TestUnitReady) {
-            return Err(Sense::new(SenseCode::MEDIUM_NOT_PRESENT));
+            return Err(Sense::new(SenseCode::MEDIUM_NOT_PRESENT).into());
         }
         let control = |dir, data_len| Ok(CmdInfo { dir, data_len, ..CmdInfo::default() });
         match op.op {
@@ -319,7 +322,7 @@ impl<S: BlockStore> DeviceHandler for Disk<S> {
             Op::RequestSense | Op::ModeSense6 => control(DataDir::In, u32::from(cdb[4])),
             Op::Inquiry => {
                 if cdb[1] & 1 == 0 && cdb[2] != 0 {
-                    return Err(Sense::invalid_cdb(2, Some(7)));
+                    return Err(Sense::invalid_cdb(2, Some(7)).into());
                 }
                 control(DataDir::In, u32::from(be16(cdb, 3)))
             }
@@ -331,6 +334,9 @@ impl<S: BlockStore> DeviceHandler for Disk<S> {
             Op::ReportSupportedOpcodes | Op::ReportSupportedTmf | Op::ReportTargetPortGroups => {
                 control(DataDir::In, be32(cdb, 6))
             }
+            Op::PersistentReserveIn => control(DataDir::In, u32::from(be16(cdb, 7))),
+            Op::PersistentReserveOut => control(DataDir::Out, be32(cdb, 5)),
+            Op::Reserve6 | Op::Release6 | Op::Reserve10 | Op::Release10 => control(DataDir::None, 0),
             Op::ReadDefectData10 => control(DataDir::In, u32::from(be16(cdb, 7))),
             Op::ReadDefectData12 => control(DataDir::In, be32(cdb, 6)),
             _ => self.parse_rw(op, cdb, expected_len),
@@ -340,6 +346,31 @@ impl<S: BlockStore> DeviceHandler for Disk<S> {
     fn exec(&self, cmd: &mut Cmd) {
         let Some(op) = cmd.op() else { return };
         let r = match op.op {
+            Op::Read6 | Op::Read10 | Op::Read12 | Op::Read16 => self.exec_read(cmd),
+            Op::Write6 | Op::Write10 | Op::Write12 | Op::Write16 => self.exec_write(cmd, false),
+            Op::WriteVerify10 | Op::WriteVerify12 | Op::WriteVerify16 => self.exec_write(cmd, true),
+            Op::Verify10 | Op::Verify12 | Op::Verify16 => self.exec_verify(cmd),
+            other => self.exec_control(other, cmd),
+        };
+        cmd.complete_with(r);
+    }
+
+    fn flush(&self) -> std::io::Result<()> {
+        self.store.flush()
+    }
+
+    fn rescan(&self) -> bool {
+        match self.store.refresh() {
+            Ok(g) => self.blocks.swap(g.blocks, Relaxed) != g.blocks,
+            Err(_) => false,
+        }
+    }
+}
+
+impl<S: BlockStore> Disk<S> {
+    /// The commands that move no medium data through a buffer.
+    fn exec_control(&self, op: Op, cmd: &mut Cmd) -> Result<(), Fail> {
+        match op {
             Op::TestUnitReady | Op::Prefetch10 | Op::Prefetch16 => Ok(()),
             Op::RequestSense => spc::request_sense(cmd),
             Op::Inquiry => spc::inquiry(self, cmd),
@@ -353,28 +384,13 @@ impl<S: BlockStore> DeviceHandler for Disk<S> {
             Op::ReportSupportedTmf => spc::report_tmf(cmd),
             Op::ReportTargetPortGroups => spc::report_tpgs(cmd),
             Op::ReadDefectData10 | Op::ReadDefectData12 => spc::read_defect_data(cmd),
-            Op::Read6 | Op::Read10 | Op::Read12 | Op::Read16 => self.exec_read(cmd),
-            Op::Write6 | Op::Write10 | Op::Write12 | Op::Write16 => self.exec_write(cmd, false),
-            Op::WriteVerify10 | Op::WriteVerify12 | Op::WriteVerify16 => self.exec_write(cmd, true),
-            Op::Verify10 | Op::Verify12 | Op::Verify16 => self.exec_verify(cmd),
-            Op::SyncCache10 | Op::SyncCache16 => self.store.flush().map_err(|e| write_error(&e, cmd.info().lba)),
+            Op::PersistentReserveIn => crate::pr::exec::prin(cmd),
+            Op::PersistentReserveOut => crate::pr::exec::prout(cmd),
+            Op::Reserve6 | Op::Reserve10 => crate::pr::exec::reserve(cmd),
+            Op::Release6 | Op::Release10 => crate::pr::exec::release(cmd),
+            Op::SyncCache10 | Op::SyncCache16 => self.store.flush().map_err(|e| write_error(&e, cmd.info().lba).into()),
             // An opcode table entry without a handler must not pretend success.
-            _ => Err(Sense::invalid_opcode()),
-        };
-        match r {
-            Ok(()) => cmd.set_status(ScsiStatus::GOOD),
-            Err(s) => cmd.check_condition(s),
-        }
-    }
-
-    fn flush(&self) -> std::io::Result<()> {
-        self.store.flush()
-    }
-
-    fn rescan(&self) -> bool {
-        match self.store.refresh() {
-            Ok(g) => self.blocks.swap(g.blocks, Relaxed) != g.blocks,
-            Err(_) => false,
+            _ => Err(Sense::invalid_opcode().into()),
         }
     }
 }

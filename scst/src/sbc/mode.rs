@@ -9,7 +9,7 @@ use std::sync::atomic::Ordering::Relaxed;
 
 use super::Disk;
 use super::spc::Resp;
-use crate::cmd::Cmd;
+use crate::cmd::{Cmd, Fail};
 use crate::dev::Device;
 use crate::store::BlockStore;
 use crate::wire::cdb::{be16, be32, be64, put16, put32, put64};
@@ -70,7 +70,7 @@ fn page(code: u8, pc: Pc, dev: &Device, out: &mut [u8; 20]) -> Option<usize> {
     Some(len)
 }
 
-pub(super) fn sense<S: BlockStore>(disk: &Disk<S>, cmd: &mut Cmd) -> Result<(), Sense> {
+pub(super) fn sense<S: BlockStore>(disk: &Disk<S>, cmd: &mut Cmd) -> Result<(), Fail> {
     let cdb = *cmd.cdb_padded();
     let six = cdb[0] == 0x1a;
     let dbd = cdb[1] & 0x08 != 0;
@@ -81,11 +81,11 @@ pub(super) fn sense<S: BlockStore>(disk: &Disk<S>, cmd: &mut Cmd) -> Result<(), 
         0 => Pc::Current,
         1 => Pc::Changeable,
         2 => Pc::Default,
-        _ => return Err(Sense::new(SenseCode::SAVING_PARAMETERS_NOT_SUPPORTED)),
+        _ => return Err(Sense::new(SenseCode::SAVING_PARAMETERS_NOT_SUPPORTED).into()),
     };
     // No page has subpages: subpage 00h, or FFh ("all subpages"), which is the same here.
     if subpage != 0x00 && subpage != 0xff {
-        return Err(Sense::invalid_cdb(3, Some(7)));
+        return Err(Sense::invalid_cdb(3, Some(7)).into());
     }
     let dev = cmd.device().cloned().ok_or(Sense::new(SenseCode::INTERNAL_TARGET_FAILURE))?;
     let g = disk.geometry();
@@ -139,19 +139,19 @@ pub(super) fn sense<S: BlockStore>(disk: &Disk<S>, cmd: &mut Cmd) -> Result<(), 
 /// fit with room to spare).
 const MAX_SELECT: usize = 512;
 
-pub(super) fn select<S: BlockStore>(disk: &Disk<S>, cmd: &mut Cmd) -> Result<(), Sense> {
+pub(super) fn select<S: BlockStore>(disk: &Disk<S>, cmd: &mut Cmd) -> Result<(), Fail> {
     let cdb = *cmd.cdb_padded();
     let six = cdb[0] == 0x15;
     if cdb[1] & 0x01 != 0 {
         // SP: saving pages is not supported.
-        return Err(Sense::invalid_cdb(1, Some(0)));
+        return Err(Sense::invalid_cdb(1, Some(0)).into());
     }
     let plen = cmd.buf().map_or(0, |b| b.len());
     if plen == 0 {
         return Ok(());
     }
     if plen > MAX_SELECT {
-        return Err(Sense::new(SenseCode::PARAMETER_LIST_LENGTH_ERROR));
+        return Err(Sense::new(SenseCode::PARAMETER_LIST_LENGTH_ERROR).into());
     }
     let mut p = [0u8; MAX_SELECT];
     if let Some(b) = cmd.buf() {
@@ -160,15 +160,15 @@ pub(super) fn select<S: BlockStore>(disk: &Disk<S>, cmd: &mut Cmd) -> Result<(),
     let p = &p[..plen];
     let hdr = if six { 4 } else { 8 };
     if plen < hdr {
-        return Err(Sense::new(SenseCode::PARAMETER_LIST_LENGTH_ERROR));
+        return Err(Sense::new(SenseCode::PARAMETER_LIST_LENGTH_ERROR).into());
     }
     let bdl = if six { usize::from(p[3]) } else { usize::from(be16(p, 6)) };
     let long = !six && p[4] & 1 != 0;
     if bdl != 0 && bdl != if long { 16 } else { 8 } {
-        return Err(Sense::invalid_param(if six { 3 } else { 7 }, None));
+        return Err(Sense::invalid_param(if six { 3 } else { 7 }, None).into());
     }
     if hdr + bdl > plen {
-        return Err(Sense::new(SenseCode::PARAMETER_LIST_LENGTH_ERROR));
+        return Err(Sense::new(SenseCode::PARAMETER_LIST_LENGTH_ERROR).into());
     }
     let g = disk.geometry();
     if bdl > 0 {
@@ -176,10 +176,10 @@ pub(super) fn select<S: BlockStore>(disk: &Disk<S>, cmd: &mut Cmd) -> Result<(),
         let (blocks, bs, bs_off) =
             if long { (be64(d, 0), be32(d, 12), 12) } else { (u64::from(be32(d, 0)), be32(d, 4) & 0x00ff_ffff, 5) };
         if bs != g.block_size && bs != 0 {
-            return Err(Sense::invalid_param((hdr + bs_off) as u16, None));
+            return Err(Sense::invalid_param((hdr + bs_off) as u16, None).into());
         }
         if blocks != 0 && blocks != g.blocks && blocks != u64::from(u32::MAX) {
-            return Err(Sense::invalid_param(hdr as u16, None));
+            return Err(Sense::invalid_param(hdr as u16, None).into());
         }
     }
     let dev = cmd.device().cloned().ok_or(Sense::new(SenseCode::INTERNAL_TARGET_FAILURE))?;
@@ -188,10 +188,10 @@ pub(super) fn select<S: BlockStore>(disk: &Disk<S>, cmd: &mut Cmd) -> Result<(),
     let mut off = hdr + bdl;
     while off < plen {
         if off + 2 > plen {
-            return Err(Sense::new(SenseCode::PARAMETER_LIST_LENGTH_ERROR));
+            return Err(Sense::new(SenseCode::PARAMETER_LIST_LENGTH_ERROR).into());
         }
         if p[off] & 0x40 != 0 {
-            return Err(Sense::invalid_param(off as u16, Some(6)));
+            return Err(Sense::invalid_param(off as u16, Some(6)).into());
         }
         let code = p[off] & 0x3f;
         let len = usize::from(p[off + 1]) + 2;
@@ -199,17 +199,17 @@ pub(super) fn select<S: BlockStore>(disk: &Disk<S>, cmd: &mut Cmd) -> Result<(),
         let n = page(code, Pc::Current, &dev, &mut cur).ok_or(Sense::invalid_param(off as u16, Some(5)))?;
         page(code, Pc::Changeable, &dev, &mut chg);
         if len != n {
-            return Err(Sense::invalid_param(off as u16 + 1, None));
+            return Err(Sense::invalid_param(off as u16 + 1, None).into());
         }
         if off + len > plen {
-            return Err(Sense::new(SenseCode::PARAMETER_LIST_LENGTH_ERROR));
+            return Err(Sense::new(SenseCode::PARAMETER_LIST_LENGTH_ERROR).into());
         }
         let new = &p[off..off + len];
         for i in 2..len {
             let bad = (new[i] ^ cur[i]) & !chg[i];
             if bad != 0 {
                 let bit = 7 - bad.leading_zeros() as u8;
-                return Err(Sense::invalid_param((off + i) as u16, Some(bit)));
+                return Err(Sense::invalid_param((off + i) as u16, Some(bit)).into());
             }
         }
         let mut page_bytes = [0u8; 20];

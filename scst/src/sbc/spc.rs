@@ -3,7 +3,7 @@
 //! TARGET PORT GROUPS and READ DEFECT DATA.
 
 use super::{Disk, MAX_TRANSFER_BYTES};
-use crate::cmd::Cmd;
+use crate::cmd::{Cmd, Fail};
 use crate::ops::{self, DISK_OPS};
 use crate::store::BlockStore;
 use crate::wire::cdb::{be16, be32, put16, put32, put64};
@@ -41,7 +41,7 @@ impl Resp {
         &mut self.buf[..self.len]
     }
 
-    pub(super) fn send(&self, cmd: &mut Cmd, alloc: usize) -> Result<(), Sense> {
+    pub(super) fn send(&self, cmd: &mut Cmd, alloc: usize) -> Result<(), Fail> {
         cmd.respond(&self.buf[..self.len], alloc)
     }
 }
@@ -58,7 +58,7 @@ fn ascii_field(r: &mut Resp, s: &str, n: usize) {
     }
 }
 
-pub(super) fn request_sense(cmd: &mut Cmd) -> Result<(), Sense> {
+pub(super) fn request_sense(cmd: &mut Cmd) -> Result<(), Fail> {
     // No pending condition (unit attentions were answered by the core): NO SENSE.
     let desc = cmd.cdb()[1] & 1 != 0;
     let alloc = usize::from(cmd.cdb()[4]);
@@ -72,7 +72,7 @@ const SAM5: u16 = 0x00a0;
 const SPC4: u16 = 0x0460;
 const SBC3: u16 = 0x04c0;
 
-pub(super) fn inquiry<S: BlockStore>(disk: &Disk<S>, cmd: &mut Cmd) -> Result<(), Sense> {
+pub(super) fn inquiry<S: BlockStore>(disk: &Disk<S>, cmd: &mut Cmd) -> Result<(), Fail> {
     let cdb = *cmd.cdb_padded();
     let alloc = usize::from(be16(&cdb, 3));
     if cdb[1] & 1 != 0 {
@@ -95,7 +95,8 @@ pub(super) fn inquiry<S: BlockStore>(disk: &Disk<S>, cmd: &mut Cmd) -> Result<()
     ascii_field(&mut r, disk.store.product(), 16);
     ascii_field(&mut r, &dev.config().revision, 4);
     r.zeros(22); // vendor specific 36..56, byte 56, byte 57
-    for d in [SAM5, port.version_descriptor, SPC4, SBC3] {
+    // Listed without gaps: a port without a transport standard (the loopback) adds none.
+    for d in [SAM5, port.version_descriptor, SPC4, SBC3].into_iter().filter(|d| *d != 0) {
         r.put(&d.to_be_bytes());
     }
     r.zeros(96 - r.len());
@@ -106,7 +107,7 @@ pub(super) fn inquiry<S: BlockStore>(disk: &Disk<S>, cmd: &mut Cmd) -> Result<()
 
 const VPD_PAGES: [u8; 7] = [0x00, 0x80, 0x83, 0x86, 0xb0, 0xb1, 0xb2];
 
-fn vpd<S: BlockStore>(disk: &Disk<S>, cmd: &mut Cmd, page: u8, alloc: usize) -> Result<(), Sense> {
+fn vpd<S: BlockStore>(disk: &Disk<S>, cmd: &mut Cmd, page: u8, alloc: usize) -> Result<(), Fail> {
     let dev = cmd.device().cloned().ok_or(Sense::new(SenseCode::INTERNAL_TARGET_FAILURE))?;
     let mut r = Resp::new();
     r.put(&[0x00, page, 0, 0]);
@@ -147,7 +148,7 @@ fn vpd<S: BlockStore>(disk: &Disk<S>, cmd: &mut Cmd, page: u8, alloc: usize) -> 
             // Logical Block Provisioning: no thin provisioning operations.
             r.put(&[0, 0, 0, 0]);
         }
-        _ => return Err(Sense::invalid_cdb(2, Some(7))),
+        _ => return Err(Sense::invalid_cdb(2, Some(7)).into()),
     }
     let n = r.len();
     put16(r.bytes_mut(), 2, (n - 4) as u16);
@@ -181,7 +182,7 @@ fn device_identification(cmd: &Cmd, dev: &crate::dev::Device, r: &mut Resp) {
     name(0xa8, &target);
 }
 
-pub(super) fn read_capacity10<S: BlockStore>(disk: &Disk<S>, cmd: &mut Cmd) -> Result<(), Sense> {
+pub(super) fn read_capacity10<S: BlockStore>(disk: &Disk<S>, cmd: &mut Cmd) -> Result<(), Fail> {
     let g = disk.geometry();
     let mut d = [0u8; 8];
     put32(&mut d, 0, u32::try_from(g.blocks - 1).unwrap_or(u32::MAX));
@@ -189,7 +190,7 @@ pub(super) fn read_capacity10<S: BlockStore>(disk: &Disk<S>, cmd: &mut Cmd) -> R
     cmd.respond(&d, 8)
 }
 
-pub(super) fn read_capacity16<S: BlockStore>(disk: &Disk<S>, cmd: &mut Cmd) -> Result<(), Sense> {
+pub(super) fn read_capacity16<S: BlockStore>(disk: &Disk<S>, cmd: &mut Cmd) -> Result<(), Fail> {
     let g = disk.geometry();
     let alloc = be32(cmd.cdb(), 10) as usize;
     let mut d = [0u8; 32];
@@ -199,7 +200,7 @@ pub(super) fn read_capacity16<S: BlockStore>(disk: &Disk<S>, cmd: &mut Cmd) -> R
     cmd.respond(&d, alloc)
 }
 
-pub(super) fn start_stop(cmd: &mut Cmd) -> Result<(), Sense> {
+pub(super) fn start_stop(cmd: &mut Cmd) -> Result<(), Fail> {
     let cdb = *cmd.cdb_padded();
     let dev = cmd.device().cloned().ok_or(Sense::new(SenseCode::INTERNAL_TARGET_FAILURE))?;
     let (power_condition, loej, start) = (cdb[4] >> 4, cdb[4] & 2 != 0, cdb[4] & 1 != 0);
@@ -209,10 +210,10 @@ pub(super) fn start_stop(cmd: &mut Cmd) -> Result<(), Sense> {
         return Ok(());
     }
     if !dev.config().removable {
-        return Err(Sense::invalid_cdb(4, Some(1)));
+        return Err(Sense::invalid_cdb(4, Some(1)).into());
     }
     if dev.removal_prevented() {
-        return Err(Sense::new(SenseCode::MEDIUM_REMOVAL_PREVENTED));
+        return Err(Sense::new(SenseCode::MEDIUM_REMOVAL_PREVENTED).into());
     }
     let was = dev.medium_loaded();
     dev.set_medium_loaded(start);
@@ -222,11 +223,11 @@ pub(super) fn start_stop(cmd: &mut Cmd) -> Result<(), Sense> {
     Ok(())
 }
 
-pub(super) fn prevent_allow(cmd: &mut Cmd) -> Result<(), Sense> {
+pub(super) fn prevent_allow(cmd: &mut Cmd) -> Result<(), Fail> {
     let prevent = cmd.cdb()[4] & 3;
     if prevent > 1 {
         // 10b and 11b are for medium changers.
-        return Err(Sense::invalid_cdb(4, Some(1)));
+        return Err(Sense::invalid_cdb(4, Some(1)).into());
     }
     let dev = cmd.device().cloned().ok_or(Sense::new(SenseCode::INTERNAL_TARGET_FAILURE))?;
     if dev.config().removable {
@@ -248,7 +249,7 @@ fn timeouts_descriptor(r: &mut Resp) {
 }
 
 /// REPORT SUPPORTED OPERATION CODES (SPC-4 §6.35).
-pub(super) fn report_opcodes(cmd: &mut Cmd) -> Result<(), Sense> {
+pub(super) fn report_opcodes(cmd: &mut Cmd) -> Result<(), Fail> {
     let cdb = *cmd.cdb_padded();
     let rctd = cdb[2] & 0x80 != 0;
     let (opcode, sa) = (cdb[3], be16(&cdb, 4));
@@ -277,7 +278,7 @@ pub(super) fn report_opcodes(cmd: &mut Cmd) -> Result<(), Sense> {
             // Options 1 (opcode only) and 2 (opcode and service action) must match whether
             // the opcode has service actions; 3 takes either.
             if (opt == 1 && has_sa) || (opt == 2 && !has_sa && table.iter().any(|o| o.opcode == opcode)) {
-                return Err(Sense::invalid_cdb(2, Some(2)));
+                return Err(Sense::invalid_cdb(2, Some(2)).into());
             }
             let found = if has_sa {
                 u8::try_from(sa).ok().and_then(|sa| ops::find(table, opcode, Some(sa)))
@@ -297,13 +298,13 @@ pub(super) fn report_opcodes(cmd: &mut Cmd) -> Result<(), Sense> {
                 }
             }
         }
-        _ => return Err(Sense::invalid_cdb(2, Some(2))),
+        _ => return Err(Sense::invalid_cdb(2, Some(2)).into()),
     }
     r.send(cmd, alloc)
 }
 
 /// REPORT SUPPORTED TASK MANAGEMENT FUNCTIONS (SPC-4 §6.36).
-pub(super) fn report_tmf(cmd: &mut Cmd) -> Result<(), Sense> {
+pub(super) fn report_tmf(cmd: &mut Cmd) -> Result<(), Fail> {
     let repd = cmd.cdb()[2] & 0x80 != 0;
     let alloc = be32(cmd.cdb(), 6) as usize;
     // ATS ATSS CTSS LURS QTS TRS; QAES QTSS ITNRS.
@@ -320,12 +321,12 @@ pub(super) fn report_tmf(cmd: &mut Cmd) -> Result<(), Sense> {
 }
 
 /// REPORT TARGET PORT GROUPS (SPC-4 §6.37): one group, active/optimized, with this port.
-pub(super) fn report_tpgs(cmd: &mut Cmd) -> Result<(), Sense> {
+pub(super) fn report_tpgs(cmd: &mut Cmd) -> Result<(), Fail> {
     let cdb = *cmd.cdb_padded();
     let extended = match cdb[1] >> 5 {
         0 => false,
         1 => true,
-        _ => return Err(Sense::invalid_cdb(1, Some(7))),
+        _ => return Err(Sense::invalid_cdb(1, Some(7)).into()),
     };
     let alloc = be32(&cdb, 6) as usize;
     let port = cmd.session().port().clone();
@@ -344,7 +345,7 @@ pub(super) fn report_tpgs(cmd: &mut Cmd) -> Result<(), Sense> {
 }
 
 /// READ DEFECT DATA(10/12): a virtual device has no defects; both lists are reported empty.
-pub(super) fn read_defect_data(cmd: &mut Cmd) -> Result<(), Sense> {
+pub(super) fn read_defect_data(cmd: &mut Cmd) -> Result<(), Fail> {
     let cdb = *cmd.cdb_padded();
     let twelve = cdb[0] == 0xb7;
     // The list-request bits and format are in byte 2 of the 10-byte form, byte 1 of the 12.
