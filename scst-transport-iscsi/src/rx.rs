@@ -1,0 +1,182 @@
+//! The receive side of a connection: a buffer that batches small PDUs into few `read` calls and
+//! lets large payloads be read straight into the command's buffer.
+
+use std::io::{self, IoSliceMut, Read};
+use std::time::{Duration, Instant};
+
+use scst::SgBuf;
+
+/// Bytes read ahead per `read` call.
+const RX_BUF: usize = 64 << 10;
+/// Payloads at least this long that are not yet buffered are read directly into their
+/// destination instead of through the buffer.
+const DIRECT_MIN: usize = 16 << 10;
+
+/// Why a read stopped.
+#[derive(Debug)]
+pub(crate) enum RxError {
+    /// Nothing arrived within the socket's receive timeout (a tick, not an error).
+    Idle,
+    /// The peer closed the connection or an I/O error occurred.
+    Closed(io::Error),
+}
+
+impl From<io::Error> for RxError {
+    fn from(e: io::Error) -> Self {
+        match e.kind() {
+            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => Self::Idle,
+            _ => Self::Closed(e),
+        }
+    }
+}
+
+/// A buffered reader over a socket with a receive timeout.
+pub(crate) struct Rx<R: Read> {
+    r: R,
+    buf: Box<[u8]>,
+    start: usize,
+    end: usize,
+    /// How long a started PDU may take to arrive completely.
+    pdu_timeout: Duration,
+}
+
+impl<R: Read> Rx<R> {
+    pub(crate) fn new(r: R, pdu_timeout: Duration) -> Self {
+        Self { r, buf: vec![0u8; RX_BUF].into_boxed_slice(), start: 0, end: 0, pdu_timeout }
+    }
+
+    /// Bytes buffered and not consumed.
+    pub(crate) fn buffered(&self) -> usize {
+        self.end - self.start
+    }
+
+    /// Reads once into the buffer. `Err(Idle)` when the receive timeout expired.
+    fn read_some(&mut self) -> Result<(), RxError> {
+        if self.start > 0 && self.start == self.end {
+            self.start = 0;
+            self.end = 0;
+        }
+        if self.end == self.buf.len() {
+            self.buf.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
+            self.start = 0;
+        }
+        loop {
+            match self.r.read(&mut self.buf[self.end..]) {
+                Ok(0) => return Err(RxError::Closed(io::ErrorKind::UnexpectedEof.into())),
+                Ok(n) => {
+                    self.end += n;
+                    return Ok(());
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// Waits until at least `n` (≤ 64 KiB) bytes are buffered. Between PDUs (`in_pdu` false,
+    /// nothing buffered) an idle receive timeout returns `Err(Idle)`; inside a PDU it keeps
+    /// waiting up to the PDU timeout, then fails.
+    pub(crate) fn need(&mut self, n: usize, in_pdu: bool) -> Result<(), RxError> {
+        debug_assert!(n <= self.buf.len());
+        let mut started: Option<Instant> = None;
+        while self.buffered() < n {
+            if self.start + n > self.buf.len() {
+                self.buf.copy_within(self.start..self.end, 0);
+                self.end -= self.start;
+                self.start = 0;
+            }
+            match self.read_some() {
+                Ok(()) => {}
+                Err(RxError::Idle) if !in_pdu && self.buffered() == 0 && started.is_none() => {
+                    return Err(RxError::Idle);
+                }
+                Err(RxError::Idle) => {
+                    let t = *started.get_or_insert_with(Instant::now);
+                    if t.elapsed() > self.pdu_timeout {
+                        return Err(RxError::Closed(io::ErrorKind::TimedOut.into()));
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+            if started.is_none() {
+                started = Some(Instant::now());
+            }
+        }
+        Ok(())
+    }
+
+    /// The next `n` buffered bytes (after [`Rx::need`]).
+    pub(crate) fn peek(&self, n: usize) -> &[u8] {
+        &self.buf[self.start..self.start + n]
+    }
+
+    /// Consumes `n` buffered bytes.
+    pub(crate) fn consume(&mut self, n: usize) {
+        self.start += n;
+    }
+
+    /// Reads `n` bytes into `dst` (any length), through the buffer.
+    pub(crate) fn read_exact_into(&mut self, dst: &mut [u8]) -> Result<(), RxError> {
+        let mut done = 0;
+        while done < dst.len() {
+            if self.buffered() == 0 {
+                self.need(1, true)?;
+            }
+            let k = self.buffered().min(dst.len() - done);
+            dst[done..done + k].copy_from_slice(&self.buf[self.start..self.start + k]);
+            self.start += k;
+            done += k;
+        }
+        Ok(())
+    }
+
+    /// Discards `n` bytes.
+    pub(crate) fn skip(&mut self, mut n: usize) -> Result<(), RxError> {
+        while n > 0 {
+            if self.buffered() == 0 {
+                self.need(1, true)?;
+            }
+            let k = self.buffered().min(n);
+            self.start += k;
+            n -= k;
+        }
+        Ok(())
+    }
+
+    /// Reads `len` bytes into `dst[off..off + len]`: first what is buffered, then the rest
+    /// straight from the socket into the destination when it is large.
+    pub(crate) fn read_into_sg(&mut self, dst: &mut SgBuf, off: usize, len: usize) -> Result<(), RxError> {
+        let mut done = 0;
+        while done < len {
+            let left = len - done;
+            if self.buffered() == 0 && left >= DIRECT_MIN {
+                let started = Instant::now();
+                let mut iov: [IoSliceMut<'_>; scst::sgv::MAX_SEGS] = scst::sgv::empty_io_slices_mut();
+                let k = dst.io_slices_mut(off + done, left, &mut iov);
+                let n = loop {
+                    match self.r.read_vectored(&mut iov[..k]) {
+                        Ok(0) => return Err(RxError::Closed(io::ErrorKind::UnexpectedEof.into())),
+                        Ok(n) => break n,
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                        Err(e) => match RxError::from(e) {
+                            RxError::Idle if started.elapsed() <= self.pdu_timeout => {}
+                            RxError::Idle => return Err(RxError::Closed(io::ErrorKind::TimedOut.into())),
+                            e => return Err(e),
+                        },
+                    }
+                };
+                done += n;
+                continue;
+            }
+            if self.buffered() == 0 {
+                self.need(1, true)?;
+            }
+            let k = self.buffered().min(left);
+            dst.write_at(off + done, &self.buf[self.start..self.start + k]);
+            self.start += k;
+            done += k;
+        }
+        Ok(())
+    }
+}

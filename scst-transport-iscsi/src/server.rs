@@ -1,0 +1,480 @@
+//! The iSCSI target server: portals, the target registry, the login policy and the session
+//! table (TSIH allocation, session and connection reinstatement).
+
+use std::collections::BTreeMap;
+use std::io;
+use std::net::{SocketAddr, TcpListener};
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Weak};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use parking_lot::{Mutex, RwLock};
+use scst::{CmdBox, TargetDriver, TmResponse};
+use tracing::{debug, info, warn};
+
+use crate::conn::ConnShared;
+use crate::proto::LoginStatus;
+use crate::proto::chap::ChapCredentials;
+use crate::proto::login::{
+    Auth, LeadingLogin, LoginPolicy, Resolution, SendTargetsEntry, SendTargetsQuery, TargetConfig as LoginTarget,
+};
+use crate::proto::params::{SessionType, TargetLimits};
+
+/// CHAP requirements of a target or of discovery.
+#[derive(Clone, Debug)]
+pub struct ChapConfig {
+    /// The credentials the initiator must prove (its user name and secret).
+    pub initiator: ChapCredentials,
+    /// The target's credentials, for initiators that ask for mutual CHAP.
+    pub mutual: Option<ChapCredentials>,
+}
+
+/// One exported target.
+#[derive(Clone)]
+pub struct TargetEntry {
+    /// The SCSI target (its name is the iSCSI target name).
+    pub target: Arc<scst::Target>,
+    /// TargetAlias, if any.
+    pub alias: Option<String>,
+    /// CHAP required to log in, if any.
+    pub chap: Option<ChapConfig>,
+    /// Initiator name patterns allowed to log in (`*` and `?` wildcards, a leading `!`
+    /// excludes). Empty: everyone.
+    pub allow: Vec<String>,
+}
+
+impl std::fmt::Debug for TargetEntry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TargetEntry").field("target", &self.target.name()).field("allow", &self.allow).finish()
+    }
+}
+
+/// Server configuration.
+#[derive(Clone, Debug)]
+pub struct IscsiConfig {
+    /// Addresses to listen on (portals of target portal group 1).
+    pub portals: Vec<SocketAddr>,
+    /// Negotiation limits and preferences.
+    pub limits: TargetLimits,
+    /// CHAP required for discovery sessions, if any.
+    pub discovery_chap: Option<ChapConfig>,
+    /// Idle time after which the target pings the initiator with a NOP-In.
+    pub nop_interval: Duration,
+    /// How long a NOP-In may stay unanswered before the connection is dropped.
+    pub nop_timeout: Duration,
+    /// How long a connection may take to complete its login.
+    pub login_timeout: Duration,
+    /// Commands a session may have outstanding (the CmdSN window).
+    pub cmd_window: u32,
+}
+
+impl Default for IscsiConfig {
+    fn default() -> Self {
+        let cmd_window = 128;
+        Self {
+            portals: vec![SocketAddr::from(([127, 0, 0, 1], 3260))],
+            limits: TargetLimits { cmd_window, max_outstanding_r2t: 8, ..TargetLimits::default() },
+            discovery_chap: None,
+            nop_interval: Duration::from_secs(30),
+            nop_timeout: Duration::from_secs(90),
+            login_timeout: Duration::from_secs(15),
+            cmd_window,
+        }
+    }
+}
+
+/// Whether `name` matches the glob `pat` (`*` any run, `?` one character).
+pub(crate) fn glob(pat: &str, name: &str) -> bool {
+    let (p, n): (Vec<char>, Vec<char>) = (pat.chars().collect(), name.chars().collect());
+    let (mut pi, mut ni, mut star, mut mark) = (0, 0, None, 0);
+    while ni < n.len() {
+        if pi < p.len() && (p[pi] == '?' || p[pi] == n[ni]) {
+            pi += 1;
+            ni += 1;
+        } else if pi < p.len() && p[pi] == '*' {
+            star = Some(pi);
+            mark = ni;
+            pi += 1;
+        } else if let Some(s) = star {
+            pi = s + 1;
+            mark += 1;
+            ni = mark;
+        } else {
+            return false;
+        }
+    }
+    p[pi..].iter().all(|c| *c == '*')
+}
+
+/// Whether an initiator may log in under an allow list (last matching pattern wins; `!`
+/// patterns exclude; an empty list allows everyone).
+pub(crate) fn allowed(allow: &[String], initiator: &str) -> bool {
+    if allow.is_empty() {
+        return true;
+    }
+    let mut ok = false;
+    for p in allow {
+        match p.strip_prefix('!') {
+            Some(neg) if glob(neg, initiator) => ok = false,
+            None if glob(p, initiator) => ok = true,
+            _ => {}
+        }
+    }
+    ok
+}
+
+/// An iSCSI session: the I_T nexus (an `scst::Session`) and its one connection.
+pub(crate) struct IscsiSession {
+    pub(crate) tsih: u16,
+    pub(crate) initiator: String,
+    pub(crate) isid: [u8; 6],
+    pub(crate) target: String,
+    pub(crate) scst: Mutex<Weak<scst::Session>>,
+    pub(crate) conn: RwLock<Option<Arc<ConnShared>>>,
+}
+
+impl IscsiSession {
+    fn current(&self, conn_id: u64) -> Option<Arc<ConnShared>> {
+        self.conn.read().clone().filter(|c| c.tx.conn_id == conn_id)
+    }
+}
+
+impl TargetDriver for IscsiSession {
+    fn xmit_response(&self, cmd: CmdBox) {
+        // Commands of a connection that has been replaced are dropped with it.
+        if let Some(c) = self.current(cmd.fabric_cookie) {
+            c.tx.send_response(cmd);
+        }
+    }
+
+    fn tm_done(&self, rsp: TmResponse) {
+        if let Some(c) = self.conn.read().clone() {
+            c.send_tmf_response(rsp);
+        }
+    }
+
+    fn abort_pending(&self, tag: u64) {
+        if let Some(c) = self.conn.read().clone() {
+            c.abort_pending(tag as u32);
+        }
+    }
+}
+
+pub(crate) struct Shared {
+    pub(crate) cfg: IscsiConfig,
+    pub(crate) targets: RwLock<BTreeMap<String, TargetEntry>>,
+    pub(crate) sessions: Mutex<Vec<Arc<IscsiSession>>>,
+    next_tsih: AtomicU16,
+    next_conn: AtomicU64,
+    pub(crate) conns: Mutex<Vec<Weak<ConnShared>>>,
+    pub(crate) shutting_down: AtomicBool,
+    pub(crate) bound: Mutex<Vec<SocketAddr>>,
+}
+
+impl Shared {
+    pub(crate) fn next_conn_id(&self) -> u64 {
+        self.next_conn.fetch_add(1, Relaxed)
+    }
+
+    fn alloc_tsih(&self, sessions: &[Arc<IscsiSession>]) -> u16 {
+        loop {
+            let t = self.next_tsih.fetch_add(1, Relaxed);
+            if t != 0 && !sessions.iter().any(|s| s.tsih == t) {
+                return t;
+            }
+        }
+    }
+
+    /// Registers a new session, after closing one it reinstates (same initiator, ISID and
+    /// target: RFC 7143 §6.3.5) and waiting for that one's connection to be gone, so the old
+    /// nexus's state (removal prevention, ...) is cleared before the new one runs a command.
+    pub(crate) fn new_session(&self, initiator: &str, isid: [u8; 6], target: &str) -> Arc<IscsiSession> {
+        let old: Vec<Arc<IscsiSession>> = {
+            let mut v = self.sessions.lock();
+            let (old, keep): (Vec<_>, Vec<_>) =
+                v.drain(..).partition(|s| s.initiator == initiator && s.isid == isid && s.target == target);
+            *v = keep;
+            old
+        };
+        for s in old {
+            info!(tsih = s.tsih, "session reinstatement: closing the old session");
+            close_session(&s);
+        }
+        let mut v = self.sessions.lock();
+        let tsih = self.alloc_tsih(&v);
+        let s = Arc::new(IscsiSession {
+            tsih,
+            initiator: initiator.to_string(),
+            isid,
+            target: target.to_string(),
+            scst: Mutex::new(Weak::new()),
+            conn: RwLock::new(None),
+        });
+        v.push(s.clone());
+        s
+    }
+
+    /// Closes the connections of every session logged in to `target` (without waiting).
+    pub(crate) fn close_target_connections(&self, target: &str) {
+        let sessions: Vec<Arc<IscsiSession>> =
+            self.sessions.lock().iter().filter(|s| s.target == target).cloned().collect();
+        for s in sessions {
+            if let Some(c) = s.conn.read().clone() {
+                c.tx.kill();
+            }
+        }
+    }
+
+    pub(crate) fn find_session(&self, tsih: u16) -> Option<Arc<IscsiSession>> {
+        self.sessions.lock().iter().find(|s| s.tsih == tsih).cloned()
+    }
+
+    pub(crate) fn remove_session(&self, tsih: u16) {
+        self.sessions.lock().retain(|s| s.tsih != tsih);
+    }
+
+    /// SendTargets addresses of the portals, as seen from a connection to `local`.
+    fn addresses(&self, local: SocketAddr) -> Vec<String> {
+        self.bound
+            .lock()
+            .iter()
+            .map(|a| {
+                let ip = if a.ip().is_unspecified() { local.ip() } else { a.ip() };
+                let sa = SocketAddr::new(ip, a.port());
+                format!("{sa},1")
+            })
+            .collect()
+    }
+}
+
+/// Closes a session's connection and waits (bounded) until its receive thread let go of it.
+pub(crate) fn close_session(s: &IscsiSession) {
+    let conn = s.conn.read().clone();
+    if let Some(c) = conn {
+        c.tx.kill();
+        c.wait_closed(Duration::from_secs(5));
+    }
+    if let Some(sess) = s.scst.lock().upgrade() {
+        sess.close();
+    }
+}
+
+/// The login policy as one connection sees it.
+pub(crate) struct Policy<'a> {
+    pub(crate) shared: &'a Shared,
+    pub(crate) local: SocketAddr,
+}
+
+impl LoginPolicy for Policy<'_> {
+    fn resolve(&self, login: &LeadingLogin<'_>) -> Resolution {
+        if self.shared.shutting_down.load(Relaxed) {
+            return Resolution::Deny(LoginStatus::SERVICE_UNAVAILABLE);
+        }
+        let auth = |chap: &Option<ChapConfig>| match chap {
+            Some(c) => Auth::Chap { initiator: c.initiator.clone(), mutual: c.mutual.clone() },
+            None => Auth::None,
+        };
+        match login.session_type {
+            SessionType::Discovery => Resolution::Accept(LoginTarget {
+                alias: None,
+                portal_group_tag: 1,
+                auth: auth(&self.shared.cfg.discovery_chap),
+            }),
+            SessionType::Normal => {
+                let Some(name) = login.target_name else {
+                    return Resolution::Deny(LoginStatus::MISSING_PARAMETER);
+                };
+                let targets = self.shared.targets.read();
+                let Some(t) = targets.get(name) else {
+                    debug!(target = name, "login to an unknown target");
+                    return Resolution::Deny(LoginStatus::NOT_FOUND);
+                };
+                if !allowed(&t.allow, login.initiator_name) {
+                    warn!(initiator = login.initiator_name, target = name, "initiator not allowed");
+                    return Resolution::Deny(LoginStatus::AUTHORIZATION_FAILURE);
+                }
+                if login.tsih != 0 {
+                    // Adding a connection (MC/S) is not supported; a connection reinstatement
+                    // (same TSIH, the session's own ISID) replaces the session's connection.
+                    match self.shared.find_session(login.tsih) {
+                        Some(s) if s.isid == login.isid && s.initiator == login.initiator_name => {}
+                        Some(_) => return Resolution::Deny(LoginStatus::TOO_MANY_CONNECTIONS),
+                        None => return Resolution::Deny(LoginStatus::SESSION_DOES_NOT_EXIST),
+                    }
+                }
+                Resolution::Accept(LoginTarget { alias: t.alias.clone(), portal_group_tag: 1, auth: auth(&t.chap) })
+            }
+        }
+    }
+
+    fn send_targets(&self, initiator_name: &str, query: SendTargetsQuery<'_>) -> Vec<SendTargetsEntry> {
+        let addresses = self.shared.addresses(self.local);
+        self.shared
+            .targets
+            .read()
+            .iter()
+            .filter(|(name, t)| {
+                allowed(&t.allow, initiator_name) && matches!(query, SendTargetsQuery::All)
+                    || matches!(query, SendTargetsQuery::Target(q) if q == name.as_str() && allowed(&t.allow, initiator_name))
+            })
+            .map(|(name, _)| SendTargetsEntry { target_name: name.clone(), addresses: addresses.clone() })
+            .collect()
+    }
+}
+
+/// An iSCSI target server.
+///
+/// ```no_run
+/// use std::sync::Arc;
+/// use scst::{Device, DeviceConfig, Disk, Lun, SgvConfig, SgvPool, Target};
+/// use scst_transport_iscsi::{IscsiConfig, IscsiServer, TargetEntry};
+///
+/// let target = Target::new("iqn.2026-11.rs.scst:example", SgvPool::new(SgvConfig::default()));
+/// let disk = Disk::new(scst_backends::RamStore::new(64 << 20, 512).unwrap());
+/// target.add_lun(Lun(0), Device::new(DeviceConfig::new("ram0"), disk).unwrap(), false).unwrap();
+/// let server = IscsiServer::new(IscsiConfig::default());
+/// server.add_target(TargetEntry { target, alias: None, chap: None, allow: vec![] });
+/// server.listen().unwrap();
+/// ```
+pub struct IscsiServer {
+    shared: Arc<Shared>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl std::fmt::Debug for IscsiServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IscsiServer").field("portals", &*self.shared.bound.lock()).finish()
+    }
+}
+
+impl IscsiServer {
+    /// A server with no targets that is not listening yet.
+    pub fn new(cfg: IscsiConfig) -> Self {
+        Self {
+            shared: Arc::new(Shared {
+                cfg,
+                targets: RwLock::new(BTreeMap::new()),
+                sessions: Mutex::new(Vec::new()),
+                next_tsih: AtomicU16::new(1),
+                next_conn: AtomicU64::new(1),
+                conns: Mutex::new(Vec::new()),
+                shutting_down: AtomicBool::new(false),
+                bound: Mutex::new(Vec::new()),
+            }),
+            threads: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Exports a target (replacing one of the same name).
+    pub fn add_target(&self, entry: TargetEntry) {
+        let name = entry.target.name().to_string();
+        self.shared.targets.write().insert(name, entry);
+    }
+
+    /// Binds every portal and starts accepting connections. Returns the bound addresses (a port
+    /// of 0 in the configuration picks a free one).
+    ///
+    /// # Errors
+    /// If a portal cannot be bound.
+    pub fn listen(&self) -> io::Result<Vec<SocketAddr>> {
+        let mut addrs = Vec::new();
+        for a in &self.shared.cfg.portals {
+            let sock = socket2::Socket::new(socket2::Domain::for_address(*a), socket2::Type::STREAM, None)?;
+            sock.set_reuse_address(true)?;
+            if a.is_ipv6() {
+                sock.set_only_v6(true)?;
+            }
+            sock.bind(&(*a).into())?;
+            sock.listen(1024)?;
+            let l: TcpListener = sock.into();
+            let bound = l.local_addr()?;
+            addrs.push(bound);
+            self.shared.bound.lock().push(bound);
+            let shared = self.shared.clone();
+            let h = std::thread::Builder::new()
+                .name(format!("iscsi-accept-{bound}"))
+                .spawn(move || accept_loop(&l, &shared))?;
+            self.threads.lock().push(h);
+            info!(portal = %bound, "listening");
+        }
+        Ok(addrs)
+    }
+
+    /// The portals being listened on.
+    pub fn portals(&self) -> Vec<SocketAddr> {
+        self.shared.bound.lock().clone()
+    }
+
+    /// Number of live iSCSI sessions.
+    pub fn session_count(&self) -> usize {
+        self.shared.sessions.lock().len()
+    }
+
+    /// Stops the server: refuses new logins, asks every connection to log out (Async Message,
+    /// event 1), waits up to `grace` for them, then closes what is left.
+    pub fn shutdown(&self, grace: Duration) {
+        self.shared.shutting_down.store(true, Relaxed);
+        let conns: Vec<Arc<ConnShared>> = self.shared.conns.lock().iter().filter_map(Weak::upgrade).collect();
+        for c in &conns {
+            c.request_logout(grace);
+        }
+        let deadline = Instant::now() + grace;
+        while Instant::now() < deadline && conns.iter().any(|c| !c.is_closed()) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        for c in &conns {
+            c.tx.kill();
+        }
+        for c in &conns {
+            c.wait_closed(Duration::from_secs(5));
+        }
+        for a in self.shared.bound.lock().iter() {
+            // Wake the accept loops so they see the flag.
+            let _ = std::net::TcpStream::connect_timeout(a, Duration::from_millis(200));
+        }
+        for h in self.threads.lock().drain(..) {
+            let _ = h.join();
+        }
+    }
+}
+
+fn accept_loop(l: &TcpListener, shared: &Arc<Shared>) {
+    loop {
+        let (sock, peer) = match l.accept() {
+            Ok(x) => x,
+            Err(e) => {
+                warn!(error = %e, "accept failed");
+                std::thread::sleep(Duration::from_millis(50));
+                continue;
+            }
+        };
+        if shared.shutting_down.load(Relaxed) {
+            return;
+        }
+        let shared = shared.clone();
+        let r = std::thread::Builder::new().name(format!("iscsi-conn-{peer}")).spawn(move || {
+            crate::conn::run(sock, peer, &shared);
+        });
+        if let Err(e) = r {
+            warn!(error = %e, "cannot start a connection thread");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn glob_and_allow_lists() {
+        assert!(glob("iqn.2026-*:host?", "iqn.2026-11.rs:host1"));
+        assert!(!glob("iqn.2026-*:host?", "iqn.2026-11.rs:host12"));
+        assert!(glob("*", ""));
+        let allow = vec!["iqn.*".to_string(), "!iqn.*:evil".to_string()];
+        assert!(allowed(&allow, "iqn.a:good"));
+        assert!(!allowed(&allow, "iqn.a:evil"));
+        assert!(!allowed(&allow, "eui.1234"));
+        assert!(allowed(&[], "anything"));
+    }
+}
