@@ -1,0 +1,38 @@
+#!/bin/bash
+# Runs every test of scst-rs. On a fresh Debian machine, run as root: it installs what the
+# tests need first (apt-get). Steps (each can be skipped with SKIP_<STEP>=1):
+#   FMT      cargo fmt --check
+#   CLIPPY   cargo clippy --all-targets -D warnings
+#   UNIT     cargo test --workspace (unit, integration, doc tests; BLOCKIO on a loop device)
+#   CONF     libiscsi conformance suite against iscsi-target (scripts/conformance.sh)
+#   LINUX    Linux's open-iscsi initiator in the rig VM (scripts/linux-initiator.sh)
+#   FUZZ     a short run of every fuzz target (fuzz/smoke.sh)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+step() { local v="SKIP_$1"; [ -z "${!v:-}" ]; }
+banner() { printf '\n==== %s ====\n' "$*"; }
+
+if [ "$(id -u)" = 0 ] && command -v apt-get > /dev/null; then
+  banner "system packages"
+  # qemu-utils and qemu-block-extra must come from the same Debian version (qemu-img iscsi://).
+  pkgs="libiscsi-bin sg3-utils python3 util-linux e2fsprogs qemu-utils qemu-block-extra clang"
+  missing=$(for p in $pkgs; do dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null | grep -q 'install ok installed' || echo "$p"; done)
+  if [ -n "$missing" ]; then
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $missing
+  fi
+fi
+
+if step FMT; then banner "cargo fmt"; cargo fmt --all -- --check; fi
+if step CLIPPY; then banner "cargo clippy"; cargo clippy --workspace --all-targets -- -D warnings; fi
+if step UNIT; then banner "cargo test"; cargo test --workspace; fi
+if step CONF || step LINUX; then banner "release build"; cargo build --release -p scst-examples; fi
+if step CONF; then banner "libiscsi conformance"; MIN_PASS=${MIN_PASS:-137} scripts/conformance.sh; fi
+if step LINUX; then
+  banner "Linux initiator (rig)"
+  RIG=${RIG:-$PWD/../shared/rig}
+  "$RIG/build-initramfs.sh" > /tmp/scst-rig-build.log 2>&1 || { tail -n 30 /tmp/scst-rig-build.log; exit 1; }
+  RIG=$RIG scripts/linux-initiator.sh
+fi
+if step FUZZ && [ -x fuzz/smoke.sh ]; then banner "fuzz smoke"; fuzz/smoke.sh "${FUZZ_SECONDS:-30}"; fi
+banner "all tests passed"
