@@ -279,6 +279,9 @@ fn send_owned(mut w: &TcpStream, pdu: &OwnedPdu) -> io::Result<()> {
     io::Write::write_all(&mut w, &pdu.to_bytes())
 }
 
+/// A PDU held until the CmdSN gap before it fills: its BHS, AHS and data segment.
+type HeldPdu = ([u8; BHS_LEN], Vec<u8>, Vec<u8>);
+
 /// Full-feature-phase state owned by the connection's thread.
 struct Ffp<'a> {
     shared: &'a Arc<Shared>,
@@ -291,8 +294,10 @@ struct Ffp<'a> {
     scst: Option<Arc<scst::Session>>,
     cid: u16,
     exp_cmd_sn: u32,
+    /// The PDU being dispatched still has to advance ExpCmdSN (see [`Ffp::take_advance`]).
+    advance_pending: bool,
     /// PDUs that arrived ahead of ExpCmdSN, with their payloads.
-    held: BTreeMap<u32, ([u8; BHS_LEN], Vec<u8>, Vec<u8>)>,
+    held: BTreeMap<u32, HeldPdu>,
     /// Payload source while a held PDU is processed.
     mem: Option<(Vec<u8>, usize)>,
     text: TextPhase,
@@ -383,6 +388,7 @@ fn full_feature(
         scst: scst_sess,
         cid: login.cid,
         exp_cmd_sn: login.cmd_sn,
+        advance_pending: false,
         held: BTreeMap::new(),
         mem: None,
         text: TextPhase::new(),
@@ -576,8 +582,10 @@ impl Ffp<'_> {
             match self.order(&b) {
                 Order::Immediate => self.dispatch(&hdr, ahs, dsl),
                 Order::Next => {
-                    self.advance();
-                    self.dispatch(&hdr, ahs, dsl)?;
+                    self.advance_pending = true;
+                    let r = self.dispatch(&hdr, ahs, dsl);
+                    self.take_advance();
+                    r?;
                     self.run_held()
                 }
                 Order::Ahead => {
@@ -596,19 +604,26 @@ impl Ffp<'_> {
         }
     }
 
-    fn advance(&mut self) {
-        self.exp_cmd_sn = self.exp_cmd_sn.wrapping_add(1);
-        self.cs.tx.set_exp_cmd_sn(self.exp_cmd_sn);
+    /// Advances ExpCmdSN past the PDU being dispatched, if it is in CmdSN order and has not
+    /// done so yet. A SCSI command does it only once it holds its command slot: another thread
+    /// sending a PDU in between must not advertise a MaxCmdSN that counts that slot as free.
+    /// Everything else does it before answering.
+    fn take_advance(&mut self) {
+        if std::mem::take(&mut self.advance_pending) {
+            self.exp_cmd_sn = self.exp_cmd_sn.wrapping_add(1);
+            self.cs.tx.set_exp_cmd_sn(self.exp_cmd_sn);
+        }
     }
 
     /// Processes held PDUs that are now in order.
     fn run_held(&mut self) -> Result<(), ()> {
         while let Some((hdr, ahs, data)) = self.held.remove(&self.exp_cmd_sn) {
-            self.advance();
+            self.advance_pending = true;
             let dsl = data.len() as u32;
             self.mem = Some((data, 0));
             let r = self.dispatch(&hdr, &ahs, dsl);
             self.mem = None;
+            self.take_advance();
             r?;
         }
         Ok(())
@@ -616,6 +631,9 @@ impl Ffp<'_> {
 
     fn dispatch(&mut self, hdr: &[u8; BHS_LEN], ahs: &[u8], dsl: u32) -> Result<(), ()> {
         let b = Bhs::from_array(hdr);
+        if b.opcode() != Opcode::SCSI_COMMAND {
+            self.take_advance();
+        }
         match b.opcode() {
             Opcode::SCSI_COMMAND => self.scsi_command(hdr, ahs, dsl),
             Opcode::DATA_OUT => self.data_out(hdr, dsl),
@@ -751,6 +769,7 @@ impl Ffp<'_> {
         let Some(sess) = self.scst.clone() else {
             // SCSI commands have no place in a discovery session.
             self.skip_payload(dsl)?;
+            self.take_advance();
             self.reject(hdr, RejectReason::PROTOCOL_ERROR);
             return Ok(());
         };
@@ -771,6 +790,7 @@ impl Ffp<'_> {
                 }
                 Err(_) => {
                     self.skip_payload(dsl)?;
+                    self.take_advance();
                     self.reject(hdr, RejectReason::PROTOCOL_ERROR);
                     return Ok(());
                 }
@@ -779,12 +799,14 @@ impl Ffp<'_> {
         if (dsl > 0 && !self.params.immediate_data) || dsl > self.params.first_burst_length || dsl > edtl {
             // Immediate data the session did not agree to, or more than the burst allows.
             self.skip_payload(dsl)?;
+            self.take_advance();
             self.reject(hdr, RejectReason::PROTOCOL_ERROR);
             return Ok(());
         }
         if self.cs.tasks.lock().contains_key(&itt) {
             // An ITT still in use: a protocol error (RFC 7143 §11.2.1.8).
             self.skip_payload(dsl)?;
+            self.take_advance();
             self.reject(hdr, RejectReason::TASK_IN_PROGRESS);
             return Ok(());
         }
@@ -809,15 +831,20 @@ impl Ffp<'_> {
             expected_len: edtl,
             expected_dir: dir,
         };
-        let mut cmd = match sess.alloc_cmd(&ch) {
-            Ok(c) => c,
-            Err(_) => {
-                self.skip_payload(dsl)?;
-                self.status_only(itt, scst::ScsiStatus::TASK_SET_FULL);
-                return Ok(());
-            }
+        let Ok(mut cmd) = sess.alloc_cmd(&ch) else {
+            self.skip_payload(dsl)?;
+            self.take_advance();
+            self.status_only(itt, scst::ScsiStatus::TASK_SET_FULL);
+            return Ok(());
         };
+        self.take_advance();
         cmd.fabric_cookie = self.cs.tx.conn_id;
+        if !fin {
+            // Unsolicited Data-Out follows. Should the core answer without wanting it, the
+            // response must wait for the last of it, whichever thread sends the response (a
+            // device worker may finish before `submit` even returns).
+            self.cs.tx.begin_drain(itt);
+        }
         let step = sess.submit(cmd);
         let mut task = WriteTask {
             cmd: None,
@@ -836,6 +863,10 @@ impl Ffp<'_> {
         };
         match step {
             Step::NeedData(mut c) => {
+                if !fin {
+                    // The data goes to the command; its response cannot come before it.
+                    self.cs.tx.end_drain(itt);
+                }
                 task.want = c.data_out_len() as u32;
                 let useful = (dsl as usize).min(task.want as usize);
                 let ok = match c.buf_mut() {
@@ -853,19 +884,15 @@ impl Ffp<'_> {
             }
             Step::Done(c) => {
                 self.skip_payload(dsl)?;
-                if fin {
-                    self.cs.tx.send_response(c);
-                } else {
-                    // Unsolicited data is still coming: answer once it has.
-                    self.cs.tx.begin_drain(itt);
-                    self.cs.tx.send_response(c);
+                // Held back (parked) while unsolicited data is still coming.
+                self.cs.tx.send_response(c);
+                if !fin {
                     self.cs.tasks.lock().insert(itt, task);
                 }
             }
             Step::Pending => {
                 self.skip_payload(dsl)?;
                 if !fin {
-                    self.cs.tx.begin_drain(itt);
                     self.cs.tasks.lock().insert(itt, task);
                 }
             }
@@ -907,6 +934,9 @@ impl Ffp<'_> {
             Some("Buffer Offset out of order")
         } else if u64::from(off) + u64::from(dsl) > u64::from(task.edtl) {
             Some("Data-Out beyond the expected length")
+        } else if ttt == RESERVED_TAG && off + dsl > self.params.first_burst_length {
+            // Immediate data and unsolicited Data-Out together (RFC 7143 §13.14).
+            Some("unsolicited data beyond FirstBurstLength")
         } else {
             None
         };
@@ -1058,6 +1088,42 @@ impl Ffp<'_> {
             8 => TmOutcome::Done(rsp(TmStatus::REASSIGN_UNSUPPORTED)),
             _ => TmOutcome::Done(rsp(TmStatus::NOT_SUPPORTED)),
         };
+        // Commands the core answered while their unsolicited Data-Out was still due (their
+        // response waits in the Tx, or is still to come): no status went out, so for the
+        // initiator they are live tasks. The function ends them without a response and frees
+        // their ITTs. (Done after `submit_tm`, which marks a command still running as aborted,
+        // so its response cannot slip out in between.)
+        let (rtt, lun) = (b.referenced_task_tag(), b.lun());
+        let ended: Vec<u32> = {
+            let mut tasks = self.cs.tasks.lock();
+            let ended: Vec<u32> = tasks
+                .iter()
+                .filter(|(i, t)| {
+                    t.cmd.is_none()
+                        && match f {
+                            1 => **i == rtt,
+                            2 | 4 | 5 => t.lun == lun,
+                            6 | 7 => true,
+                            _ => false,
+                        }
+                })
+                .map(|(i, _)| *i)
+                .collect();
+            for i in &ended {
+                tasks.remove(i);
+            }
+            ended
+        };
+        for i in &ended {
+            self.cs.tx.cancel_drain(*i);
+        }
+        let out = match out {
+            // The core no longer knew the task, but its status had not been sent.
+            TmOutcome::Done(r) if f == 1 && r.status == TmStatus::NO_TASK && !ended.is_empty() => {
+                TmOutcome::Done(rsp(TmStatus::COMPLETE))
+            }
+            o => o,
+        };
         if let TmOutcome::Done(r) = out {
             self.cs.send_tmf_response(r);
         }
@@ -1070,6 +1136,8 @@ impl Ffp<'_> {
         let r = self.text.on_request(&self.policy, &mut self.params, &b, &data, Default::default());
         match r {
             Ok(pdu) => {
+                // MaxRecvDataSegmentLength is declarative in the full feature phase too.
+                self.cs.tx.set_max_send_segment(self.params.initiator_max_recv_data_segment_length);
                 self.cs.tx.send_pdu(&pdu.data, true, |sn, bhs| {
                     *bhs = pdu.bhs;
                     bhs[24..28].copy_from_slice(&sn.stat_sn.to_be_bytes());

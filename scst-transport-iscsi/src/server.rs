@@ -148,14 +148,19 @@ impl TargetDriver for IscsiSession {
         }
     }
 
+    // The lock guards are released before acting: sending may block, dropping a command may
+    // complete a TMF (tm_done, a recursive read that deadlocks behind a waiting writer), and a
+    // connection's teardown takes the write lock.
     fn tm_done(&self, rsp: TmResponse) {
-        if let Some(c) = self.conn.read().clone() {
+        let conn = self.conn.read().clone();
+        if let Some(c) = conn {
             c.send_tmf_response(rsp);
         }
     }
 
     fn abort_pending(&self, tag: u64) {
-        if let Some(c) = self.conn.read().clone() {
+        let conn = self.conn.read().clone();
+        if let Some(c) = conn {
             c.abort_pending(tag as u32);
         }
     }
@@ -220,7 +225,8 @@ impl Shared {
         let sessions: Vec<Arc<IscsiSession>> =
             self.sessions.lock().iter().filter(|s| s.target == target).cloned().collect();
         for s in sessions {
-            if let Some(c) = s.conn.read().clone() {
+            let conn = s.conn.read().clone();
+            if let Some(c) = conn {
                 c.tx.kill();
             }
         }

@@ -58,6 +58,8 @@ pub(crate) struct TxParams {
 pub(crate) struct Tx {
     inner: Mutex<Inner>,
     params: TxParams,
+    /// The initiator's MaxRecvDataSegmentLength now (a Text Request may declare a new one).
+    max_send_segment: AtomicU32,
     exp_cmd_sn: AtomicU32,
     /// The highest MaxCmdSN sent so far. Initiators ignore a MaxCmdSN that goes back (RFC 7143
     /// §4.2.2.1), so it never does: the window the initiator knows is up to this value, and
@@ -88,6 +90,7 @@ impl Tx {
                 draining: Vec::new(),
                 parked: Vec::new(),
             }),
+            max_send_segment: AtomicU32::new(params.max_send_segment),
             params,
             exp_cmd_sn: AtomicU32::new(exp_cmd_sn),
             max_cmd_sn: AtomicU32::new(exp_cmd_sn.wrapping_add(window.max(1)).wrapping_sub(1)),
@@ -104,6 +107,11 @@ impl Tx {
 
     pub(crate) fn set_exp_cmd_sn(&self, v: u32) {
         self.exp_cmd_sn.store(v, Release);
+    }
+
+    /// Applies a MaxRecvDataSegmentLength the initiator declared in the full feature phase.
+    pub(crate) fn set_max_send_segment(&self, v: u32) {
+        self.max_send_segment.store(v, Relaxed);
     }
 
     /// The highest MaxCmdSN advertised: the last CmdSN the initiator may use.
@@ -200,6 +208,19 @@ impl Tx {
         }
     }
 
+    /// Ends a drain without answering (a task management function ended the task). Returns
+    /// whether its response was held here.
+    pub(crate) fn cancel_drain(&self, itt: u32) -> bool {
+        let held = {
+            let mut g = self.inner.lock();
+            g.draining.retain(|i| *i != itt);
+            let pos = g.parked.iter().position(|c| c.tag() as u32 == itt);
+            pos.map(|p| g.parked.swap_remove(p))
+        };
+        // Dropped outside the lock: releasing a command may complete a TMF, which sends.
+        held.is_some()
+    }
+
     /// Sends a completed command's Data-In and status, then drops it (which frees it).
     ///
     /// Aborted commands get no response (RFC 7143 §11.5.1: the TMF response tells the story).
@@ -231,7 +252,7 @@ impl Tx {
         let collapse = status == ScsiStatus::GOOD && total > 0;
         g.scratch.clear();
         g.pieces.clear();
-        let seg_max = p.max_send_segment.max(512) as usize;
+        let seg_max = self.max_send_segment.load(Relaxed).max(512) as usize;
         let burst = p.max_burst.max(512) as usize;
         let (mut off, mut data_sn, mut in_burst) = (0usize, 0u32, 0usize);
         while off < total {
