@@ -21,14 +21,16 @@ pub struct BlockDevStore {
     file: File,
     block_size: u32,
     blocks: AtomicU64,
+    thin: bool,
 }
 
 impl BlockDevStore {
-    /// Opens the device.
+    /// Opens the device. With `thin`, UNMAP and WRITE SAME with UNMAP discard blocks
+    /// (`fallocate` punch hole: the kernel guarantees they read back as zeros).
     ///
     /// # Errors
     /// If it cannot be opened or sized, or its logical block size is neither 512 nor 4096.
-    pub fn open(path: impl AsRef<Path>, read_only: bool) -> Result<Self, OpenError> {
+    pub fn open(path: impl AsRef<Path>, read_only: bool, thin: bool) -> Result<Self, OpenError> {
         let path = path.as_ref();
         let err = |source| OpenError::Io { path: path.display().to_string(), source };
         let file =
@@ -37,7 +39,7 @@ impl BlockDevStore {
         let bs = sys::blksszget(file.as_fd()).map_err(err)?;
         let blocks = size / u64::from(bs);
         check_geometry(blocks * u64::from(bs), bs)?;
-        Ok(Self { path: path.to_path_buf(), file, block_size: bs, blocks: AtomicU64::new(blocks) })
+        Ok(Self { path: path.to_path_buf(), file, block_size: bs, blocks: AtomicU64::new(blocks), thin })
     }
 
     /// The device path.
@@ -52,7 +54,7 @@ impl BlockStore for BlockDevStore {
     }
 
     fn caps(&self) -> StoreCaps {
-        StoreCaps { may_block: true, null: false, rotation_rate: 0, lbppbe: 0 }
+        StoreCaps { may_block: true, null: false, rotation_rate: 0, lbppbe: 0, thin: self.thin }
     }
 
     fn product(&self) -> &str {
@@ -88,6 +90,28 @@ impl BlockStore for BlockDevStore {
             rest = sys::advance(rest, n);
         }
         Ok(())
+    }
+
+    fn unmap(&self, off: u64, len: u64) -> io::Result<()> {
+        sys::punch_hole(self.file.as_fd(), off, len)
+    }
+
+    fn write_zeroes(&self, off: u64, len: u64, fua: bool) -> io::Result<()> {
+        match sys::zero_range(self.file.as_fd(), off, len) {
+            Ok(()) if fua => self.file.sync_data(),
+            Ok(()) => Ok(()),
+            Err(e) if e.raw_os_error() == Some(libc::EOPNOTSUPP) => {
+                let zero = scst::sgv::zeros();
+                let mut done = 0;
+                while done < len {
+                    let n = (len - done).min(zero.len() as u64) as usize;
+                    self.write_at(off + done, &[IoSlice::new(&zero[..n])], fua)?;
+                    done += n as u64;
+                }
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
     }
 
     fn flush(&self) -> io::Result<()> {

@@ -28,11 +28,22 @@ pub struct FileOptions {
     pub write_through: bool,
     /// Bypass the page cache with `O_DIRECT` where the file system allows the alignment.
     pub direct: bool,
+    /// Physical block size to report (READ CAPACITY(16) LOGICAL BLOCKS PER PHYSICAL BLOCK
+    /// EXPONENT), a power-of-two multiple of the block size; 0: the block size.
+    pub physical_block_size: u32,
 }
 
 impl Default for FileOptions {
     fn default() -> Self {
-        Self { size: None, block_size: 512, thin: false, read_only: false, write_through: false, direct: false }
+        Self {
+            size: None,
+            block_size: 512,
+            thin: false,
+            read_only: false,
+            write_through: false,
+            direct: false,
+            physical_block_size: 0,
+        }
     }
 }
 
@@ -61,6 +72,10 @@ impl FileStore {
     pub fn open(path: impl AsRef<Path>, opts: FileOptions) -> Result<Self, OpenError> {
         let path = path.as_ref();
         let bs = opts.block_size;
+        let pbs = opts.physical_block_size;
+        if pbs != 0 && (pbs < bs || pbs % bs != 0 || !(pbs / bs).is_power_of_two() || pbs / bs > 1 << 15) {
+            return Err(OpenError::BlockSize(pbs));
+        }
         if let Some(size) = opts.size {
             check_geometry(size, bs)?;
         }
@@ -112,13 +127,32 @@ impl FileStore {
     }
 }
 
+impl FileStore {
+    fn write_zeroes_plain(&self, off: u64, len: u64) -> io::Result<()> {
+        let zero = scst::sgv::zeros();
+        let mut done = 0;
+        while done < len {
+            let n = (len - done).min(zero.len() as u64) as usize;
+            self.write_at(off + done, &[IoSlice::new(&zero[..n])], false)?;
+            done += n as u64;
+        }
+        Ok(())
+    }
+}
+
 impl BlockStore for FileStore {
     fn geometry(&self) -> Geometry {
         Geometry { block_size: self.block_size, blocks: self.blocks.load(Relaxed) }
     }
 
     fn caps(&self) -> StoreCaps {
-        StoreCaps { may_block: true, null: false, rotation_rate: 0, lbppbe: 0 }
+        StoreCaps {
+            may_block: true,
+            null: false,
+            rotation_rate: 0,
+            lbppbe: (self.opts.physical_block_size / self.block_size).max(1).trailing_zeros() as u8,
+            thin: self.opts.thin,
+        }
     }
 
     fn product(&self) -> &str {
@@ -161,6 +195,45 @@ impl BlockStore for FileStore {
             rest = sys::advance(rest, n);
         }
         Ok(())
+    }
+
+    fn unmap(&self, off: u64, len: u64) -> io::Result<()> {
+        match sys::punch_hole(self.file.as_fd(), off, len) {
+            // A file system without holes: zeros are the next best thing.
+            Err(e) if e.raw_os_error() == Some(libc::EOPNOTSUPP) => self.write_zeroes_plain(off, len),
+            r => r,
+        }
+    }
+
+    fn write_zeroes(&self, off: u64, len: u64, fua: bool) -> io::Result<()> {
+        let r = if self.opts.thin {
+            sys::punch_hole(self.file.as_fd(), off, len)
+        } else {
+            sys::zero_range(self.file.as_fd(), off, len)
+        };
+        match r {
+            Ok(()) if fua || self.opts.write_through => self.file.sync_data(),
+            Ok(()) => Ok(()),
+            Err(e) if e.raw_os_error() == Some(libc::EOPNOTSUPP) => self.write_zeroes_plain(off, len),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn mapped(&self, off: u64, len: u64) -> io::Result<(bool, u64)> {
+        if !self.opts.thin {
+            return Ok((true, len));
+        }
+        let bs = u64::from(self.block_size);
+        let end = off + len;
+        let (mapped, next) = match sys::seek(self.file.as_fd(), off, true)? {
+            Some(d) if d <= off => (true, sys::seek(self.file.as_fd(), off, false)?.unwrap_or(end)),
+            Some(d) => (false, d),
+            None => (false, end),
+        };
+        // File system blocks may be larger than logical blocks: report whole logical blocks,
+        // at least one.
+        let run = next.min(end).saturating_sub(off) / bs * bs;
+        Ok((mapped, run.max(bs.min(len))))
     }
 
     fn flush(&self) -> io::Result<()> {

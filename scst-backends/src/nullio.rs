@@ -29,7 +29,7 @@ impl BlockStore for NullStore {
     }
 
     fn caps(&self) -> StoreCaps {
-        StoreCaps { may_block: false, null: true, rotation_rate: 1, lbppbe: 0 }
+        StoreCaps { may_block: false, null: true, rotation_rate: 1, lbppbe: 0, thin: false }
     }
 
     fn product(&self) -> &str {
@@ -44,6 +44,10 @@ impl BlockStore for NullStore {
     }
 
     fn write_at(&self, _off: u64, _bufs: &[IoSlice<'_>], _fua: bool) -> io::Result<()> {
+        Ok(())
+    }
+
+    fn write_zeroes(&self, _off: u64, _len: u64, _fua: bool) -> io::Result<()> {
         Ok(())
     }
 

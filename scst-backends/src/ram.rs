@@ -79,7 +79,7 @@ impl BlockStore for RamStore {
     }
 
     fn caps(&self) -> StoreCaps {
-        StoreCaps { may_block: false, null: false, rotation_rate: 1, lbppbe: 0 }
+        StoreCaps { may_block: false, null: false, rotation_rate: 1, lbppbe: 0, thin: true }
     }
 
     fn product(&self) -> &str {
@@ -121,6 +121,45 @@ impl BlockStore for RamStore {
         Ok(())
     }
 
+    fn unmap(&self, off: u64, len: u64) -> io::Result<()> {
+        self.check(off, usize::try_from(len).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?)?;
+        // Whole chunks are freed; the ends of the range are zeroed in place.
+        let mut pos = off;
+        let end = off + len;
+        while pos < end {
+            let idx = (pos / self.chunk as u64) as usize;
+            let at = (pos % self.chunk as u64) as usize;
+            let n = (self.chunk - at).min((end - pos) as usize);
+            let mut g = self.chunks[idx].write();
+            if n == self.chunk {
+                *g = None;
+            } else if let Some(c) = g.as_mut() {
+                c[at..at + n].fill(0);
+            }
+            pos += n as u64;
+        }
+        Ok(())
+    }
+
+    fn write_zeroes(&self, off: u64, len: u64, _fua: bool) -> io::Result<()> {
+        // Unwritten memory reads as zeros: zeroing is deallocating.
+        self.unmap(off, len)
+    }
+
+    fn mapped(&self, off: u64, len: u64) -> io::Result<(bool, u64)> {
+        let c = self.chunk as u64;
+        let first = self.chunks.get((off / c) as usize).is_some_and(|x| x.read().is_some());
+        let mut run = (c - off % c).min(len);
+        while run < len {
+            let idx = ((off + run) / c) as usize;
+            if self.chunks.get(idx).is_none_or(|x| x.read().is_some() != first) {
+                break;
+            }
+            run = (run + c).min(len);
+        }
+        Ok((first, run))
+    }
+
     fn flush(&self) -> io::Result<()> {
         Ok(())
     }
@@ -146,5 +185,23 @@ mod tests {
         s.read_at(0, &mut [IoSliceMut::new(&mut zero)]).unwrap();
         assert!(zero.iter().all(|&b| b == 0), "unwritten blocks read as zeros");
         assert!(s.read_at(1 << 20, &mut [IoSliceMut::new(&mut zero)]).is_err());
+    }
+
+    #[test]
+    fn unmap_frees_whole_chunks_and_zeroes_partial_ones() {
+        let s = RamStore::new(4 << 20, 512).unwrap();
+        let c = MIN_CHUNK as u64;
+        s.write_at(0, &[IoSlice::new(&vec![0xaa; 3 * MIN_CHUNK])], false).unwrap();
+        assert_eq!(s.mapped(0, 4 * c).unwrap(), (true, 3 * c));
+        // From the middle of chunk 0 to the middle of chunk 2: chunk 1 is freed.
+        s.unmap(c / 2, 2 * c).unwrap();
+        assert_eq!(s.resident_bytes(), 2 * MIN_CHUNK);
+        assert_eq!(s.mapped(c, c).unwrap(), (false, c));
+        let mut b = vec![0xffu8; 3 * MIN_CHUNK];
+        s.read_at(0, &mut [IoSliceMut::new(&mut b)]).unwrap();
+        let half = MIN_CHUNK / 2;
+        assert!(b[..half].iter().all(|&x| x == 0xaa));
+        assert!(b[half..half + 2 * MIN_CHUNK].iter().all(|&x| x == 0));
+        assert!(b[half + 2 * MIN_CHUNK..].iter().all(|&x| x == 0xaa));
     }
 }

@@ -60,9 +60,39 @@ pub(crate) fn advance<'a, 'b>(mut bufs: &'b mut [IoSlice<'a>], n: usize) -> &'b 
 
 /// `fallocate(fd, 0, off, len)`: allocates blocks for a range.
 pub(crate) fn fallocate(fd: BorrowedFd<'_>, off: u64, len: u64) -> io::Result<()> {
+    fallocate_mode(fd, 0, off, len)
+}
+
+/// Deallocates a range; reads of it return zeros (`FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE`;
+/// on a block device this discards with zeroing guaranteed).
+pub(crate) fn punch_hole(fd: BorrowedFd<'_>, off: u64, len: u64) -> io::Result<()> {
+    fallocate_mode(fd, libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE, off, len)
+}
+
+/// Zeroes a range keeping it allocated (`FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE`).
+pub(crate) fn zero_range(fd: BorrowedFd<'_>, off: u64, len: u64) -> io::Result<()> {
+    fallocate_mode(fd, libc::FALLOC_FL_ZERO_RANGE | libc::FALLOC_FL_KEEP_SIZE, off, len)
+}
+
+/// The next offset at or after `off` holding data (`SEEK_DATA`) or a hole (`SEEK_HOLE`);
+/// `None` past the end of the data (ENXIO).
+pub(crate) fn seek(fd: BorrowedFd<'_>, off: u64, data: bool) -> io::Result<Option<u64>> {
+    let off = libc::off_t::try_from(off).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    let whence = if data { libc::SEEK_DATA } else { libc::SEEK_HOLE };
+    // SAFETY: plain system call on an open descriptor; no memory is passed. The file offset it
+    // moves is not used by this crate's positional I/O.
+    let r = unsafe { libc::lseek(fd.as_raw_fd(), off, whence) };
+    if r < 0 {
+        let e = io::Error::last_os_error();
+        return if e.raw_os_error() == Some(libc::ENXIO) { Ok(None) } else { Err(e) };
+    }
+    Ok(Some(r as u64))
+}
+
+fn fallocate_mode(fd: BorrowedFd<'_>, mode: libc::c_int, off: u64, len: u64) -> io::Result<()> {
     let off = libc::off_t::try_from(off).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
     let len = libc::off_t::try_from(len).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
     // SAFETY: plain system call on an open descriptor; no memory is passed.
-    let r = unsafe { libc::fallocate(fd.as_raw_fd(), 0, off, len) };
+    let r = unsafe { libc::fallocate(fd.as_raw_fd(), mode, off, len) };
     if r < 0 { Err(io::Error::last_os_error()) } else { Ok(()) }
 }

@@ -147,8 +147,15 @@ impl LocalInitiator {
         Self::connect_port(target, initiator_name, 1)
     }
 
-    /// Like [`LocalInitiator::connect`], through relative target port `rel_port_id`.
+    /// Like [`LocalInitiator::connect`], through relative target port `rel_port_id` (in target
+    /// port group 1).
     pub fn connect_port(target: &Arc<Target>, initiator_name: &str, rel_port_id: u16) -> Self {
+        Self::connect_tpg(target, initiator_name, rel_port_id, 1)
+    }
+
+    /// Like [`LocalInitiator::connect_port`], through a port of target port group `tpg_id`
+    /// (ALUA).
+    pub fn connect_tpg(target: &Arc<Target>, initiator_name: &str, rel_port_id: u16, tpg_id: u16) -> Self {
         let (done_tx, done_rx) = crossbeam_channel::bounded(DEPTH);
         let fabric = Arc::new(Fabric {
             waiters: (0..DEPTH).map(|_| Waiter { cmd: Mutex::new(None), cv: Condvar::new() }).collect(),
@@ -168,7 +175,7 @@ impl LocalInitiator {
             rel_port_id,
             name: format!("{},t,0x{rel_port_id:04x}", target.name()),
             version_descriptor: 0,
-            tpg_id: 1,
+            tpg_id,
         });
         let cfg = SessionConfig {
             initiator_name: initiator_name.to_string(),

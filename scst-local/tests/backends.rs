@@ -396,7 +396,9 @@ fn nullio_huge_lun() {
     write(&i, 0, blocks - 8, 512, &pattern(4000, 8 * 512));
     assert_oob(&i.execute(0, &cdb16(READ16, 0, blocks, 1), &[], &mut [0; 512]));
     assert_oob(&i.execute(0, &cdb16(READ16, 0, blocks - 1, 2), &[], &mut [0; 1024]));
-    assert_good(&i.execute(0, &cdb16(VERIFY16, 0, 0, 1 << 20), &[], &mut []));
+    // Verification without data reads the medium: up to the maximum transfer length (64 MiB).
+    assert_good(&i.execute(0, &cdb16(VERIFY16, 0, 0, 1 << 17), &[], &mut []));
+    assert_invalid_cdb(&i.execute(0, &cdb16(VERIFY16, 0, 0, (1 << 17) + 1), &[], &mut []), 10, Some(7));
     assert_good(&i.execute(0, &cdb16(SYNC_CACHE16, 0, blocks - 1, 0), &[], &mut []));
 }
 

@@ -45,22 +45,20 @@ fn test_unit_ready() {
 fn unsupported_opcodes() {
     let r = ram();
     let i = r.login();
-    // FORMAT UNIT, WRITE SAME(10), UNMAP, COMPARE AND WRITE, a vendor-specific opcode.
-    for cdb in [
-        vec![0x04, 0, 0, 0, 0, 0],
-        vec![0x41, 0, 0, 0, 0, 0, 0, 0, 1, 0],
-        vec![0x42, 0, 0, 0, 0, 0, 0, 0, 24, 0],
-        vec![0x89, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0],
-        vec![0xc0, 0, 0, 0, 0, 0],
-    ] {
+    // FORMAT UNIT, LOG SENSE, a vendor-specific opcode.
+    for cdb in [vec![0x04, 0, 0, 0, 0, 0], vec![0x4d, 0, 0, 0, 0, 0, 0, 0, 0, 0], vec![0xc0, 0, 0, 0, 0, 0]] {
         let o = i.execute(0, &cdb, &[], &mut []);
         assert_check(&o, 0x05, 0x20, 0x00);
         // Fixed format, 18 bytes, no sense-key-specific data.
         assert_eq!(o.sense(), &[0x70, 0, 5, 0, 0, 0, 0, 10, 0, 0, 0, 0, 0x20, 0, 0, 0, 0, 0], "{cdb:02x?}");
     }
+    // UNMAP exists only on thin provisioned LUNs: NULLIO is fully provisioned.
+    let n = Rig::new(Backend::Null, 2048, 512);
+    let ni = n.login();
+    assert_check(&ni.execute(0, &[0x42, 0, 0, 0, 0, 0, 0, 0, 24, 0], &[0; 24], &mut []), 0x05, 0x20, 0x00);
     // An unknown service action of a known opcode: INVALID FIELD IN CDB at the service action
-    // (byte 1, bits 4..0). GET LBA STATUS and a MAINTENANCE IN service action are not supported.
-    let o = i.execute(0, &[SERVICE_ACTION_IN16, 0x12, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 24, 0, 0], &[], &mut [0; 24]);
+    // (byte 1, bits 4..0). SERVICE ACTION IN 13h and MAINTENANCE IN 05h are not supported.
+    let o = i.execute(0, &[SERVICE_ACTION_IN16, 0x13, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 24, 0, 0], &[], &mut [0; 24]);
     assert_invalid_cdb(&o, 1, Some(4));
     let o = i.execute(0, &[MAINTENANCE_IN, 0x05, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0], &[], &mut [0; 256]);
     assert_invalid_cdb(&o, 1, Some(4));
@@ -88,12 +86,19 @@ fn expected_bit(opcode: u8, byte: usize, bit: u8) -> u8 {
     if protect && byte == 1 && bit >= 5 { 7 } else { bit }
 }
 
+/// Offers every command of the table: SET TARGET PORT GROUPS needs explicit ALUA.
+fn explicit_alua(r: &Rig) {
+    let groups = vec![scst::alua::PortGroup::new(1)];
+    r.target.set_alua(Some(scst::alua::AluaConfig { groups, explicit: true })).expect("alua");
+}
+
 /// Every bit the opcode table does not list in a command's CDB usage data is refused with
 /// INVALID FIELD IN CDB pointing at it, for every command (the usage data REPORT SUPPORTED
 /// OPERATION CODES reports is what the device server enforces).
 #[test]
 fn every_unused_cdb_bit_is_rejected_with_its_position() {
     let r = ram();
+    explicit_alua(&r);
     let i = r.login();
     let mut checked = 0;
     for op in DISK_OPS {
@@ -181,7 +186,8 @@ fn padded(s: &str, n: usize) -> Vec<u8> {
 }
 
 fn expected_standard_inquiry(rmb: bool, product: &str) -> Vec<u8> {
-    let mut d = vec![0x00, if rmb { 0x80 } else { 0 }, 0x06, 0x12, 91, 0x10, 0x00, 0x02];
+    // TPGS 01b (implicit ALUA) and 3PC (EXTENDED COPY) in byte 5; CMDQUE in byte 7.
+    let mut d = vec![0x00, if rmb { 0x80 } else { 0 }, 0x06, 0x12, 91, 0x18, 0x00, 0x02];
     d.extend(padded("SCST_RS", 8));
     d.extend(padded(product, 16));
     d.extend(padded("T001", 4));
@@ -330,25 +336,33 @@ fn vpd_extended_inquiry_and_block_pages() {
     want.resize(64, 0);
     assert_eq!(vpd(&i, 0x86), want, "HEADSUP ORDSUP SIMPSUP, V_SUP, 32-byte sense");
 
-    // Block Limits: page length 3Ch; granularity 1; maximum transfer 8 MiB; optimal 128 KiB;
-    // maximum prefetch 8 MiB; no unmap.
-    let mut want = vec![0, 0xb0, 0, 0x3c, 0, 0, 0, 1, 0, 0, 0x40, 0, 0, 0, 0x01, 0, 0, 0, 0x40, 0];
+    // Block Limits: page length 3Ch; compare and write up to 255 blocks; granularity 1; maximum
+    // transfer 64 MiB; optimal 128 KiB; maximum prefetch 64 MiB; unmap: any LBA count, 4095
+    // descriptors, 4 KiB granularity; no write same limit; atomic writes of 1024 blocks, aligned
+    // and granular to 1 block.
+    let mut want = vec![0, 0xb0, 0, 0x3c, 0, 0xff, 0, 1, 0, 2, 0, 0, 0, 0, 0x01, 0, 0, 2, 0, 0];
+    want.extend([0xff, 0xff, 0xff, 0xff, 0, 0, 0x0f, 0xff, 0, 0, 0, 8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+    want.extend([0, 0, 4, 0, 0, 0, 0, 1, 0, 0, 0, 1]);
     want.resize(64, 0);
     assert_eq!(vpd(&i, 0xb0), want);
-    // Block Device Characteristics: RAM does not rotate.
-    let mut want = vec![0, 0xb1, 0, 0x3c, 0, 1];
+    // Block Device Characteristics: RAM does not rotate; WABEREQ and WACEREQ 01b (sanitized
+    // blocks read back GOOD).
+    let mut want = vec![0, 0xb1, 0, 0x3c, 0, 1, 0, 0x50];
     want.resize(64, 0);
     assert_eq!(vpd(&i, 0xb1), want);
-    // Logical Block Provisioning: nothing.
-    assert_eq!(vpd(&i, 0xb2), [0, 0xb2, 0, 4, 0, 0, 0, 0]);
+    // Logical Block Provisioning: RAM is thin: LBPU, LBPWS, LBPWS10, LBPRZ, type thin.
+    assert_eq!(vpd(&i, 0xb2), [0, 0xb2, 0, 4, 0, 0xe4, 0x02, 0]);
+    // A fully provisioned LU reports none of it.
+    let n = Rig::new(Backend::Null, 2048, 512);
+    assert_eq!(vpd(&n.login(), 0xb2), [0, 0xb2, 0, 4, 0, 0, 0, 0]);
 
     // 4096-byte blocks: the limits are in blocks.
     let r4 = Rig::new(Backend::File, 512, 4096);
     let j = r4.login();
     let d = vpd(&j, 0xb0);
-    assert_eq!(be32(&d, 8), 2048, "maximum transfer length");
+    assert_eq!(be32(&d, 8), 16384, "maximum transfer length");
     assert_eq!(be32(&d, 12), 32, "optimal transfer length");
-    assert_eq!(be32(&d, 16), 2048, "maximum prefetch length");
+    assert_eq!(be32(&d, 16), 16384, "maximum prefetch length");
     // A file reports no rotation rate.
     assert_eq!(be16(&vpd(&j, 0xb1), 4), 0);
 }
@@ -485,7 +499,8 @@ fn read_capacity_10_and_16() {
     assert_eq!(d, [0, 0, 0x07, 0xff]);
     assert_eq!(o.residual, (true, 4));
 
-    let mut full = vec![0, 0, 0, 0, 0, 0, 0x07, 0xff, 0, 0, 0x02, 0x00];
+    // RAM is thin: LBPME and LBPRZ in byte 14.
+    let mut full = vec![0, 0, 0, 0, 0, 0, 0x07, 0xff, 0, 0, 0x02, 0x00, 0, 0, 0xc0];
     full.resize(32, 0);
     assert_eq!(data_in_ok(&i, 0, &read_capacity16(32), 32), full);
     // Every allocation length from 0 to 40 is GOOD and truncates.
@@ -510,6 +525,7 @@ fn read_capacity_10_and_16() {
 #[test]
 fn rsoc_all_commands() {
     let r = ram();
+    explicit_alua(&r);
     let i = r.login();
     let d = data_in_ok(&i, 0, &rsoc(false, 0, 0, 0, 65535), 65535);
     assert_eq!(d.len(), 4 + 8 * DISK_OPS.len());
@@ -527,7 +543,15 @@ fn rsoc_all_commands() {
     assert_eq!(find(&d, 8, READ10, 0), Some(vec![0x28, 0, 0, 0, 0, 0, 0, 10]));
     assert_eq!(find(&d, 8, SERVICE_ACTION_IN16, 0x10), Some(vec![0x9e, 0, 0, 0x10, 0, 1, 0, 16]));
     assert_eq!(find(&d, 8, MAINTENANCE_IN, 0x0c), Some(vec![0xa3, 0, 0, 0x0c, 0, 1, 0, 12]));
-    assert_eq!(find(&d, 8, 0x42, 0), None, "UNMAP is not supported");
+    assert_eq!(find(&d, 8, 0x42, 0), Some(vec![0x42, 0, 0, 0, 0, 0, 0, 10]), "UNMAP on a thin LU");
+    let n = Rig::new(Backend::Null, 2048, 512);
+    let nd = data_in_ok(&n.login(), 0, &rsoc(false, 0, 0, 0, 65535), 65535);
+    // That rig's target has no explicit ALUA either.
+    assert_eq!(nd.len(), d.len() - 24, "no UNMAP, CRYPTOGRAPHIC ERASE, SET TARGET PORT GROUPS");
+    assert_eq!(find(&nd, 8, 0xa4, 0x0a), None);
+    assert_eq!(find(&nd, 8, 0x48, 0x03), None);
+    assert_eq!(find(&nd, 8, 0x48, 0x02), Some(vec![0x48, 0, 0, 0x02, 0, 1, 0, 10]));
+    assert_eq!(find(&nd, 8, 0x42, 0), None);
 
     // RCTD: every descriptor has CTDP and a command timeouts descriptor.
     let t = data_in_ok(&i, 0, &rsoc(true, 0, 0, 0, 65535), 65535);
@@ -548,6 +572,7 @@ fn rsoc_all_commands() {
 #[test]
 fn rsoc_one_command() {
     let r = ram();
+    explicit_alua(&r);
     let i = r.login();
     // Options 1: READ(10).
     let d = data_in_ok(&i, 0, &rsoc(false, 1, READ10, 0, 512), 512);
@@ -581,8 +606,10 @@ fn rsoc_one_command() {
         assert_invalid_cdb(&i.execute(0, &rsoc(false, opt, READ10, 0, 512), &[], &mut [0; 512]), 2, Some(2));
     }
     // Unsupported commands: SUPPORT 001b, no usage data.
-    assert_eq!(data_in_ok(&i, 0, &rsoc(false, 1, 0x42, 0, 512), 512), [0, 1, 0, 0]);
-    assert_eq!(data_in_ok(&i, 0, &rsoc(false, 2, SERVICE_ACTION_IN16, 0x12, 512), 512), [0, 1, 0, 0]);
+    assert_eq!(data_in_ok(&i, 0, &rsoc(false, 1, 0x04, 0, 512), 512), [0, 1, 0, 0]);
+    assert_eq!(data_in_ok(&i, 0, &rsoc(false, 2, SERVICE_ACTION_IN16, 0x13, 512), 512), [0, 1, 0, 0]);
+    let n = Rig::new(Backend::Null, 2048, 512);
+    assert_eq!(data_in_ok(&n.login(), 0, &rsoc(false, 1, 0x42, 0, 512), 512), [0, 1, 0, 0]);
     assert_eq!(data_in_ok(&i, 0, &rsoc(false, 3, 0xc0, 0, 512), 512), [0, 1, 0, 0]);
 
     // Every supported command: its usage data, DPO/FUA where SBC defines them.

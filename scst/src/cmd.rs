@@ -141,7 +141,7 @@ pub struct CmdInfo {
     /// First LBA of a medium access.
     pub lba: u64,
     /// Number of logical blocks of a medium access.
-    pub blocks: u32,
+    pub blocks: u64,
     /// FUA bit (write through to stable storage / read from the medium).
     pub fua: bool,
     /// Where `exec` runs.
@@ -374,9 +374,10 @@ impl Cmd {
             (DataIn::Zeros(_), _) => {
                 let mut n = 0;
                 let mut left = len;
+                let zeros = crate::sgv::zeros();
                 while left > 0 {
-                    let k = left.min(ZEROS.len());
-                    out[n] = std::io::IoSlice::new(&ZEROS[..k]);
+                    let k = left.min(zeros.len());
+                    out[n] = std::io::IoSlice::new(&zeros[..k]);
                     n += 1;
                     left -= k;
                 }
@@ -504,9 +505,6 @@ impl Cmd {
         self.ensure_buf(len)
     }
 }
-
-/// Zero page source for NULLIO reads.
-static ZEROS: [u8; 65536] = [0; 65536];
 
 /// An owned, pooled [`Cmd`]. Dereferences to the command; dropping it returns the command to its
 /// session's pool after releasing its buffer, task-set slot and device reference.

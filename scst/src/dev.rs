@@ -30,6 +30,14 @@ pub trait DeviceHandler: Send + Sync + 'static {
     /// with INVALID FIELD IN CDB before calling [`DeviceHandler::parse`].
     fn ops(&self) -> &'static [OpInfo];
 
+    /// Whether this device implements an entry of [`DeviceHandler::ops`] (a capability such as
+    /// thin provisioning may be missing). Unsupported commands get INVALID COMMAND OPERATION
+    /// CODE and are left out of REPORT SUPPORTED OPERATION CODES.
+    fn supports(&self, op: &OpInfo) -> bool {
+        let _ = op;
+        true
+    }
+
     /// Peripheral device type (INQUIRY byte 0 bits 4..0; 00h for a disk).
     fn device_type(&self) -> u8;
 
@@ -69,6 +77,42 @@ pub trait DeviceHandler: Send + Sync + 'static {
     fn rescan(&self) -> bool {
         false
     }
+
+    /// Block access, for devices that have blocks.
+    fn block_access(&self) -> Option<&dyn BlockAccess> {
+        None
+    }
+}
+
+/// Block-level access to a device, for the copy manager (EXTENDED COPY) and other in-process
+/// users. Methods may block.
+pub trait BlockAccess {
+    /// Block size and capacity.
+    fn block_geometry(&self) -> crate::store::Geometry;
+
+    /// Reads `blocks` blocks at `lba` into the start of `buf`.
+    ///
+    /// # Errors
+    /// The CHECK CONDITION the read would end with (MEDIUM ERROR, ...).
+    fn read_blocks(&self, lba: u64, blocks: u64, buf: &mut crate::sgv::SgBuf) -> Result<(), crate::cmd::Fail>;
+
+    /// Writes `blocks` blocks from the start of `buf` at `lba`, like a WRITE with FUA as given.
+    ///
+    /// # Errors
+    /// The CHECK CONDITION the write would end with.
+    fn write_blocks(&self, lba: u64, blocks: u64, buf: &crate::sgv::SgBuf, fua: bool) -> Result<(), crate::cmd::Fail>;
+
+    /// Erases blocks: deallocates them on a thin device, writes zeros otherwise.
+    ///
+    /// # Errors
+    /// The CHECK CONDITION the erase would end with.
+    fn erase_blocks(&self, lba: u64, blocks: u64) -> Result<(), crate::cmd::Fail>;
+
+    /// Makes completed writes durable.
+    ///
+    /// # Errors
+    /// The CHECK CONDITION a SYNCHRONIZE CACHE would end with.
+    fn flush_blocks(&self) -> Result<(), crate::cmd::Fail>;
 }
 
 /// Identity and options of a device.
@@ -97,6 +141,9 @@ pub struct DeviceConfig {
     /// Directory for state that must survive a restart (persistent reservations with APTPL).
     /// `None`: nothing is persisted and APTPL is refused.
     pub state_dir: Option<std::path::PathBuf>,
+    /// Bytes per second a SANITIZE OVERWRITE writes at most, so that sanitizing one logical unit
+    /// does not starve others sharing its storage. 0: no limit.
+    pub sanitize_rate: u64,
 }
 
 impl DeviceConfig {
@@ -113,6 +160,7 @@ impl DeviceConfig {
             write_cache: true,
             threads: 2,
             state_dir: None,
+            sanitize_rate: 16 << 20,
         }
     }
 }
@@ -150,6 +198,11 @@ pub struct Device {
     /// Anything registered or reserved: commands check reservations only then.
     pr_active: AtomicBool,
     pr_file: Option<PrFile>,
+    /// SANITIZE state: 0 none, 1 in progress, 2 failed (the LU stays in failure mode until a
+    /// sanitize succeeds or EXIT FAILURE MODE).
+    sanitize: std::sync::atomic::AtomicU8,
+    /// Results of EXTENDED COPY commands held for RECEIVE COPY RESULTS.
+    pub(crate) copies: Mutex<Vec<crate::sbc::CopyResult>>,
 }
 
 /// Per-device counters.
@@ -172,6 +225,16 @@ impl std::fmt::Debug for Device {
 }
 
 static NEXT_DEVICE_ID: AtomicU64 = AtomicU64::new(1);
+
+/// Every live device of the process, for copy managers that find a device by its designator.
+static REGISTRY: Mutex<Vec<std::sync::Weak<Device>>> = Mutex::new(Vec::new());
+
+/// The live device whose NAA designator is `naa`.
+pub fn find_by_naa(naa: u64) -> Option<Arc<Device>> {
+    let mut r = REGISTRY.lock();
+    r.retain(|w| w.strong_count() > 0);
+    r.iter().filter_map(std::sync::Weak::upgrade).find(|d| d.naa() == naa)
+}
 
 /// FNV-1a, for stable identifiers derived from names.
 fn fnv1a(s: &str) -> u64 {
@@ -211,7 +274,7 @@ impl Device {
             let rx: Receiver<CmdBox> = rx.clone();
             std::thread::Builder::new().name(format!("scst-dev{id}-{i}")).spawn(move || worker(&rx))?;
         }
-        Ok(Arc::new(Self {
+        let dev = Arc::new(Self {
             id,
             serial,
             naa,
@@ -232,7 +295,11 @@ impl Device {
             pr_active: AtomicBool::new(!pr.is_idle()),
             pr: Mutex::new(pr),
             pr_file,
-        }))
+            copies: Mutex::new(Vec::new()),
+            sanitize: std::sync::atomic::AtomicU8::new(0),
+        });
+        REGISTRY.lock().push(Arc::downgrade(&dev));
+        Ok(dev)
     }
 
     /// Process-unique device id.
@@ -367,6 +434,27 @@ impl Device {
     /// Whether APTPL can be honoured (a state directory is configured).
     pub fn pr_persistent(&self) -> bool {
         self.pr_file.is_some()
+    }
+
+    /// The SANITIZE state: `None` normally, else the sense commands get (LOGICAL UNIT NOT READY,
+    /// SANITIZE IN PROGRESS; or MEDIUM ERROR, SANITIZE COMMAND FAILED in failure mode).
+    pub fn sanitize_blocked(&self) -> Option<SenseCode> {
+        match self.sanitize.load(Relaxed) {
+            0 => None,
+            1 => Some(SenseCode::NOT_READY_SANITIZE_IN_PROGRESS),
+            _ => Some(SenseCode::SANITIZE_COMMAND_FAILED),
+        }
+    }
+
+    /// Enters (`Some(true)`: in progress) or leaves the sanitize state (`Some(false)`: failed,
+    /// `None`: done).
+    pub fn set_sanitize(&self, state: Option<bool>) {
+        let v = match state {
+            None => 0,
+            Some(true) => 1,
+            Some(false) => 2,
+        };
+        self.sanitize.store(v, Relaxed);
     }
 
     /// Hands a command to a worker for execution.

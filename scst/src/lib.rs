@@ -27,6 +27,8 @@
 //! writes sense bytes in one place, in the format the logical unit's D_SENSE selects.
 #![deny(unsafe_code)]
 
+pub mod acl;
+pub mod alua;
 pub mod cmd;
 pub mod dev;
 mod exec;

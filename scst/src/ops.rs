@@ -53,6 +53,7 @@ pub enum Op {
     ReadCapacity16,
     ReportLuns,
     ReportTargetPortGroups,
+    SetTargetPortGroups,
     ReportSupportedOpcodes,
     ReportSupportedTmf,
     Read12,
@@ -66,6 +67,16 @@ pub enum Op {
     Release10,
     PersistentReserveIn,
     PersistentReserveOut,
+    WriteSame10,
+    WriteSame16,
+    Unmap,
+    GetLbaStatus,
+    CompareAndWrite,
+    OrWrite16,
+    WriteAtomic16,
+    ExtendedCopy,
+    ReceiveCopyResults,
+    Sanitize,
 }
 
 impl Op {
@@ -251,6 +262,39 @@ pub static DISK_OPS: &[OpInfo] = &[
         [0x06, 0xff, 0xff, 0xff, 0xff, 0x1f, 0xff, 0xff, C]
     ),
     op!(ReadDefectData10, 0x37, None, "READ DEFECT DATA(10)", IN, NOF, [0, 0x1f, 0, 0, 0, 0, 0xff, 0xff, C]),
+    // WRITE SAME(10): UNMAP (ANCHOR is not supported; LBDATA/PBDATA are obsolete).
+    op!(WriteSame10, 0x41, None, "WRITE SAME(10)", OUT, WR, [0x08, 0xff, 0xff, 0xff, 0xff, 0x1f, 0xff, 0xff, C]),
+    op!(Unmap, 0x42, None, "UNMAP", OUT, WR, [0, 0, 0, 0, 0, 0x1f, 0xff, 0xff, C]),
+    // SANITIZE: IMMED, AUSE; OVERWRITE (01h), BLOCK ERASE (02h), CRYPTOGRAPHIC ERASE (03h), EXIT
+    // FAILURE MODE (1Fh).
+    op!(Sanitize, 0x48, Some(0x01), "SANITIZE (OVERWRITE)", OUT, OpFlags::WRITE, [0xa1, 0, 0, 0, 0, 0, 0xff, 0xff, C]),
+    op!(
+        Sanitize,
+        0x48,
+        Some(0x02),
+        "SANITIZE (BLOCK ERASE)",
+        NONE,
+        OpFlags::WRITE,
+        [0xa2, 0, 0, 0, 0, 0, 0xff, 0xff, C]
+    ),
+    op!(
+        Sanitize,
+        0x48,
+        Some(0x03),
+        "SANITIZE (CRYPTOGRAPHIC ERASE)",
+        NONE,
+        OpFlags::WRITE,
+        [0xa3, 0, 0, 0, 0, 0, 0xff, 0xff, C]
+    ),
+    op!(
+        Sanitize,
+        0x48,
+        Some(0x1f),
+        "SANITIZE (EXIT FAILURE MODE)",
+        NONE,
+        OpFlags::WRITE,
+        [0xbf, 0, 0, 0, 0, 0, 0xff, 0xff, C]
+    ),
     op!(ModeSelect10, 0x55, None, "MODE SELECT(10)", OUT, PRW, [0x11, 0, 0, 0, 0, 0, 0xff, 0xff, C]),
     op!(Reserve10, 0x56, None, "RESERVE(10)", NONE, PRX, [0, 0, 0, 0, 0, 0, 0, 0, C]),
     op!(Release10, 0x57, None, "RELEASE(10)", NONE, PRX, [0, 0, 0, 0, 0, 0, 0, 0, C]),
@@ -363,6 +407,43 @@ pub static DISK_OPS: &[OpInfo] = &[
         PRA,
         [0x07, 0xff, 0, 0, 0xff, 0xff, 0xff, 0xff, C]
     ),
+    // EXTENDED COPY (LID1) and its RECEIVE COPY RESULTS service actions.
+    op!(
+        ExtendedCopy,
+        0x83,
+        Some(0x00),
+        "EXTENDED COPY(LID1)",
+        OUT,
+        OpFlags::WRITE,
+        [0x00, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0, C]
+    ),
+    op!(
+        ReceiveCopyResults,
+        0x84,
+        Some(0x00),
+        "RECEIVE COPY RESULTS (COPY STATUS)",
+        IN,
+        NOF,
+        [0x00, 0xff, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0, C]
+    ),
+    op!(
+        ReceiveCopyResults,
+        0x84,
+        Some(0x03),
+        "RECEIVE COPY RESULTS (OPERATING PARAMETERS)",
+        IN,
+        NOF,
+        [0x03, 0xff, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0, C]
+    ),
+    op!(
+        ReceiveCopyResults,
+        0x84,
+        Some(0x04),
+        "RECEIVE COPY RESULTS (FAILED SEGMENT DETAILS)",
+        IN,
+        NOF,
+        [0x04, 0xff, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0, C]
+    ),
     op!(
         Read16,
         0x88,
@@ -372,6 +453,16 @@ pub static DISK_OPS: &[OpInfo] = &[
         RD,
         [0x18, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x1f, C]
     ),
+    // COMPARE AND WRITE: DPO, FUA, FUA_NV accepted; NUMBER OF LOGICAL BLOCKS in byte 13.
+    op!(
+        CompareAndWrite,
+        0x89,
+        None,
+        "COMPARE AND WRITE",
+        OUT,
+        WR,
+        [0x1a, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0xff, 0x1f, C]
+    ),
     op!(
         Write16,
         0x8a,
@@ -380,6 +471,15 @@ pub static DISK_OPS: &[OpInfo] = &[
         OUT,
         WR,
         [0x18, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x1f, C]
+    ),
+    op!(
+        OrWrite16,
+        0x8b,
+        None,
+        "ORWRITE(16)",
+        OUT,
+        WR,
+        [0x1a, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x1f, C]
     ),
     op!(
         WriteVerify16,
@@ -417,6 +517,25 @@ pub static DISK_OPS: &[OpInfo] = &[
         RD.or(PRW),
         [0x06, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x1f, C]
     ),
+    // WRITE SAME(16): UNMAP and NDOB (no Data-Out: zeros).
+    op!(
+        WriteSame16,
+        0x93,
+        None,
+        "WRITE SAME(16)",
+        OUT,
+        WR,
+        [0x09, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x1f, C]
+    ),
+    op!(
+        WriteAtomic16,
+        0x9c,
+        None,
+        "WRITE ATOMIC(16)",
+        OUT,
+        WR,
+        [0x18, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0, 0, 0xff, 0xff, 0x1f, C]
+    ),
     op!(
         ReadCapacity16,
         0x9e,
@@ -425,6 +544,15 @@ pub static DISK_OPS: &[OpInfo] = &[
         IN,
         OpFlags::MEDIUM.or(PRA),
         [0x10, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0, C]
+    ),
+    op!(
+        GetLbaStatus,
+        0x9e,
+        Some(0x12),
+        "GET LBA STATUS",
+        IN,
+        OpFlags::MEDIUM,
+        [0x12, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0, C]
     ),
     op!(ReportLuns, 0xa0, None, "REPORT LUNS", IN, NOLUN_UAX, [0, 0xff, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0, C]),
     op!(
@@ -453,6 +581,15 @@ pub static DISK_OPS: &[OpInfo] = &[
         IN,
         NOF,
         [0x0d, 0x80, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0, C]
+    ),
+    op!(
+        SetTargetPortGroups,
+        0xa4,
+        Some(0x0a),
+        "SET TARGET PORT GROUPS",
+        OUT,
+        PRW,
+        [0x0a, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0, C]
     ),
     op!(Read12, 0xa8, None, "READ(12)", IN, RD, [0x18, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x1f, C]),
     op!(Write12, 0xaa, None, "WRITE(12)", OUT, WR, [0x18, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x1f, C]),

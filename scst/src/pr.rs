@@ -1115,8 +1115,8 @@ pub(crate) mod exec {
     impl From<PrError> for Fail {
         fn from(e: PrError) -> Self {
             match e {
-                PrError::Conflict => Fail::RESERVATION_CONFLICT,
-                PrError::Sense(s) => Fail::Check(s),
+                PrError::Conflict => Self::RESERVATION_CONFLICT,
+                PrError::Sense(s) => Self::Check(s),
             }
         }
     }

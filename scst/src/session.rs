@@ -166,6 +166,16 @@ impl Session {
         self.view.read().slots.iter().map(|s| s.lun).collect()
     }
 
+    /// Whether the nexus's LUN view is exactly `map` (same LUNs, devices and read-only flags).
+    pub(crate) fn view_is(&self, map: &BTreeMap<Lun, MappedLun>) -> bool {
+        let v = self.view.read();
+        v.slots.len() == map.len()
+            && v.slots
+                .iter()
+                .zip(map)
+                .all(|(s, (l, m))| s.lun == *l && Arc::ptr_eq(&s.dev, &m.dev) && s.read_only == m.read_only)
+    }
+
     /// Replaces the nexus's LUN view, keeping the unit attention state of LUNs that stay, and
     /// queues `ua` (e.g. REPORTED LUNS DATA HAS CHANGED) on every LUN of the new view.
     pub(crate) fn set_lun_map(&self, map: &BTreeMap<Lun, MappedLun>, ua: Option<SenseCode>) {
@@ -348,7 +358,8 @@ impl Session {
         cmd.read_only = slot.read_only;
         cmd.dev = Some(dev.clone());
         let cdb = *cmd.cdb_padded();
-        let op = ops::lookup(dev.handler().ops(), &cdb[..cmd.cdb().len().max(1)]);
+        let op = ops::lookup(dev.handler().ops(), &cdb[..cmd.cdb().len().max(1)])
+            .and_then(|o| if self.supports(&dev, o) { Ok(o) } else { Err(Sense::invalid_opcode()) });
         if !op.is_ok_and(|o| o.flags.has(OpFlags::UA_EXEMPT))
             && let Some(code) = slot.ua.take(&dev.ua, self.id, &self.nexus)
         {
@@ -371,6 +382,16 @@ impl Session {
             self.report_luns(cmd, &view, &cdb)?;
             return Ok(false);
         }
+        // ALUA (SPC-4 §5.16.2.4): the state of this nexus's target port group.
+        self.target.port_group_state(self.cfg.port.tpg_id).admits(op.op)?;
+        if let Some(code) = dev.sanitize_blocked()
+            && !op.flags.has(OpFlags::PR_EXEMPT)
+            && !(op.op == Op::Sanitize && code == SenseCode::SANITIZE_COMMAND_FAILED)
+        {
+            // While a sanitize runs (or failed), only INQUIRY, REPORT LUNS, REQUEST SENSE and the
+            // reservation commands are served (SBC-4 §4.11.2); a new SANITIZE may end failure mode.
+            return Err(code.into());
+        }
         if dev.pr_conflicts(&self.nexus, op.pr_access()) {
             return Err(Fail::RESERVATION_CONFLICT);
         }
@@ -387,6 +408,12 @@ impl Session {
             Some(s) => Err(s.into()),
             None => Ok(true),
         }
+    }
+
+    /// Whether `op` is a command `dev` serves through this nexus: the handler supports it, and
+    /// SET TARGET PORT GROUPS only where the target allows explicit ALUA.
+    pub(crate) fn supports(&self, dev: &crate::dev::Device, op: &ops::OpInfo) -> bool {
+        dev.handler().supports(op) && (op.op != Op::SetTargetPortGroups || self.target.alua_explicit())
     }
 
     /// Commands addressed to a LUN this nexus does not have (SPC-4 §6.6.2, §6.39).
@@ -515,14 +542,14 @@ impl Session {
                 }
             }
             TmFunction::TARGET_WARM_RESET | TmFunction::TARGET_COLD_RESET => {
-                for m in self.target.luns().values() {
-                    self.abort_device(&m.dev, &wait);
-                    m.dev.clear_prevent();
-                    let _ = m.dev.pr_update(|st| {
+                for dev in self.target.devices() {
+                    self.abort_device(&dev, &wait);
+                    dev.clear_prevent();
+                    let _ = dev.pr_update(|st| {
                         st.reset();
                         Ok(())
                     });
-                    m.dev.raise_ua(SenseCode::POWER_ON_RESET, None);
+                    dev.raise_ua(SenseCode::POWER_ON_RESET, None);
                 }
             }
             TmFunction::I_T_NEXUS_RESET => {

@@ -30,6 +30,10 @@ pub struct StoreCaps {
     pub rotation_rate: u16,
     /// Logical blocks per physical block exponent (READ CAPACITY(16) byte 13).
     pub lbppbe: u8,
+    /// Thin provisioned: [`BlockStore::unmap`] deallocates, deallocated blocks read as zeros,
+    /// and [`BlockStore::mapped`] tells mapped from deallocated ranges. The disk then reports
+    /// LBPME/LBPRZ and accepts UNMAP and WRITE SAME with UNMAP.
+    pub thin: bool,
 }
 
 /// A byte-addressed block store. Offsets and lengths the core passes are always whole logical
@@ -69,6 +73,51 @@ pub trait BlockStore: Send + Sync + 'static {
     /// # Errors
     /// An I/O error.
     fn flush(&self) -> io::Result<()>;
+
+    /// Deallocates `len` bytes at `off` (whole blocks): later reads return zeros. Only called
+    /// when [`StoreCaps::thin`] is set.
+    ///
+    /// # Errors
+    /// An I/O error (the command fails with MEDIUM ERROR / WRITE ERROR).
+    fn unmap(&self, off: u64, len: u64) -> io::Result<()> {
+        let _ = (off, len);
+        Err(io::ErrorKind::Unsupported.into())
+    }
+
+    /// Writes `len` zero bytes at `off` (WRITE SAME of a zero block). The default writes a
+    /// shared zero page; stores override it with something cheaper (a hole, `ZERO_RANGE`).
+    ///
+    /// # Errors
+    /// An I/O error.
+    fn write_zeroes(&self, off: u64, len: u64, fua: bool) -> io::Result<()> {
+        let zero = crate::sgv::zeros();
+        let mut done = 0;
+        while done < len {
+            let n = (len - done).min(zero.len() as u64 * 16);
+            let mut iov: [IoSlice<'_>; 16] = [IoSlice::new(&[]); 16];
+            let mut k = 0;
+            let mut left = n;
+            while left > 0 {
+                let m = left.min(zero.len() as u64);
+                iov[k] = IoSlice::new(&zero[..m as usize]);
+                k += 1;
+                left -= m;
+            }
+            self.write_at(off + done, &iov[..k], fua)?;
+            done += n;
+        }
+        Ok(())
+    }
+
+    /// Whether the range starting at `off` is mapped (`true`) or deallocated, and how many
+    /// bytes (≥ 1 block, ≤ `len`) share that state. Fully provisioned stores: always mapped.
+    ///
+    /// # Errors
+    /// An I/O error.
+    fn mapped(&self, off: u64, len: u64) -> io::Result<(bool, u64)> {
+        let _ = off;
+        Ok((true, len))
+    }
 
     /// Re-reads the size from the backing object (after it was resized) and returns it.
     ///

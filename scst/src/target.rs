@@ -5,6 +5,8 @@ use std::sync::{Arc, Weak};
 
 use parking_lot::{Mutex, RwLock};
 
+use crate::acl::NamePatterns;
+use crate::alua::{AluaConfig, AluaError, AluaState, AluaTable};
 use crate::cmd::CmdBox;
 use crate::dev::Device;
 use crate::session::{Session, SessionConfig};
@@ -88,13 +90,54 @@ pub struct MappedLun {
     pub read_only: bool,
 }
 
-/// A SCSI target (an iSCSI target node, an SRP/FC target port's device server): a name, a LUN
-/// map and the sessions logged in to it.
+/// A SCSI target (an iSCSI target node, an SRP/FC target port's device server): a name, LUN
+/// maps and the sessions logged in to it.
+///
+/// Access control follows SCST's security groups (see [`crate::acl`]): the target has a default
+/// LUN map and named groups with their own maps; a session sees the map of the first group
+/// whose initiator patterns admit it, else the default map. Every change to a map or to a
+/// group's patterns applies to the live sessions at once, and each session whose view changed
+/// gets REPORTED LUNS DATA HAS CHANGED.
 pub struct Target {
     name: String,
-    luns: RwLock<BTreeMap<Lun, MappedLun>>,
+    acl: RwLock<Acl>,
+    alua: RwLock<Option<AluaTable>>,
+    /// Whether `alua` is set, read on every command without the lock.
+    alua_on: std::sync::atomic::AtomicBool,
     sessions: Mutex<Vec<Weak<Session>>>,
     sgv: SgvPool,
+}
+
+/// The LUN maps of a target.
+#[derive(Default)]
+struct Acl {
+    default: BTreeMap<Lun, MappedLun>,
+    groups: Vec<Group>,
+    refuse_unmatched: bool,
+}
+
+struct Group {
+    name: String,
+    initiators: NamePatterns,
+    luns: BTreeMap<Lun, MappedLun>,
+}
+
+impl Acl {
+    fn group_of(&self, initiator: &str) -> Option<&Group> {
+        self.groups.iter().find(|g| g.initiators.admits(initiator))
+    }
+
+    fn map(&mut self, group: Option<&str>) -> Result<&mut BTreeMap<Lun, MappedLun>, LunMapError> {
+        match group {
+            None => Ok(&mut self.default),
+            Some(name) => self
+                .groups
+                .iter_mut()
+                .find(|g| g.name == name)
+                .map(|g| &mut g.luns)
+                .ok_or_else(|| LunMapError::NoGroup(name.to_string())),
+        }
+    }
 }
 
 impl std::fmt::Debug for Target {
@@ -116,12 +159,25 @@ pub enum LunMapError {
     /// No such LUN.
     #[error("LUN {0} is not mapped")]
     NotMapped(Lun),
+    /// No security group of that name.
+    #[error("no security group {0:?}")]
+    NoGroup(String),
+    /// A security group of that name exists already.
+    #[error("security group {0:?} exists already")]
+    GroupExists(String),
 }
 
 impl Target {
     /// Creates a target whose commands take buffers from `sgv`.
     pub fn new(name: impl Into<String>, sgv: SgvPool) -> Arc<Self> {
-        Arc::new(Self { name: name.into(), luns: RwLock::new(BTreeMap::new()), sessions: Mutex::new(Vec::new()), sgv })
+        Arc::new(Self {
+            name: name.into(),
+            acl: RwLock::new(Acl::default()),
+            alua: RwLock::new(None),
+            alua_on: std::sync::atomic::AtomicBool::new(false),
+            sessions: Mutex::new(Vec::new()),
+            sgv,
+        })
     }
 
     /// The target name.
@@ -134,45 +190,260 @@ impl Target {
         &self.sgv
     }
 
-    /// Maps `dev` at `lun`. Sessions see it at once and get REPORTED LUNS DATA HAS CHANGED.
+    /// Maps `dev` at `lun` in the default map. Sessions see it at once and get REPORTED LUNS
+    /// DATA HAS CHANGED.
     ///
     /// # Errors
     /// If `lun` is taken or out of range.
     pub fn add_lun(&self, lun: Lun, dev: Arc<Device>, read_only: bool) -> Result<(), LunMapError> {
-        if lun.0 > Lun::MAX {
-            return Err(LunMapError::OutOfRange(lun));
-        }
-        {
-            let mut m = self.luns.write();
-            if m.contains_key(&lun) {
-                return Err(LunMapError::Exists(lun));
-            }
-            m.insert(lun, MappedLun { dev, read_only });
-        }
-        self.luns_changed();
-        Ok(())
+        self.add_group_lun(None, lun, dev, read_only)
     }
 
-    /// Unmaps `lun`. Commands already running on it finish.
+    /// Unmaps `lun` from the default map. Commands already running on it finish.
     ///
     /// # Errors
     /// If `lun` is not mapped.
     pub fn remove_lun(&self, lun: Lun) -> Result<Arc<Device>, LunMapError> {
-        let dev = self.luns.write().remove(&lun).ok_or(LunMapError::NotMapped(lun))?;
-        self.luns_changed();
-        Ok(dev.dev)
+        self.remove_group_lun(None, lun)
     }
 
-    /// A snapshot of the LUN map.
+    /// A snapshot of the default LUN map.
     pub fn luns(&self) -> BTreeMap<Lun, MappedLun> {
-        self.luns.read().clone()
+        self.acl.read().default.clone()
     }
 
-    fn luns_changed(&self) {
-        let map = self.luns();
-        for s in self.sessions() {
-            s.set_lun_map(&map, Some(SenseCode::REPORTED_LUNS_DATA_HAS_CHANGED));
+    /// Maps `dev` at `lun` in security group `group` (`None`: the default map).
+    ///
+    /// # Errors
+    /// If `lun` is taken or out of range, or there is no such group.
+    pub fn add_group_lun(
+        &self,
+        group: Option<&str>,
+        lun: Lun,
+        dev: Arc<Device>,
+        read_only: bool,
+    ) -> Result<(), LunMapError> {
+        if lun.0 > Lun::MAX {
+            return Err(LunMapError::OutOfRange(lun));
         }
+        self.change(|acl| {
+            let m = acl.map(group)?;
+            if m.contains_key(&lun) {
+                return Err(LunMapError::Exists(lun));
+            }
+            m.insert(lun, MappedLun { dev, read_only });
+            Ok(())
+        })
+    }
+
+    /// Unmaps `lun` from security group `group` (`None`: the default map).
+    ///
+    /// # Errors
+    /// If `lun` is not mapped there, or there is no such group.
+    pub fn remove_group_lun(&self, group: Option<&str>, lun: Lun) -> Result<Arc<Device>, LunMapError> {
+        self.change(|acl| acl.map(group)?.remove(&lun).map(|m| m.dev).ok_or(LunMapError::NotMapped(lun)))
+    }
+
+    /// Adds a security group, checked after the groups added before it, with an empty LUN map.
+    /// Live sessions it admits move to it at once.
+    ///
+    /// # Errors
+    /// If a group of that name exists.
+    pub fn add_group(&self, name: &str, initiators: NamePatterns) -> Result<(), LunMapError> {
+        self.change(|acl| {
+            if acl.groups.iter().any(|g| g.name == name) {
+                return Err(LunMapError::GroupExists(name.to_string()));
+            }
+            acl.groups.push(Group { name: name.to_string(), initiators, luns: BTreeMap::new() });
+            Ok(())
+        })
+    }
+
+    /// Removes a security group; its sessions fall back to another group or the default map.
+    ///
+    /// # Errors
+    /// If there is no such group.
+    pub fn remove_group(&self, name: &str) -> Result<(), LunMapError> {
+        self.change(|acl| {
+            let i = acl.groups.iter().position(|g| g.name == name).ok_or_else(|| LunMapError::NoGroup(name.into()))?;
+            acl.groups.remove(i);
+            Ok(())
+        })
+    }
+
+    /// Replaces the initiator patterns of a group: initiators move in or out of it, and their
+    /// live sessions switch LUN maps at once (with REPORTED LUNS DATA HAS CHANGED).
+    ///
+    /// # Errors
+    /// If there is no such group.
+    pub fn set_group_initiators(&self, name: &str, initiators: NamePatterns) -> Result<(), LunMapError> {
+        self.change(|acl| {
+            let g = acl.groups.iter_mut().find(|g| g.name == name).ok_or_else(|| LunMapError::NoGroup(name.into()))?;
+            g.initiators = initiators;
+            Ok(())
+        })
+    }
+
+    /// The security groups in the order they are checked, with their patterns.
+    pub fn groups(&self) -> Vec<(String, NamePatterns)> {
+        self.acl.read().groups.iter().map(|g| (g.name.clone(), g.initiators.clone())).collect()
+    }
+
+    /// The group an initiator falls in (`None`: the default map).
+    pub fn group_of(&self, initiator: &str) -> Option<String> {
+        self.acl.read().group_of(initiator).map(|g| g.name.clone())
+    }
+
+    /// The LUN map an initiator sees.
+    pub fn lun_map_for(&self, initiator: &str) -> BTreeMap<Lun, MappedLun> {
+        let acl = self.acl.read();
+        acl.group_of(initiator).map_or(&acl.default, |g| &g.luns).clone()
+    }
+
+    /// Whether initiators that no group admits are refused at login (`true`) or see the default
+    /// map (`false`, the default). Fabrics ask [`Target::admits`] at login.
+    pub fn set_refuse_unmatched(&self, refuse: bool) {
+        self.acl.write().refuse_unmatched = refuse;
+    }
+
+    /// Whether an initiator may open a session: it is in a group, or unmatched initiators are
+    /// not refused.
+    pub fn admits(&self, initiator: &str) -> bool {
+        let acl = self.acl.read();
+        !acl.refuse_unmatched || acl.group_of(initiator).is_some()
+    }
+
+    /// Every device in any LUN map of the target, once each.
+    pub fn devices(&self) -> Vec<Arc<Device>> {
+        let acl = self.acl.read();
+        let mut v: Vec<Arc<Device>> = Vec::new();
+        for m in acl.default.values().chain(acl.groups.iter().flat_map(|g| g.luns.values())) {
+            if !v.iter().any(|d| Arc::ptr_eq(d, &m.dev)) {
+                v.push(m.dev.clone());
+            }
+        }
+        v
+    }
+
+    /// Sets (or with `None` removes) the ALUA table of the target's logical units. Sessions
+    /// whose port group's state changed get ASYMMETRIC ACCESS STATE CHANGED.
+    ///
+    /// # Errors
+    /// A group id of 0 or a duplicate id.
+    pub fn set_alua(&self, cfg: Option<AluaConfig>) -> Result<(), AluaError> {
+        let table = cfg.map(AluaTable::new).transpose()?;
+        let mut alua = self.alua.write();
+        let before: Vec<(Arc<Session>, AluaState)> = self
+            .sessions()
+            .into_iter()
+            .map(|s| {
+                let st = Self::state_in(alua.as_ref(), s.port().tpg_id);
+                (s, st)
+            })
+            .collect();
+        self.alua_on.store(table.is_some(), std::sync::atomic::Ordering::Release);
+        *alua = table;
+        for (s, st) in before {
+            if Self::state_in(alua.as_ref(), s.port().tpg_id) != st {
+                s.raise_local_ua(SenseCode::ASYMMETRIC_ACCESS_STATE_CHANGED);
+            }
+        }
+        Ok(())
+    }
+
+    /// The ALUA table (`None`: implicit ALUA, one active/optimized group).
+    pub fn alua(&self) -> Option<AluaConfig> {
+        self.alua
+            .read()
+            .as_ref()
+            .map(|t| AluaConfig { groups: t.groups.iter().map(|(g, _)| g.clone()).collect(), explicit: t.explicit })
+    }
+
+    /// Changes a group's state implicitly (a cluster manager's failover): every session gets
+    /// ASYMMETRIC ACCESS STATE CHANGED and REPORT TARGET PORT GROUPS shows status 02h.
+    ///
+    /// # Errors
+    /// Without an ALUA table or such a group.
+    pub fn set_port_group_state(&self, tpg: u16, state: AluaState) -> Result<(), AluaError> {
+        self.change_states(&[(tpg, state)], None)
+    }
+
+    /// Applies state changes to groups (all or none), then tells every session but `from`'s
+    /// (the nexus of a SET TARGET PORT GROUPS).
+    pub(crate) fn change_states(&self, changes: &[(u16, AluaState)], from: Option<u64>) -> Result<(), AluaError> {
+        let mut alua = self.alua.write();
+        let t = alua.as_mut().ok_or(AluaError::NoGroup(changes.first().map_or(0, |c| c.0)))?;
+        for (id, _) in changes {
+            t.group_mut(*id)?;
+        }
+        for (id, state) in changes {
+            let (g, status) = t.group_mut(*id).expect("checked above");
+            g.state = *state;
+            *status = if from.is_some() { 0x01 } else { 0x02 };
+        }
+        drop(alua);
+        for s in self.sessions() {
+            if Some(s.id()) != from {
+                s.raise_local_ua(SenseCode::ASYMMETRIC_ACCESS_STATE_CHANGED);
+            }
+        }
+        Ok(())
+    }
+
+    fn state_in(t: Option<&AluaTable>, tpg: u16) -> AluaState {
+        t.and_then(|t| t.state(tpg)).unwrap_or(AluaState::ActiveOptimized)
+    }
+
+    /// The access state of port group `tpg` (active/optimized without a table or for a port
+    /// outside every group). Lock-free unless a table is set.
+    pub fn port_group_state(&self, tpg: u16) -> AluaState {
+        if !self.alua_on.load(std::sync::atomic::Ordering::Acquire) {
+            return AluaState::ActiveOptimized;
+        }
+        Self::state_in(self.alua.read().as_ref(), tpg)
+    }
+
+    /// Whether SET TARGET PORT GROUPS is accepted (an ALUA table with explicit transitions).
+    pub fn alua_explicit(&self) -> bool {
+        self.alua.read().as_ref().is_some_and(|t| t.explicit)
+    }
+
+    /// The groups REPORT TARGET PORT GROUPS lists, with their status codes, and the relative
+    /// ids of the local ports of each (from the live sessions).
+    pub(crate) fn alua_report(&self) -> Option<Vec<(crate::alua::PortGroup, u8)>> {
+        let t = self.alua.read().clone()?;
+        let sessions = self.sessions();
+        Some(
+            t.groups
+                .into_iter()
+                .map(|(mut g, status)| {
+                    for s in &sessions {
+                        let p = s.port();
+                        if p.tpg_id == g.id && !g.remote_ports.contains(&p.rel_port_id) {
+                            g.remote_ports.push(p.rel_port_id);
+                        }
+                    }
+                    g.remote_ports.sort_unstable();
+                    (g, status)
+                })
+                .collect(),
+        )
+    }
+
+    /// Applies a change to the maps, then gives each live session whose view changed its new
+    /// map with REPORTED LUNS DATA HAS CHANGED. Sessions are updated under the map lock so that
+    /// two changes cannot apply to a session out of order.
+    fn change<T>(&self, f: impl FnOnce(&mut Acl) -> Result<T, LunMapError>) -> Result<T, LunMapError> {
+        let mut acl = self.acl.write();
+        let out = f(&mut acl)?;
+        let acl = parking_lot::RwLockWriteGuard::downgrade(acl);
+        for s in self.sessions() {
+            let map = acl.group_of(&s.config().initiator_name).map_or(&acl.default, |g| &g.luns);
+            if !s.view_is(map) {
+                s.set_lun_map(map, Some(SenseCode::REPORTED_LUNS_DATA_HAS_CHANGED));
+            }
+        }
+        Ok(out)
     }
 
     /// Live sessions.
@@ -186,8 +457,12 @@ impl Target {
     /// asynchronous work through `fabric`. The new nexus starts with a POWER ON, RESET, OR BUS
     /// DEVICE RESET OCCURRED unit attention on every LUN, as a new nexus should.
     pub fn register_session(self: &Arc<Self>, cfg: SessionConfig, fabric: Arc<dyn TargetDriver>) -> Arc<Session> {
+        // Under the map lock, so that a concurrent map change either precedes the session's
+        // first view or updates it.
+        let acl = self.acl.read();
+        let map = acl.group_of(&cfg.initiator_name).map_or(&acl.default, |g| &g.luns);
         let s = Session::new(self.clone(), cfg, fabric);
-        s.set_lun_map(&self.luns(), None);
+        s.set_lun_map(map, None);
         s.raise_local_ua(SenseCode::POWER_ON_RESET);
         self.sessions.lock().push(Arc::downgrade(&s));
         s

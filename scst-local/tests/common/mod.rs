@@ -210,7 +210,7 @@ impl Rig {
                 let f = tempfile::NamedTempFile::new().expect("temp file");
                 f.as_file().set_len(size).expect("size backing file");
                 let l = LoopDev::attach(f.path(), bs);
-                let store = BlockDevStore::open(&l.path, false).expect("open loop device");
+                let store = BlockDevStore::open(&l.path, false, false).expect("open loop device");
                 assert_eq!(store.geometry().block_size, bs, "loop device sector size");
                 (device(store, cfg), Some(f), Some(l))
             }

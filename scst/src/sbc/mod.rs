@@ -1,32 +1,39 @@
 //! The direct-access block device handler: SPC-4 and SBC-3 emulation over a [`BlockStore`].
 
+mod atomic;
+mod locks;
 mod mode;
 mod spc;
+mod thin;
+mod xcopy;
 
 use std::io::IoSliceMut;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use crate::cmd::{Cmd, CmdInfo, ExecContext, Fail};
-use crate::dev::{Device, DeviceHandler};
+use crate::dev::{BlockAccess, Device, DeviceHandler};
 use crate::ops::{DISK_OPS, DataDir, Op, OpFlags, OpInfo};
 use crate::sgv::{MAX_SEGS, SgBuf, SgvPool, empty_io_slices, empty_io_slices_mut};
 use crate::store::{BlockStore, Geometry};
 use crate::wire::cdb::{be16, be24, be32, be64};
 use crate::wire::sense::{Sense, SenseCode};
+use locks::RangeLocks;
+pub use xcopy::CopyResult;
 
 /// Largest single transfer, in bytes (VPD B0h MAXIMUM TRANSFER LENGTH is this over the block
 /// size). Longer transfers get INVALID FIELD IN CDB.
-pub const MAX_TRANSFER_BYTES: u32 = 8 << 20;
+pub const MAX_TRANSFER_BYTES: u32 = 64 << 20;
 
-/// Verification reads the medium in pieces of at most this size.
-const VERIFY_CHUNK: usize = 1 << 20;
+/// Verification and read-modify-write work in pieces of at most this size.
+const CHUNK: usize = 1 << 20;
 
 /// A direct-access block device (peripheral type 00h) over a block store.
 pub struct Disk<S: BlockStore> {
     store: S,
     block_size: u32,
     blocks: AtomicU64,
+    locks: RangeLocks,
 }
 
 impl<S: BlockStore> std::fmt::Debug for Disk<S> {
@@ -55,7 +62,12 @@ impl<S: BlockStore> Disk<S> {
     pub fn new(store: S) -> Arc<Self> {
         let g = store.geometry();
         assert!(matches!(g.block_size, 512 | 4096), "block size must be 512 or 4096, not {}", g.block_size);
-        Arc::new(Self { block_size: g.block_size, blocks: AtomicU64::new(g.blocks), store })
+        Arc::new(Self {
+            block_size: g.block_size,
+            blocks: AtomicU64::new(g.blocks),
+            store,
+            locks: RangeLocks::default(),
+        })
     }
 
     /// The store.
@@ -68,29 +80,44 @@ impl<S: BlockStore> Disk<S> {
         Geometry { block_size: self.block_size, blocks: self.blocks.load(Relaxed) }
     }
 
-    fn max_transfer_blocks(&self) -> u32 {
-        MAX_TRANSFER_BYTES / self.block_size
+    /// Whether the device is thin provisioned (LBPME).
+    pub fn thin(&self) -> bool {
+        self.store.caps().thin
+    }
+
+    fn max_transfer_blocks(&self) -> u64 {
+        u64::from(MAX_TRANSFER_BYTES / self.block_size)
+    }
+
+    fn bs(&self) -> u64 {
+        u64::from(self.block_size)
+    }
+
+    fn ctx(&self) -> ExecContext {
+        if self.store.caps().may_block { ExecContext::Worker } else { ExecContext::Inline }
     }
 
     /// Checks an LBA range against the capacity (SBC-3 §4.5): the first LBA must exist even for
     /// a zero-length transfer, and nothing overflows.
     fn check_range(&self, lba: u64, blocks: u64) -> Result<(), Sense> {
         let n = self.blocks.load(Relaxed);
-        if lba >= n || blocks > n - lba { Err(Sense::lba_out_of_range().into()) } else { Ok(()) }
+        if lba >= n || blocks > n - lba { Err(Sense::lba_out_of_range()) } else { Ok(()) }
     }
 
     /// LBA, transfer length and the CDB offset of the transfer length field.
-    fn rw_fields(op: Op, cdb: &[u8]) -> (u64, u32, u16) {
+    fn rw_fields(op: Op, cdb: &[u8]) -> (u64, u64, u16) {
         match op {
             Op::Read6 | Op::Write6 => {
-                let len = u32::from(cdb[4]);
+                let len = u64::from(cdb[4]);
                 (u64::from(be24(cdb, 1) & 0x1f_ffff), if len == 0 { 256 } else { len }, 4)
             }
             Op::Read10 | Op::Write10 | Op::Verify10 | Op::WriteVerify10 | Op::Prefetch10 | Op::SyncCache10 => {
-                (u64::from(be32(cdb, 2)), u32::from(be16(cdb, 7)), 7)
+                (u64::from(be32(cdb, 2)), u64::from(be16(cdb, 7)), 7)
             }
-            Op::Read12 | Op::Write12 | Op::Verify12 | Op::WriteVerify12 => (u64::from(be32(cdb, 2)), be32(cdb, 6), 6),
-            _ => (be64(cdb, 2), be32(cdb, 10), 10),
+            Op::Read12 | Op::Write12 | Op::Verify12 | Op::WriteVerify12 => {
+                (u64::from(be32(cdb, 2)), u64::from(be32(cdb, 6)), 6)
+            }
+            _ => (be64(cdb, 2), u64::from(be32(cdb, 10)), 10),
         }
     }
 
@@ -101,45 +128,50 @@ impl<S: BlockStore> Disk<S> {
     /// initiator sends (RFC 7143 §11.4.5.2), and a partial block is an error.
     fn parse_rw(&self, op: &OpInfo, cdb: &[u8], expected_len: u32) -> Result<CmdInfo, Sense> {
         let (lba, blocks, len_field) = Self::rw_fields(op.op, cdb);
-        let bs = self.block_size;
+        let bs = self.bs();
         let bytchk = (cdb[1] >> 1) & 3;
         let data_blocks = match op.op {
             o if is_verify(o) => match bytchk {
                 0 => 0,
                 1 => blocks,
                 3 => blocks.min(1),
-                _ => return Err(Sense::invalid_cdb(1, Some(2)).into()),
+                _ => return Err(Sense::invalid_cdb(1, Some(2))),
             },
-            o if is_write_verify(o) && bytchk > 1 => return Err(Sense::invalid_cdb(1, Some(2)).into()),
+            o if is_write_verify(o) && bytchk > 1 => return Err(Sense::invalid_cdb(1, Some(2))),
             Op::Prefetch10 | Op::Prefetch16 | Op::SyncCache10 | Op::SyncCache16 => 0,
             _ => blocks,
         };
-        if data_blocks > self.max_transfer_blocks() {
-            return Err(Sense::invalid_cdb(len_field, Some(7)).into());
+        // SBC-4 §6.6.4: MAXIMUM TRANSFER LENGTH bounds VERIFY's verification length too, even
+        // when nothing is transferred; this also keeps one command from reading the medium
+        // unbounded on the receiving thread.
+        let bounded = if is_verify(op.op) { blocks } else { data_blocks };
+        if bounded > self.max_transfer_blocks() {
+            return Err(Sense::invalid_cdb(len_field, Some(7)));
         }
-        self.check_range(lba, u64::from(blocks))?;
+        self.check_range(lba, blocks)?;
         let mut info = CmdInfo {
             dir: if data_blocks == 0 { DataDir::None } else { op.dir },
-            data_len: data_blocks * bs,
+            data_len: (data_blocks * bs) as u32,
             lba,
             blocks,
             fua: cdb[1] & 0x08 != 0,
-            ctx: if self.store.caps().may_block { ExecContext::Worker } else { ExecContext::Inline },
+            ctx: self.ctx(),
             fail: None,
         };
+        let expected = u64::from(expected_len);
         match info.dir {
-            DataDir::Out if expected_len < info.data_len => {
-                if expected_len % bs != 0 {
+            DataDir::Out if expected < u64::from(info.data_len) => {
+                if expected % bs != 0 {
                     // Known lengths, so the residual is reported, but a partial block cannot be
                     // written.
                     info.fail = Some(Sense::new(SenseCode::INVALID_FIELD_IN_INFORMATION_UNIT));
                 }
-                if bytchk != 3 || !is_verify(op.op) || expected_len == 0 {
-                    info.blocks = expected_len / bs;
+                if bytchk != 3 || !is_verify(op.op) || expected == 0 {
+                    info.blocks = expected / bs;
                 }
             }
             DataDir::In => {
-                info.blocks = info.blocks.min(expected_len.div_ceil(bs));
+                info.blocks = info.blocks.min(expected.div_ceil(bs));
                 if self.store.caps().null {
                     info.ctx = ExecContext::Inline;
                 }
@@ -151,12 +183,12 @@ impl<S: BlockStore> Disk<S> {
 
     fn exec_read(&self, cmd: &mut Cmd) -> Result<(), Fail> {
         let info = *cmd.info();
-        let len = info.blocks as usize * self.block_size as usize;
+        let len = (info.blocks * self.bs()) as usize;
         if self.store.caps().null {
             cmd.set_data_in_zeros(len);
         } else {
-            let off = info.lba * u64::from(self.block_size);
-            let buf = cmd.data_in_buf(len).map_err(|_| Fail::BUSY)?;
+            let off = info.lba * self.bs();
+            let buf = cmd.data_in_buf(len)?;
             read_into(&self.store, off, buf, len)
                 .map_err(|_| Sense::with_info(SenseCode::UNRECOVERED_READ_ERROR, info.lba))?;
             cmd.set_data_in(len);
@@ -169,21 +201,40 @@ impl<S: BlockStore> Disk<S> {
         Ok(())
     }
 
+    /// Whether writes must reach stable storage before completing (FUA, or the write cache is
+    /// disabled).
+    fn write_through(&self, cmd: &Cmd, fua: bool) -> bool {
+        fua || cmd.device().is_none_or(|d| !d.mode.wce.load(Relaxed))
+    }
+
+    /// Writes the command's Data-Out bytes `[from, from + len)` at `lba`.
+    fn write_buf(&self, cmd: &Cmd, from: usize, len: usize, lba: u64, fua: bool) -> Result<(), Fail> {
+        if len == 0 {
+            return Ok(());
+        }
+        let buf = cmd.buf().ok_or(Fail::from(SenseCode::INTERNAL_TARGET_FAILURE))?;
+        let mut iov = empty_io_slices();
+        let n = buf.io_slices(from, len, &mut iov);
+        self.store
+            .write_at(lba * self.bs(), &iov[..n], self.write_through(cmd, fua))
+            .map_err(|e| write_error(&e, lba))?;
+        if let Some(d) = cmd.device() {
+            d.stats().write_bytes.fetch_add(len as u64, Relaxed);
+        }
+        Ok(())
+    }
+
     fn exec_write(&self, cmd: &mut Cmd, verify: bool) -> Result<(), Fail> {
         let info = *cmd.info();
-        let len = info.blocks as usize * self.block_size as usize;
+        let len = (info.blocks * self.bs()) as usize;
         if len == 0 || info.dir != DataDir::Out {
             return Ok(());
         }
-        let dev = cmd.device().cloned().ok_or(Sense::new(SenseCode::INTERNAL_TARGET_FAILURE))?;
-        // WRITE AND VERIFY writes through: verification is against the medium.
-        let fua = info.fua || verify || !dev.mode.wce.load(Relaxed);
-        let off = info.lba * u64::from(self.block_size);
-        let buf = cmd.buf().ok_or(Sense::new(SenseCode::INTERNAL_TARGET_FAILURE))?;
-        let mut iov = empty_io_slices();
-        let n = buf.io_slices(0, len, &mut iov);
-        self.store.write_at(off, &iov[..n], fua).map_err(|e| write_error(&e, info.lba))?;
-        dev.stats().write_bytes.fetch_add(len as u64, Relaxed);
+        {
+            let _range = self.locks.lock(info.lba, info.blocks, false);
+            // WRITE AND VERIFY writes through: verification is against the medium.
+            self.write_buf(cmd, 0, len, info.lba, info.fua || verify)?;
+        }
         if verify && (cmd.cdb()[1] >> 1) & 3 == 1 && !self.store.caps().null {
             self.compare(cmd, info.lba, info.blocks, false)?;
         }
@@ -209,14 +260,14 @@ impl<S: BlockStore> Disk<S> {
         &self,
         sgv: &SgvPool,
         lba: u64,
-        blocks: u32,
-        mut f: impl FnMut(usize, &SgBuf) -> Result<(), Sense>,
+        blocks: u64,
+        mut f: impl FnMut(usize, &mut SgBuf) -> Result<(), Fail>,
     ) -> Result<(), Fail> {
-        let bs = self.block_size as usize;
+        let bs = self.bs() as usize;
         let total = blocks as usize * bs;
         let mut done = 0;
         while done < total {
-            let n = (total - done).min(VERIFY_CHUNK);
+            let n = (total - done).min(CHUNK);
             let mut tmp = sgv.alloc(n).map_err(|_| Fail::BUSY)?;
             if self.store.caps().null {
                 tmp.fill(0, n, 0);
@@ -224,7 +275,7 @@ impl<S: BlockStore> Disk<S> {
                 read_into(&self.store, lba * bs as u64 + done as u64, &mut tmp, n)
                     .map_err(|_| Sense::with_info(SenseCode::UNRECOVERED_READ_ERROR, lba + (done / bs) as u64))?;
             }
-            f(done, &tmp)?;
+            f(done, &mut tmp)?;
             done += n;
         }
         Ok(())
@@ -233,9 +284,9 @@ impl<S: BlockStore> Disk<S> {
     /// Compares the medium at `lba` with the command's Data-Out (each block with the first
     /// Data-Out block when `single`). A difference ends the command with MISCOMPARE and the
     /// offset of the first differing byte in the INFORMATION field (SBC-3 §5.27).
-    fn compare(&self, cmd: &Cmd, lba: u64, blocks: u32, single: bool) -> Result<(), Fail> {
-        let data = cmd.buf().ok_or(Sense::new(SenseCode::INTERNAL_TARGET_FAILURE))?;
-        let bs = self.block_size as usize;
+    fn compare(&self, cmd: &Cmd, lba: u64, blocks: u64, single: bool) -> Result<(), Fail> {
+        let data = cmd.buf().ok_or(Fail::from(SenseCode::INTERNAL_TARGET_FAILURE))?;
+        let bs = self.bs() as usize;
         self.for_each_chunk(cmd.session().target().sgv(), lba, blocks, |at, medium| {
             let diff = if single {
                 (0..medium.len() / bs).find_map(|k| first_diff(medium, k * bs, data, 0, bs).map(|i| k * bs + i))
@@ -247,6 +298,35 @@ impl<S: BlockStore> Disk<S> {
                 None => Ok(()),
             }
         })
+    }
+
+    /// The commands that move no medium data through a buffer.
+    fn exec_control(&self, op: Op, cmd: &mut Cmd) -> Result<(), Fail> {
+        match op {
+            Op::TestUnitReady | Op::Prefetch10 | Op::Prefetch16 => Ok(()),
+            Op::RequestSense => spc::request_sense(cmd),
+            Op::Inquiry => spc::inquiry(self, cmd),
+            Op::ModeSense6 | Op::ModeSense10 => mode::sense(self, cmd),
+            Op::ModeSelect6 | Op::ModeSelect10 => mode::select(self, cmd),
+            Op::StartStopUnit => spc::start_stop(cmd),
+            Op::PreventAllow => spc::prevent_allow(cmd),
+            Op::ReadCapacity10 => spc::read_capacity10(self, cmd),
+            Op::ReadCapacity16 => spc::read_capacity16(self, cmd),
+            Op::ReportSupportedOpcodes => spc::report_opcodes(cmd),
+            Op::ReportSupportedTmf => spc::report_tmf(cmd),
+            Op::ReportTargetPortGroups => spc::report_tpgs(cmd),
+            Op::SetTargetPortGroups => spc::set_tpgs(cmd),
+            Op::ReadDefectData10 | Op::ReadDefectData12 => spc::read_defect_data(cmd),
+            Op::PersistentReserveIn => crate::pr::exec::prin(cmd),
+            Op::PersistentReserveOut => crate::pr::exec::prout(cmd),
+            Op::Reserve6 | Op::Reserve10 => crate::pr::exec::reserve(cmd),
+            Op::Release6 | Op::Release10 => crate::pr::exec::release(cmd),
+            Op::GetLbaStatus => thin::get_lba_status(self, cmd),
+            Op::ReceiveCopyResults => xcopy::receive_copy_results(self, cmd),
+            Op::SyncCache10 | Op::SyncCache16 => self.store.flush().map_err(|e| write_error(&e, cmd.info().lba).into()),
+            // An opcode table entry without a handler must not pretend success.
+            _ => Err(Sense::invalid_opcode().into()),
+        }
     }
 }
 
@@ -299,6 +379,17 @@ impl<S: BlockStore> DeviceHandler for Disk<S> {
         DISK_OPS
     }
 
+    fn supports(&self, op: &OpInfo) -> bool {
+        // UNMAP and CRYPTOGRAPHIC ERASE only on thin provisioned logical units (a fully
+        // provisioned one has nothing to deallocate, and no key to forget; libiscsi's Unmap.VPD
+        // checks UNMAP is refused there).
+        match op.op {
+            Op::Unmap => self.thin(),
+            Op::Sanitize => op.service_action != Some(0x03) || self.thin(),
+            _ => true,
+        }
+    }
+
     fn device_type(&self) -> u8 {
         0
     }
@@ -314,7 +405,7 @@ impl<S: BlockStore> DeviceHandler for Disk<S> {
     fn parse(&self, dev: &Device, op: &'static OpInfo, cdb: &[u8], expected_len: u32) -> Result<CmdInfo, Sense> {
         // A removable device without its medium answers NOT READY before looking further.
         if !dev.medium_loaded() && (op.flags.has(OpFlags::MEDIUM) || op.op == Op::TestUnitReady) {
-            return Err(Sense::new(SenseCode::MEDIUM_NOT_PRESENT).into());
+            return Err(Sense::new(SenseCode::MEDIUM_NOT_PRESENT));
         }
         let control = |dir, data_len| Ok(CmdInfo { dir, data_len, ..CmdInfo::default() });
         match op.op {
@@ -322,7 +413,7 @@ impl<S: BlockStore> DeviceHandler for Disk<S> {
             Op::RequestSense | Op::ModeSense6 => control(DataDir::In, u32::from(cdb[4])),
             Op::Inquiry => {
                 if cdb[1] & 1 == 0 && cdb[2] != 0 {
-                    return Err(Sense::invalid_cdb(2, Some(7)).into());
+                    return Err(Sense::invalid_cdb(2, Some(7)));
                 }
                 control(DataDir::In, u32::from(be16(cdb, 3)))
             }
@@ -336,9 +427,38 @@ impl<S: BlockStore> DeviceHandler for Disk<S> {
             }
             Op::PersistentReserveIn => control(DataDir::In, u32::from(be16(cdb, 7))),
             Op::PersistentReserveOut => control(DataDir::Out, be32(cdb, 5)),
+            // A header and one descriptor per port group: a few KiB at most.
+            Op::SetTargetPortGroups if be32(cdb, 6) > 4 + 4 * 4096 => Err(Sense::invalid_cdb(6, None)),
+            Op::SetTargetPortGroups => control(DataDir::Out, be32(cdb, 6)),
             Op::Reserve6 | Op::Release6 | Op::Reserve10 | Op::Release10 => control(DataDir::None, 0),
             Op::ReadDefectData10 => control(DataDir::In, u32::from(be16(cdb, 7))),
             Op::ReadDefectData12 => control(DataDir::In, be32(cdb, 6)),
+            Op::WriteSame10 | Op::WriteSame16 => thin::parse_write_same(self, op, cdb, expected_len),
+            Op::Unmap => Ok(CmdInfo {
+                dir: DataDir::Out,
+                data_len: u32::from(be16(cdb, 7)),
+                ctx: self.ctx(),
+                ..CmdInfo::default()
+            }),
+            Op::GetLbaStatus => {
+                self.check_range(be64(cdb, 2), 0)?;
+                Ok(CmdInfo {
+                    dir: DataDir::In,
+                    data_len: be32(cdb, 10),
+                    lba: be64(cdb, 2),
+                    ctx: self.ctx(),
+                    ..CmdInfo::default()
+                })
+            }
+            Op::CompareAndWrite => atomic::parse_caw(self, cdb, expected_len),
+            Op::ExtendedCopy => Ok(xcopy::parse(self, cdb)),
+            Op::Sanitize => {
+                let plen = u32::from(be16(cdb, 7));
+                let dir = if op.service_action == Some(0x01) && plen > 0 { DataDir::Out } else { DataDir::None };
+                Ok(CmdInfo { dir, data_len: plen, ctx: ExecContext::Worker, ..CmdInfo::default() })
+            }
+            Op::ReceiveCopyResults => control(DataDir::In, be32(cdb, 10)),
+            Op::WriteAtomic16 => atomic::parse_write_atomic(self, cdb, expected_len),
             _ => self.parse_rw(op, cdb, expected_len),
         }
     }
@@ -350,6 +470,13 @@ impl<S: BlockStore> DeviceHandler for Disk<S> {
             Op::Write6 | Op::Write10 | Op::Write12 | Op::Write16 => self.exec_write(cmd, false),
             Op::WriteVerify10 | Op::WriteVerify12 | Op::WriteVerify16 => self.exec_write(cmd, true),
             Op::Verify10 | Op::Verify12 | Op::Verify16 => self.exec_verify(cmd),
+            Op::WriteSame10 | Op::WriteSame16 => thin::write_same(self, cmd),
+            Op::Unmap => thin::unmap(self, cmd),
+            Op::CompareAndWrite => atomic::compare_and_write(self, cmd),
+            Op::OrWrite16 => atomic::orwrite(self, cmd),
+            Op::WriteAtomic16 => atomic::write_atomic(self, cmd),
+            Op::ExtendedCopy => xcopy::extended_copy(cmd),
+            Op::Sanitize => thin::sanitize(self, cmd),
             other => self.exec_control(other, cmd),
         };
         cmd.complete_with(r);
@@ -365,32 +492,8 @@ impl<S: BlockStore> DeviceHandler for Disk<S> {
             Err(_) => false,
         }
     }
-}
 
-impl<S: BlockStore> Disk<S> {
-    /// The commands that move no medium data through a buffer.
-    fn exec_control(&self, op: Op, cmd: &mut Cmd) -> Result<(), Fail> {
-        match op {
-            Op::TestUnitReady | Op::Prefetch10 | Op::Prefetch16 => Ok(()),
-            Op::RequestSense => spc::request_sense(cmd),
-            Op::Inquiry => spc::inquiry(self, cmd),
-            Op::ModeSense6 | Op::ModeSense10 => mode::sense(self, cmd),
-            Op::ModeSelect6 | Op::ModeSelect10 => mode::select(self, cmd),
-            Op::StartStopUnit => spc::start_stop(cmd),
-            Op::PreventAllow => spc::prevent_allow(cmd),
-            Op::ReadCapacity10 => spc::read_capacity10(self, cmd),
-            Op::ReadCapacity16 => spc::read_capacity16(self, cmd),
-            Op::ReportSupportedOpcodes => spc::report_opcodes(cmd),
-            Op::ReportSupportedTmf => spc::report_tmf(cmd),
-            Op::ReportTargetPortGroups => spc::report_tpgs(cmd),
-            Op::ReadDefectData10 | Op::ReadDefectData12 => spc::read_defect_data(cmd),
-            Op::PersistentReserveIn => crate::pr::exec::prin(cmd),
-            Op::PersistentReserveOut => crate::pr::exec::prout(cmd),
-            Op::Reserve6 | Op::Reserve10 => crate::pr::exec::reserve(cmd),
-            Op::Release6 | Op::Release10 => crate::pr::exec::release(cmd),
-            Op::SyncCache10 | Op::SyncCache16 => self.store.flush().map_err(|e| write_error(&e, cmd.info().lba).into()),
-            // An opcode table entry without a handler must not pretend success.
-            _ => Err(Sense::invalid_opcode().into()),
-        }
+    fn block_access(&self) -> Option<&dyn BlockAccess> {
+        Some(self)
     }
 }

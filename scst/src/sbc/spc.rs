@@ -3,6 +3,7 @@
 //! TARGET PORT GROUPS and READ DEFECT DATA.
 
 use super::{Disk, MAX_TRANSFER_BYTES};
+use crate::alua::{AluaState, PortGroup};
 use crate::cmd::{Cmd, Fail};
 use crate::ops::{self, DISK_OPS};
 use crate::store::BlockStore;
@@ -80,6 +81,8 @@ pub(super) fn inquiry<S: BlockStore>(disk: &Disk<S>, cmd: &mut Cmd) -> Result<()
     }
     let dev = cmd.device().cloned().ok_or(Sense::new(SenseCode::INTERNAL_TARGET_FAILURE))?;
     let port = cmd.session().port().clone();
+    // TPGS: implicit ALUA (01b), and explicit too (11b) where SET TARGET PORT GROUPS is allowed.
+    let tpgs = if cmd.session().target().alua_explicit() { 0x30 } else { 0x10 };
     let mut r = Resp::new();
     r.put(&[
         0x00,                                          // qualifier 0, direct access block device
@@ -87,7 +90,7 @@ pub(super) fn inquiry<S: BlockStore>(disk: &Disk<S>, cmd: &mut Cmd) -> Result<()
         0x06,                                          // SPC-4
         0x12,                                          // HISUP, response data format 2
         0,                                             // additional length, below
-        0x10,                                          // TPGS 01b: implicit ALUA
+        tpgs | 0x08,                                   // TPGS; 3PC (EXTENDED COPY)
         0x00,
         0x02, // CMDQUE
     ]);
@@ -129,24 +132,45 @@ fn vpd<S: BlockStore>(disk: &Disk<S>, cmd: &mut Cmd, page: u8, alloc: usize) -> 
             r.put(&p);
         }
         0xb0 => {
-            // Block Limits (SBC-3 §6.5.3), page length 3Ch.
+            // Block Limits (SBC-4 §6.6.4), page length 3Ch; offsets below are from byte 4.
             let bs = disk.block_size;
             let mut p = [0u8; 60];
+            // WSNZ 0: WRITE SAME with 0 blocks means "to the end of the medium".
+            p[1] = super::atomic::MAX_CAW_BLOCKS; // maximum compare and write length
             put16(&mut p, 2, 1); // optimal transfer length granularity
             put32(&mut p, 4, MAX_TRANSFER_BYTES / bs); // maximum transfer length
             put32(&mut p, 8, (128 << 10) / bs); // optimal transfer length
             put32(&mut p, 12, MAX_TRANSFER_BYTES / bs); // maximum prefetch length
+            if disk.thin() {
+                put32(&mut p, 16, super::thin::MAX_UNMAP_LBA_COUNT);
+                put32(&mut p, 20, super::thin::MAX_UNMAP_DESCRIPTORS);
+                // Optimal unmap granularity: a 4 KiB file system block.
+                put32(&mut p, 24, (4096 / bs).max(1));
+            }
+            // Maximum write same length: 0, no limit (large ranges are written in pieces).
+            put32(&mut p, 40, super::atomic::max_atomic_blocks(disk)); // maximum atomic transfer length
+            put32(&mut p, 44, 1); // atomic alignment
+            put32(&mut p, 48, 1); // atomic transfer length granularity
             r.put(&p);
         }
         0xb1 => {
             // Block Device Characteristics.
             let mut p = [0u8; 60];
             put16(&mut p, 0, disk.store.caps().rotation_rate);
+            // WABEREQ 01b: a block erased by SANITIZE reads back GOOD (zeros); WACEREQ 01b
+            // likewise after a cryptographic erase, which thin LUs support.
+            p[3] = 0x40 | if disk.thin() { 0x10 } else { 0 };
             r.put(&p);
         }
         0xb2 => {
-            // Logical Block Provisioning: no thin provisioning operations.
-            r.put(&[0, 0, 0, 0]);
+            // Logical Block Provisioning (SBC-4 §6.6.6): on a thin LU, UNMAP, WRITE SAME(16)
+            // and WRITE SAME(10) with UNMAP (LBPU, LBPWS, LBPWS10), deallocated blocks read
+            // zeros (LBPRZ 001b); provisioning type thin. A fully provisioned LU: none of it.
+            if disk.thin() {
+                r.put(&[0, 0x80 | 0x40 | 0x20 | 0x04, 0x02, 0]);
+            } else {
+                r.put(&[0, 0, 0, 0]);
+            }
         }
         _ => return Err(Sense::invalid_cdb(2, Some(7)).into()),
     }
@@ -197,6 +221,10 @@ pub(super) fn read_capacity16<S: BlockStore>(disk: &Disk<S>, cmd: &mut Cmd) -> R
     put64(&mut d, 0, g.blocks - 1);
     put32(&mut d, 8, g.block_size);
     d[13] = disk.store.caps().lbppbe & 0x0f;
+    if disk.thin() {
+        // LBPME: logical block provisioning management; LBPRZ: deallocated blocks read zeros.
+        d[14] = 0x80 | 0x40;
+    }
     cmd.respond(&d, alloc)
 }
 
@@ -251,6 +279,8 @@ fn timeouts_descriptor(r: &mut Resp) {
 /// REPORT SUPPORTED OPERATION CODES (SPC-4 §6.35).
 pub(super) fn report_opcodes(cmd: &mut Cmd) -> Result<(), Fail> {
     let cdb = *cmd.cdb_padded();
+    let dev = cmd.device().cloned().ok_or(Sense::new(SenseCode::INTERNAL_TARGET_FAILURE))?;
+    let sess = cmd.session().clone();
     let rctd = cdb[2] & 0x80 != 0;
     let (opcode, sa) = (cdb[3], be16(&cdb, 4));
     let alloc = be32(&cdb, 6) as usize;
@@ -259,7 +289,7 @@ pub(super) fn report_opcodes(cmd: &mut Cmd) -> Result<(), Fail> {
     match cdb[2] & 7 {
         0 => {
             r.zeros(4);
-            for o in table {
+            for o in table.iter().filter(|o| sess.supports(&dev, o)) {
                 let mut d = [0u8; 8];
                 d[0] = o.opcode;
                 put16(&mut d, 2, u16::from(o.service_action.unwrap_or(0)));
@@ -284,7 +314,8 @@ pub(super) fn report_opcodes(cmd: &mut Cmd) -> Result<(), Fail> {
                 u8::try_from(sa).ok().and_then(|sa| ops::find(table, opcode, Some(sa)))
             } else {
                 ops::find(table, opcode, None)
-            };
+            }
+            .filter(|o| sess.supports(&dev, o));
             match found {
                 Some(o) => {
                     r.put(&[0, u8::from(rctd) << 7 | 0x03]).put(&(o.cdb_len() as u16).to_be_bytes()).put(o.usage);
@@ -320,7 +351,8 @@ pub(super) fn report_tmf(cmd: &mut Cmd) -> Result<(), Fail> {
     cmd.respond(&d[..n], alloc)
 }
 
-/// REPORT TARGET PORT GROUPS (SPC-4 §6.37): one group, active/optimized, with this port.
+/// REPORT TARGET PORT GROUPS (SPC-4 §6.37): the target's ALUA table, or without one a single
+/// active/optimized group holding this port.
 pub(super) fn report_tpgs(cmd: &mut Cmd) -> Result<(), Fail> {
     let cdb = *cmd.cdb_padded();
     let extended = match cdb[1] >> 5 {
@@ -330,18 +362,64 @@ pub(super) fn report_tpgs(cmd: &mut Cmd) -> Result<(), Fail> {
     };
     let alloc = be32(&cdb, 6) as usize;
     let port = cmd.session().port().clone();
+    let table = cmd.session().target().alua_report();
+    // Supported states: with a table T_SUP, O_SUP, U_SUP, S_SUP, AN_SUP, AO_SUP (not LBA
+    // dependent); without one the group stays active/optimized.
+    let supported = if table.is_some() { 0xcf } else { 0x01 };
+    let groups = table.unwrap_or_else(|| {
+        let mut g = PortGroup::new(port.tpg_id);
+        g.remote_ports.push(port.rel_port_id);
+        vec![(g, 0)]
+    });
     let mut r = Resp::new();
     r.zeros(4);
     if extended {
         // Format type 001b, implicit transition time 0.
         r.put(&[0x10, 0, 0, 0]);
     }
-    // PREF=0, state active/optimized; supported: AO only; group id; status 0; one port.
-    r.put(&[0x00, 0x01]).put(&port.tpg_id.to_be_bytes()).put(&[0, 0, 0, 1]);
-    r.put(&[0, 0]).put(&port.rel_port_id.to_be_bytes());
+    for (g, status) in &groups {
+        let ports = g.remote_ports.len().min(255);
+        r.put(&[u8::from(g.preferred) << 7 | g.state as u8, supported]).put(&g.id.to_be_bytes()).put(&[
+            0,
+            *status,
+            0,
+            ports as u8,
+        ]);
+        for p in &g.remote_ports[..ports] {
+            r.put(&[0, 0]).put(&p.to_be_bytes());
+        }
+    }
     let n = r.len();
     put32(r.bytes_mut(), 0, (n - 4) as u32);
     r.send(cmd, alloc)
+}
+
+/// SET TARGET PORT GROUPS (SPC-4 §6.50): explicit ALUA transitions, all or none. The other
+/// I_T nexuses get ASYMMETRIC ACCESS STATE CHANGED.
+pub(super) fn set_tpgs(cmd: &mut Cmd) -> Result<(), Fail> {
+    let len = be32(cmd.cdb_padded(), 6) as usize;
+    if len == 0 {
+        return Ok(());
+    }
+    let data = cmd.buf().and_then(|b| b.contiguous()).ok_or(Fail::from(SenseCode::PARAMETER_LIST_LENGTH_ERROR))?;
+    if data.len() < len || len < 4 || (len - 4) % 4 != 0 {
+        return Err(SenseCode::PARAMETER_LIST_LENGTH_ERROR.into());
+    }
+    let target = cmd.session().target().clone();
+    let table = target.alua().ok_or(Fail::from(Sense::invalid_opcode()))?;
+    let mut changes = Vec::new();
+    for (k, d) in data[4..len].chunks_exact(4).enumerate() {
+        let at = (4 + 4 * k) as u16;
+        let state =
+            AluaState::from_code(d[0] & 0x0f).filter(|s| s.requestable()).ok_or(Sense::invalid_param(at, Some(3)))?;
+        let id = be16(d, 2);
+        if !table.groups.iter().any(|g| g.id == id) {
+            return Err(Sense::invalid_param(at + 2, None).into());
+        }
+        changes.push((id, state));
+    }
+    let sid = cmd.session().id();
+    target.change_states(&changes, Some(sid)).map_err(|_| Fail::from(Sense::invalid_param(4, None)))
 }
 
 /// READ DEFECT DATA(10/12): a virtual device has no defects; both lists are reported empty.

@@ -19,8 +19,8 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use parking_lot::Mutex;
 use raw::{ALIGN, Chunk};
 
-/// Most chunks one buffer can hold.
-pub const MAX_SEGS: usize = 16;
+/// Most chunks one buffer can hold (64 MiB with the default 1 MiB chunks).
+pub const MAX_SEGS: usize = 64;
 
 const MIN_CLASS_SHIFT: u32 = 12; // 4 KiB
 const MAX_CLASSES: usize = 12; // 4 KiB ..= 8 MiB
@@ -144,7 +144,7 @@ impl SgvPool {
         if len > self.max_len() {
             return Err(AllocError::TooLarge(len));
         }
-        let mut buf = SgBuf { segs: Default::default(), nsegs: 0, len, pool: Some(self.inner.clone()) };
+        let mut buf = SgBuf { segs: [const { None }; MAX_SEGS], nsegs: 0, len, pool: Some(self.inner.clone()) };
         let max = self.inner.max_chunk;
         let mut left = len;
         while left > 0 {
@@ -434,6 +434,18 @@ impl SgBuf {
     }
 }
 
+/// 64 KiB of zeros, page-aligned (usable for `O_DIRECT` writes).
+#[repr(C, align(4096))]
+struct ZeroPage([u8; 65536]);
+
+static ZERO_PAGE: ZeroPage = ZeroPage([0; 65536]);
+
+/// A shared, page-aligned, read-only 64 KiB of zeros: NULLIO Data-In and WRITE SAME of zeros are
+/// sent or written from it without touching memory.
+pub fn zeros() -> &'static [u8] {
+    &ZERO_PAGE.0
+}
+
 /// A fresh array of empty `IoSlice`s to pass to [`SgBuf::io_slices`].
 pub fn empty_io_slices<'a>() -> [IoSlice<'a>; MAX_SEGS] {
     [(); MAX_SEGS].map(|()| IoSlice::new(&[]))
@@ -499,7 +511,7 @@ mod tests {
         assert_eq!(p.stats().limit_failures, 1);
         drop((a, b, c, d));
         assert!(p.alloc(4096).is_ok(), "freed chunks make room again");
-        assert!(matches!(p.alloc(17 * (64 << 10)), Err(AllocError::TooLarge(_))));
+        assert!(matches!(p.alloc((MAX_SEGS + 1) * (64 << 10)), Err(AllocError::TooLarge(_))));
     }
 
     #[test]
