@@ -201,6 +201,8 @@ pub struct Device {
     /// SANITIZE state: 0 none, 1 in progress, 2 failed (the LU stays in failure mode until a
     /// sanitize succeeds or EXIT FAILURE MODE).
     sanitize: std::sync::atomic::AtomicU8,
+    /// How far a running sanitize is, of 65536.
+    sanitize_progress: std::sync::atomic::AtomicU16,
     /// Results of EXTENDED COPY commands held for RECEIVE COPY RESULTS.
     pub(crate) copies: Mutex<Vec<crate::sbc::CopyResult>>,
 }
@@ -297,6 +299,7 @@ impl Device {
             pr_file,
             copies: Mutex::new(Vec::new()),
             sanitize: std::sync::atomic::AtomicU8::new(0),
+            sanitize_progress: std::sync::atomic::AtomicU16::new(0),
         });
         REGISTRY.lock().push(Arc::downgrade(&dev));
         Ok(dev)
@@ -455,6 +458,18 @@ impl Device {
             Some(false) => 2,
         };
         self.sanitize.store(v, Relaxed);
+        self.sanitize_progress.store(0, Relaxed);
+    }
+
+    /// How far a running sanitize is, as a fraction of 65536 (REQUEST SENSE's PROGRESS
+    /// INDICATION).
+    pub fn sanitize_progress(&self) -> u16 {
+        self.sanitize_progress.load(Relaxed)
+    }
+
+    /// Records a running sanitize's progress (of 65536).
+    pub fn set_sanitize_progress(&self, done: u16) {
+        self.sanitize_progress.store(done, Relaxed);
     }
 
     /// Hands a command to a worker for execution.

@@ -358,8 +358,19 @@ impl Session {
         cmd.read_only = slot.read_only;
         cmd.dev = Some(dev.clone());
         let cdb = *cmd.cdb_padded();
-        let op = ops::lookup(dev.handler().ops(), &cdb[..cmd.cdb().len().max(1)])
-            .and_then(|o| if self.supports(&dev, o) { Ok(o) } else { Err(Sense::invalid_opcode()) });
+        let op = ops::lookup(dev.handler().ops(), &cdb[..cmd.cdb().len().max(1)]).and_then(|o| {
+            match (self.supports(&dev, o), o.service_action) {
+                (true, _) => Ok(o),
+                // A service action the device does not offer is refused like an unknown one
+                // (the field), unless the device offers no service action of that opcode.
+                (false, Some(_))
+                    if dev.handler().ops().iter().any(|x| x.opcode == o.opcode && self.supports(&dev, x)) =>
+                {
+                    Err(Sense::invalid_cdb(1, Some(4)))
+                }
+                (false, _) => Err(Sense::invalid_opcode()),
+            }
+        });
         if !op.is_ok_and(|o| o.flags.has(OpFlags::UA_EXEMPT))
             && let Some(code) = slot.ua.take(&dev.ua, self.id, &self.nexus)
         {

@@ -108,6 +108,9 @@ pub struct Target {
     sgv: SgvPool,
 }
 
+/// Every live target of the process (for [`Target::initiator_may_access`]).
+static TARGETS: Mutex<Vec<Weak<Target>>> = Mutex::new(Vec::new());
+
 /// The LUN maps of a target.
 #[derive(Default)]
 struct Acl {
@@ -170,13 +173,32 @@ pub enum LunMapError {
 impl Target {
     /// Creates a target whose commands take buffers from `sgv`.
     pub fn new(name: impl Into<String>, sgv: SgvPool) -> Arc<Self> {
-        Arc::new(Self {
+        let t = Arc::new(Self {
             name: name.into(),
             acl: RwLock::new(Acl::default()),
             alua: RwLock::new(None),
             alua_on: std::sync::atomic::AtomicBool::new(false),
             sessions: Mutex::new(Vec::new()),
             sgv,
+        });
+        let mut all = TARGETS.lock();
+        all.retain(|w| w.strong_count() > 0);
+        all.push(Arc::downgrade(&t));
+        drop(all);
+        t
+    }
+
+    /// Whether `initiator` may reach `dev` through some target of this process: a target that
+    /// admits it maps the device in the LUN map it sees. EXTENDED COPY checks its copy targets
+    /// with this, so that a copy cannot reach a logical unit its initiator was not given (the
+    /// flaw of CVE-2020-28374 in another target).
+    pub fn initiator_may_access(initiator: &str, dev: &Arc<Device>) -> bool {
+        let all: Vec<Arc<Self>> = TARGETS.lock().iter().filter_map(Weak::upgrade).collect();
+        all.iter().any(|t| {
+            let acl = t.acl.read();
+            let admitted = !acl.refuse_unmatched || acl.group_of(initiator).is_some();
+            admitted
+                && acl.group_of(initiator).map_or(&acl.default, |g| &g.luns).values().any(|m| Arc::ptr_eq(&m.dev, dev))
         })
     }
 

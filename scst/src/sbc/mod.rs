@@ -189,6 +189,8 @@ impl<S: BlockStore> Disk<S> {
         } else {
             let off = info.lba * self.bs();
             let buf = cmd.data_in_buf(len)?;
+            // Shared: a read never sees half of a COMPARE AND WRITE or WRITE ATOMIC.
+            let _range = self.locks.lock(info.lba, info.blocks, false);
             read_into(&self.store, off, buf, len)
                 .map_err(|_| Sense::with_info(SenseCode::UNRECOVERED_READ_ERROR, info.lba))?;
             cmd.set_data_in(len);
@@ -267,7 +269,7 @@ impl<S: BlockStore> Disk<S> {
         let total = blocks as usize * bs;
         let mut done = 0;
         while done < total {
-            let n = (total - done).min(CHUNK);
+            let n = (total - done).min(CHUNK.min(sgv.max_len()));
             let mut tmp = sgv.alloc(n).map_err(|_| Fail::BUSY)?;
             if self.store.caps().null {
                 tmp.fill(0, n, 0);

@@ -60,11 +60,19 @@ fn ascii_field(r: &mut Resp, s: &str, n: usize) {
 }
 
 pub(super) fn request_sense(cmd: &mut Cmd) -> Result<(), Fail> {
-    // No pending condition (unit attentions were answered by the core): NO SENSE.
+    // Unit attentions were answered by the core. A sanitize in progress reports how far it is;
+    // its failure mode reports the failure (SBC-4 §4.11.4); otherwise NO SENSE.
     let desc = cmd.cdb()[1] & 1 != 0;
     let alloc = usize::from(cmd.cdb()[4]);
     let mut b = [0u8; MAX_SENSE_LEN];
-    let n = Sense::new(SenseCode::NO_ADDITIONAL_SENSE).write(desc, &mut b);
+    let dev = cmd.device();
+    let n = match dev.and_then(|d| d.sanitize_blocked().map(|c| (c, d.sanitize_progress()))) {
+        Some((code @ SenseCode::NOT_READY_SANITIZE_IN_PROGRESS, done)) => {
+            Sense::new(code).write_progress(desc, done, &mut b)
+        }
+        Some((code, _)) => Sense::new(code).write(desc, &mut b),
+        None => Sense::new(SenseCode::NO_ADDITIONAL_SENSE).write(desc, &mut b),
+    };
     cmd.respond(&b[..n], alloc)
 }
 

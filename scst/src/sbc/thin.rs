@@ -305,6 +305,9 @@ fn run_sanitize(dev: &Device, job: &Job, blocks: u64, rate: u64, sgv: &SgvPool) 
                     io.write_blocks(lba, n, &buf, false)?;
                     lba += n;
                     written += n * bs;
+                    // PROGRESS INDICATION: the fraction done, of 65536.
+                    let total = u64::from(*count) * blocks * bs;
+                    dev.set_sanitize_progress((written.saturating_mul(65536) / total.max(1)).min(65535) as u16);
                     if rate > 0 {
                         let due = Duration::from_secs_f64(written as f64 / rate as f64);
                         if let Some(wait) = due.checked_sub(started.elapsed()) {

@@ -133,7 +133,12 @@ pub(super) fn extended_copy(cmd: &mut Cmd) -> Result<(), Fail> {
         }
         // Designation descriptor at 4: code set binary, designator type NAA, 8 bytes.
         let (code_set, typ, len) = (t[4] & 0x0f, t[5] & 0x0f, usize::from(t[7]));
-        let dev = (code_set == 1 && typ == 3 && len == 8).then(|| be64(t, 8)).and_then(find_by_naa);
+        // Only logical units this initiator was given, on any target of the process.
+        let initiator = &cmd.session().config().initiator_name;
+        let dev = (code_set == 1 && typ == 3 && len == 8)
+            .then(|| be64(t, 8))
+            .and_then(find_by_naa)
+            .filter(|d| crate::Target::initiator_may_access(initiator, d));
         let dev = dev.filter(|d| {
             d.handler().block_access().is_some_and(|b| {
                 let bs = u32::from_be_bytes([0, t[29], t[30], t[31]]);

@@ -297,6 +297,22 @@ impl Sense {
         }
     }
 
+    /// Like [`Sense::write`], with a PROGRESS INDICATION (of 65536) in the sense-key-specific
+    /// field instead of a field pointer (SPC-4 §4.5.2.4.4; NOT READY states that report how far
+    /// an operation is).
+    pub fn write_progress(&self, descriptor: bool, progress: u16, out: &mut [u8; MAX_SENSE_LEN]) -> usize {
+        let mut len = Self { field: None, ..*self }.write(descriptor, out);
+        let p = progress.to_be_bytes();
+        if descriptor {
+            out[len..len + 8].copy_from_slice(&[0x02, 0x06, 0, 0, 0x80, p[0], p[1], 0]);
+            len += 8;
+            out[7] = (len - 8) as u8;
+        } else {
+            out[15..18].copy_from_slice(&[0x80, p[0], p[1]]);
+        }
+        len
+    }
+
     /// Parses the key/ASC/ASCQ back out of fixed or descriptor sense data (for tests and logs).
     pub fn parse_code(sense: &[u8]) -> Option<SenseCode> {
         match sense.first()? & 0x7f {
