@@ -1,15 +1,26 @@
 //! LUN specifications of the command line:
 //!
 //! ```text
-//! SPEC := ram:SIZE[,bs=512|4096][,ro][,removable]
-//!       | nullio:SIZE[,bs=512|4096][,ro][,removable]
-//!       | fileio:PATH[,size=SIZE][,thin][,ro][,wt][,direct][,bs=512|4096][,removable]
-//!       | blockio:DEVICE[,ro][,removable]
+//! SPEC := ram:SIZE[,bs=512|4096][,COMMON]
+//!       | nullio:SIZE[,bs=512|4096][,COMMON]
+//!       | fileio:PATH[,size=SIZE][,thin][,wt][,direct][,bs=512|4096][,pbs=N][,COMMON]
+//!       | blockio:DEVICE[,thin][,COMMON]
+//! COMMON := ro | removable | sanitize_rate=SIZE|0   (bytes per second SANITIZE OVERWRITE
+//!           writes at most; 0: unlimited)
+//!         | group=NAME[:ro]   (map the LUN in security group NAME instead of the default map,
+//!                              read-only there with :ro; repeatable)
 //! SIZE := N[K|M|G|T] (binary multiples)
+//!
+//! GROUP := NAME:PATTERN[,PATTERN...]        (a security group; see scst::acl)
+//! PORT-GROUP := ID=STATE[,pref][,remote=N[+N...]]
+//! STATE := active | nonoptimized | standby | unavailable | offline | transitioning
 //! ```
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
+
+use scst::acl::NamePatterns;
+use scst::alua::{AluaState, PortGroup};
 
 use scst::{Device, DeviceConfig, Disk};
 use scst_backends::{BlockDevStore, FileOptions, FileStore, NullStore, OpenError, RamStore};
@@ -33,6 +44,9 @@ pub enum SpecError {
     /// A missing argument.
     #[error("{0} needs {1}")]
     Missing(&'static str, &'static str),
+    /// A bad security group or target port group specification.
+    #[error("bad {0} {1:?}: {2}")]
+    Group(&'static str, String, String),
 }
 
 /// What to build for one LUN.
@@ -60,11 +74,15 @@ pub enum Backend {
         write_through: bool,
         /// O_DIRECT.
         direct: bool,
+        /// Physical block size to report (0: the logical block size).
+        physical_block_size: u32,
     },
     /// Block device.
     Blockio {
         /// The device node.
         path: PathBuf,
+        /// Discard on UNMAP (thin provisioning).
+        thin: bool,
     },
 }
 
@@ -81,6 +99,11 @@ pub struct LunSpec {
     pub read_only: bool,
     /// Removable medium.
     pub removable: bool,
+    /// SANITIZE OVERWRITE rate limit in bytes per second (0: none); `None`: the default.
+    pub sanitize_rate: Option<u64>,
+    /// Security groups whose maps hold the LUN, each with whether it is read-only there;
+    /// empty: the default map.
+    pub groups: Vec<(String, bool)>,
 }
 
 /// Parses `64M`, `1G`, `512`, `2T`.
@@ -126,9 +149,16 @@ impl LunSpec {
         let (kind, rest) = spec.split_once(':').ok_or_else(|| SpecError::Kind(spec.to_string()))?;
         let mut parts = rest.split(',');
         let first = parts.next().filter(|p| !p.is_empty());
-        let mut out =
-            Self { lun, backend: Backend::Ram { size: 0 }, block_size: 512, read_only: false, removable: false };
-        let (mut size, mut thin, mut wt, mut direct) = (None, false, false, false);
+        let mut out = Self {
+            lun,
+            backend: Backend::Ram { size: 0 },
+            block_size: 512,
+            read_only: false,
+            removable: false,
+            sanitize_rate: None,
+            groups: Vec::new(),
+        };
+        let (mut size, mut thin, mut wt, mut direct, mut pbs) = (None, false, false, false, 0);
         let kind_name: &'static str = match kind {
             "ram" => "ram",
             "nullio" => "nullio",
@@ -141,7 +171,7 @@ impl LunSpec {
             match (opt.split_once('='), kind_name) {
                 (None, _) if opt == "ro" => out.read_only = true,
                 (None, _) if opt == "removable" => out.removable = true,
-                (None, "fileio") if opt == "thin" => thin = true,
+                (None, "fileio" | "blockio") if opt == "thin" => thin = true,
                 (None, "fileio") if opt == "wt" => wt = true,
                 (None, "fileio") if opt == "direct" => direct = true,
                 (Some(("bs", v)), "ram" | "nullio" | "fileio") => {
@@ -152,6 +182,21 @@ impl LunSpec {
                     }
                 }
                 (Some(("size", v)), "fileio") => size = Some(parse_size(v)?),
+                (Some(("group", v)), _) => {
+                    let (name, ro) = match v.split_once(':') {
+                        Some((n, "ro")) => (n, true),
+                        Some(_) => return Err(bad()),
+                        None => (v, false),
+                    };
+                    if name.is_empty() {
+                        return Err(bad());
+                    }
+                    out.groups.push((name.to_string(), ro));
+                }
+                (Some(("sanitize_rate", v)), _) => {
+                    out.sanitize_rate = Some(if v == "0" { 0 } else { parse_size(v)? });
+                }
+                (Some(("pbs", v)), "fileio") => pbs = v.parse().map_err(|_| bad())?,
                 _ => return Err(bad()),
             }
         }
@@ -164,27 +209,33 @@ impl LunSpec {
                 thin,
                 write_through: wt,
                 direct,
+                physical_block_size: pbs,
             },
-            _ => Backend::Blockio { path: first.ok_or(SpecError::Missing("blockio", "a DEVICE"))?.into() },
+            _ => Backend::Blockio { path: first.ok_or(SpecError::Missing("blockio", "a DEVICE"))?.into(), thin },
         };
         Ok(out)
     }
 
     /// Opens the backing store and builds the device, named `name` (its serial number and NAA
-    /// designator derive from the name).
+    /// designator derive from the name), keeping persistent state (APTPL reservations) in
+    /// `state_dir` if given.
     ///
     /// # Errors
     /// If the store cannot be opened or the worker threads cannot start.
-    pub fn build(&self, name: &str) -> Result<Arc<Device>, OpenError> {
+    pub fn build(&self, name: &str, state_dir: Option<&Path>) -> Result<Arc<Device>, OpenError> {
         let mut cfg = DeviceConfig::new(name);
+        cfg.state_dir = state_dir.map(Path::to_path_buf);
         cfg.read_only = self.read_only;
         cfg.removable = self.removable;
+        if let Some(rate) = self.sanitize_rate {
+            cfg.sanitize_rate = rate;
+        }
         let bs = self.block_size;
         let io = |e: std::io::Error| OpenError::Io { path: name.to_string(), source: e };
         let dev = match &self.backend {
             Backend::Ram { size } => Device::new(cfg, Disk::new(RamStore::new(*size, bs)?)),
             Backend::Nullio { size } => Device::new(cfg, Disk::new(NullStore::new(*size, bs)?)),
-            Backend::Fileio { path, size, thin, write_through, direct } => {
+            Backend::Fileio { path, size, thin, write_through, direct, physical_block_size } => {
                 if *write_through {
                     cfg.write_cache = false;
                 }
@@ -195,13 +246,58 @@ impl LunSpec {
                     read_only: self.read_only,
                     write_through: *write_through,
                     direct: *direct,
+                    physical_block_size: *physical_block_size,
                 };
                 Device::new(cfg, Disk::new(FileStore::open(path, opts)?))
             }
-            Backend::Blockio { path } => Device::new(cfg, Disk::new(BlockDevStore::open(path, self.read_only)?)),
+            Backend::Blockio { path, thin } => {
+                Device::new(cfg, Disk::new(BlockDevStore::open(path, self.read_only, *thin)?))
+            }
         };
         dev.map_err(io)
     }
+}
+
+/// Parses `NAME:PATTERN[,PATTERN...]` (a security group).
+///
+/// # Errors
+/// [`SpecError::Group`].
+pub fn parse_group(s: &str) -> Result<(String, NamePatterns), SpecError> {
+    let err = |why: String| SpecError::Group("security group", s.to_string(), why);
+    let (name, list) = s.split_once(':').ok_or_else(|| err("expected NAME:PATTERN[,PATTERN]".into()))?;
+    if name.is_empty() || name.contains(char::is_whitespace) {
+        return Err(err("empty or blank name".into()));
+    }
+    Ok((name.to_string(), NamePatterns::parse(list).map_err(|e| err(e.to_string()))?))
+}
+
+/// Parses `ID=STATE[,pref][,remote=N[+N...]]` (a target port group).
+///
+/// # Errors
+/// [`SpecError::Group`].
+pub fn parse_port_group(s: &str) -> Result<PortGroup, SpecError> {
+    let err = |why: &str| SpecError::Group("target port group", s.to_string(), why.to_string());
+    let (id, rest) = s.split_once('=').ok_or_else(|| err("expected ID=STATE"))?;
+    let id: u16 = id.parse().ok().filter(|i| *i > 0).ok_or_else(|| err("ID must be 1..65535"))?;
+    let mut parts = rest.split(',');
+    let state = parts
+        .next()
+        .and_then(AluaState::from_name)
+        .ok_or_else(|| err("STATE must be active, nonoptimized, standby, unavailable, offline or transitioning"))?;
+    let mut g = PortGroup::new(id);
+    g.state = state;
+    for p in parts {
+        match p.split_once('=') {
+            None if p == "pref" => g.preferred = true,
+            Some(("remote", list)) => {
+                for n in list.split('+') {
+                    g.remote_ports.push(n.parse().ok().filter(|n| *n > 0).ok_or_else(|| err("bad remote port id"))?);
+                }
+            }
+            _ => return Err(err("options are pref and remote=N[+N]")),
+        }
+    }
+    Ok(g)
 }
 
 #[cfg(test)]
@@ -231,14 +327,39 @@ mod tests {
                 size: Some(1 << 30),
                 thin: true,
                 write_through: true,
-                direct: false
+                direct: false,
+                physical_block_size: 0,
             }
         );
         let s = LunSpec::parse("0=ram:64M,removable").unwrap();
         assert!(s.removable && !s.read_only);
+        assert_eq!(s.sanitize_rate, None);
+        assert_eq!(LunSpec::parse("0=ram:64M,sanitize_rate=4M").unwrap().sanitize_rate, Some(4 << 20));
+        assert_eq!(LunSpec::parse("0=fileio:/x,pbs=4096,sanitize_rate=0").unwrap().sanitize_rate, Some(0));
+        assert!(LunSpec::parse("0=ram:64M,sanitize_rate=fast").is_err());
+        let s = LunSpec::parse("1=ram:1M,group=db,group=web:ro").unwrap();
+        assert_eq!(s.groups, vec![("db".to_string(), false), ("web".to_string(), true)]);
+        assert!(LunSpec::parse("1=ram:1M,group=").is_err());
+        assert!(LunSpec::parse("1=ram:1M,group=db:rw").is_err());
+    }
+
+    #[test]
+    fn groups_and_port_groups() {
+        let (name, p) = parse_group("db:iqn.2026-11.com.example:*,!*:test").unwrap();
+        assert_eq!(name, "db");
+        assert!(p.admits("iqn.2026-11.com.example:db1") && !p.admits("iqn.2026-11.com.example:test"));
+        assert!(parse_group("db").is_err());
+        assert!(parse_group(":x").is_err());
+        assert!(parse_group("db:a,,b").is_err());
+        let g = parse_port_group("2=standby,pref,remote=7+8").unwrap();
+        assert_eq!((g.id, g.state, g.preferred, g.remote_ports), (2, AluaState::Standby, true, vec![7, 8]));
+        assert_eq!(parse_port_group("1=active").unwrap().state, AluaState::ActiveOptimized);
+        assert!(parse_port_group("0=active").is_err());
+        assert!(parse_port_group("1=sleepy").is_err());
+        assert!(parse_port_group("1=active,remote=x").is_err());
         assert_eq!(
             LunSpec::parse("1=blockio:/dev/loop0,ro").unwrap().backend,
-            Backend::Blockio { path: "/dev/loop0".into() }
+            Backend::Blockio { path: "/dev/loop0".into(), thin: false }
         );
         assert!(LunSpec::parse("0=blockio:/dev/x,bs=512").is_err(), "block size comes from the device");
         assert!(LunSpec::parse("0=ram:64M,thin").is_err());

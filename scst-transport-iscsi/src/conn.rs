@@ -355,12 +355,13 @@ fn full_feature(
             let Some(target) = target else {
                 return register_orphan(isess, shared);
             };
+            let tag = shared.cfg.portal_group_tag;
             let port = Arc::new(TargetPort {
                 protocol: ProtocolId::ISCSI,
-                rel_port_id: 1,
-                name: format!("{},t,0x0001", isess.target),
+                rel_port_id: tag,
+                name: format!("{},t,0x{tag:04x}", isess.target),
                 version_descriptor: 0x0960,
-                tpg_id: 1,
+                tpg_id: shared.cfg.alua_group,
             });
             let isid: String = isess.isid.iter().map(|b| format!("{b:02x}")).collect();
             let cfg = SessionConfig {

@@ -10,6 +10,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use parking_lot::{Mutex, RwLock};
+use scst::acl::NamePatterns;
 use scst::{CmdBox, TargetDriver, TmResponse};
 use tracing::{debug, info, warn};
 
@@ -39,9 +40,9 @@ pub struct TargetEntry {
     pub alias: Option<String>,
     /// CHAP required to log in, if any.
     pub chap: Option<ChapConfig>,
-    /// Initiator name patterns allowed to log in (`*` and `?` wildcards, a leading `!`
-    /// excludes). Empty: everyone.
-    pub allow: Vec<String>,
+    /// Initiator name patterns allowed to log in (see [`scst::acl`]). Empty: everyone. The
+    /// target's own security groups may refuse more ([`scst::Target::admits`]).
+    pub allow: NamePatterns,
 }
 
 impl std::fmt::Debug for TargetEntry {
@@ -67,6 +68,12 @@ pub struct IscsiConfig {
     pub login_timeout: Duration,
     /// Commands a session may have outstanding (the CmdSN window).
     pub cmd_window: u32,
+    /// TargetPortalGroupTag of the portals; also the relative target port identifier of the
+    /// SCSI target port they form (`<target>,t,0x<tag>`). Nodes of a cluster serving one target
+    /// name use different tags.
+    pub portal_group_tag: u16,
+    /// The ALUA target port group of that port ([`scst::alua`]).
+    pub alua_group: u16,
 }
 
 impl Default for IscsiConfig {
@@ -80,48 +87,16 @@ impl Default for IscsiConfig {
             nop_timeout: Duration::from_secs(90),
             login_timeout: Duration::from_secs(15),
             cmd_window,
+            portal_group_tag: 1,
+            alua_group: 1,
         }
     }
 }
 
-/// Whether `name` matches the glob `pat` (`*` any run, `?` one character).
-pub(crate) fn glob(pat: &str, name: &str) -> bool {
-    let (p, n): (Vec<char>, Vec<char>) = (pat.chars().collect(), name.chars().collect());
-    let (mut pi, mut ni, mut star, mut mark) = (0, 0, None, 0);
-    while ni < n.len() {
-        if pi < p.len() && (p[pi] == '?' || p[pi] == n[ni]) {
-            pi += 1;
-            ni += 1;
-        } else if pi < p.len() && p[pi] == '*' {
-            star = Some(pi);
-            mark = ni;
-            pi += 1;
-        } else if let Some(s) = star {
-            pi = s + 1;
-            mark += 1;
-            ni = mark;
-        } else {
-            return false;
-        }
-    }
-    p[pi..].iter().all(|c| *c == '*')
-}
-
-/// Whether an initiator may log in under an allow list (last matching pattern wins; `!`
-/// patterns exclude; an empty list allows everyone).
-pub(crate) fn allowed(allow: &[String], initiator: &str) -> bool {
-    if allow.is_empty() {
-        return true;
-    }
-    let mut ok = false;
-    for p in allow {
-        match p.strip_prefix('!') {
-            Some(neg) if glob(neg, initiator) => ok = false,
-            None if glob(p, initiator) => ok = true,
-            _ => {}
-        }
-    }
-    ok
+/// Whether an initiator may log in to a target: its allow list (empty: everyone) and the
+/// target's security groups (which may refuse initiators no group admits).
+pub(crate) fn allowed(t: &TargetEntry, initiator: &str) -> bool {
+    (t.allow.is_empty() || t.allow.admits(initiator)) && t.target.admits(initiator)
 }
 
 /// An iSCSI session: the I_T nexus (an `scst::Session`) and its one connection.
@@ -248,7 +223,7 @@ impl Shared {
             .map(|a| {
                 let ip = if a.ip().is_unspecified() { local.ip() } else { a.ip() };
                 let sa = SocketAddr::new(ip, a.port());
-                format!("{sa},1")
+                format!("{sa},{}", self.cfg.portal_group_tag)
             })
             .collect()
     }
@@ -284,7 +259,7 @@ impl LoginPolicy for Policy<'_> {
         match login.session_type {
             SessionType::Discovery => Resolution::Accept(LoginTarget {
                 alias: None,
-                portal_group_tag: 1,
+                portal_group_tag: self.shared.cfg.portal_group_tag,
                 auth: auth(&self.shared.cfg.discovery_chap),
             }),
             SessionType::Normal => {
@@ -296,7 +271,7 @@ impl LoginPolicy for Policy<'_> {
                     debug!(target = name, "login to an unknown target");
                     return Resolution::Deny(LoginStatus::NOT_FOUND);
                 };
-                if !allowed(&t.allow, login.initiator_name) {
+                if !allowed(t, login.initiator_name) {
                     warn!(initiator = login.initiator_name, target = name, "initiator not allowed");
                     return Resolution::Deny(LoginStatus::AUTHORIZATION_FAILURE);
                 }
@@ -309,7 +284,11 @@ impl LoginPolicy for Policy<'_> {
                         None => return Resolution::Deny(LoginStatus::SESSION_DOES_NOT_EXIST),
                     }
                 }
-                Resolution::Accept(LoginTarget { alias: t.alias.clone(), portal_group_tag: 1, auth: auth(&t.chap) })
+                Resolution::Accept(LoginTarget {
+                    alias: t.alias.clone(),
+                    portal_group_tag: self.shared.cfg.portal_group_tag,
+                    auth: auth(&t.chap),
+                })
             }
         }
     }
@@ -321,8 +300,8 @@ impl LoginPolicy for Policy<'_> {
             .read()
             .iter()
             .filter(|(name, t)| {
-                allowed(&t.allow, initiator_name) && matches!(query, SendTargetsQuery::All)
-                    || matches!(query, SendTargetsQuery::Target(q) if q == name.as_str() && allowed(&t.allow, initiator_name))
+                allowed(t, initiator_name) && matches!(query, SendTargetsQuery::All)
+                    || matches!(query, SendTargetsQuery::Target(q) if q == name.as_str() && allowed(t, initiator_name))
             })
             .map(|(name, _)| SendTargetsEntry { target_name: name.clone(), addresses: addresses.clone() })
             .collect()
@@ -340,7 +319,7 @@ impl LoginPolicy for Policy<'_> {
 /// let disk = Disk::new(scst_backends::RamStore::new(64 << 20, 512).unwrap());
 /// target.add_lun(Lun(0), Device::new(DeviceConfig::new("ram0"), disk).unwrap(), false).unwrap();
 /// let server = IscsiServer::new(IscsiConfig::default());
-/// server.add_target(TargetEntry { target, alias: None, chap: None, allow: vec![] });
+/// server.add_target(TargetEntry { target, alias: None, chap: None, allow: Default::default() });
 /// server.listen().unwrap();
 /// ```
 pub struct IscsiServer {
@@ -473,14 +452,22 @@ mod tests {
     use super::*;
 
     #[test]
-    fn glob_and_allow_lists() {
-        assert!(glob("iqn.2026-*:host?", "iqn.2026-11.rs:host1"));
-        assert!(!glob("iqn.2026-*:host?", "iqn.2026-11.rs:host12"));
-        assert!(glob("*", ""));
-        let allow = vec!["iqn.*".to_string(), "!iqn.*:evil".to_string()];
-        assert!(allowed(&allow, "iqn.a:good"));
-        assert!(!allowed(&allow, "iqn.a:evil"));
-        assert!(!allowed(&allow, "eui.1234"));
-        assert!(allowed(&[], "anything"));
+    fn allow_lists_and_security_groups() {
+        let target = scst::Target::new("iqn.t", scst::SgvPool::new(scst::SgvConfig::default()));
+        let mut t = TargetEntry {
+            target: target.clone(),
+            alias: None,
+            chap: None,
+            allow: NamePatterns::parse("iqn.*,!iqn.*:evil").unwrap(),
+        };
+        assert!(allowed(&t, "iqn.a:good"));
+        assert!(!allowed(&t, "iqn.a:evil"));
+        assert!(!allowed(&t, "eui.1234"));
+        t.allow = NamePatterns::default();
+        assert!(allowed(&t, "anything"));
+        target.add_group("g", NamePatterns::parse("*:db*").unwrap()).unwrap();
+        target.set_refuse_unmatched(true);
+        assert!(!allowed(&t, "iqn.a:web"));
+        assert!(allowed(&t, "iqn.a:db1"));
     }
 }

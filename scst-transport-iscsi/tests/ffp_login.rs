@@ -410,3 +410,59 @@ fn logout_reasons() {
     assert!(c.expect_closed(Duration::from_secs(2)).is_empty());
     assert_eq!(t.server.session_count(), 0);
 }
+
+/// Security groups at login: with unmatched initiators refused, an initiator no group admits
+/// gets AUTHORIZATION FAILURE and does not see the target in discovery; one that a group admits
+/// logs in and sees that group's LUN map.
+#[test]
+fn security_groups_refuse_unmatched_initiators_at_login() {
+    let t = TestTarget::start();
+    t.target.add_group("ours", scst::acl::NamePatterns::parse("*:ours-*").unwrap()).unwrap();
+    let ram = t.target.luns()[&scst::Lun(u16::from(RAM))].dev.clone();
+    t.target.add_group_lun(Some("ours"), scst::Lun(3), ram, true).unwrap();
+    t.target.set_refuse_unmatched(true);
+    let f = Conn::login(t.addr, &LoginOpts::normal()).err().expect("login must fail");
+    assert_eq!(f.status, 0x0202, "authorization failure");
+    let mut d = Conn::login(t.addr, &LoginOpts::discovery()).unwrap();
+    let p = d.text(&[("SendTargets", "All")]);
+    assert!(p.data.is_empty(), "the target is not listed: {:?}", String::from_utf8_lossy(&p.data));
+
+    let o = LoginOpts { initiator: "iqn.2026-11.rs.scst:ours-1".into(), ..LoginOpts::normal() };
+    let mut c = Conn::login(t.addr, &o).expect("admitted");
+    c.clear_ua(3);
+    let mut cdb = [0u8; 16];
+    cdb[0] = 0xa0; // REPORT LUNS
+    cdb[9] = 64;
+    let r = c.exec(0, cdb, true, 64, &[]);
+    r.assert_good();
+    assert_eq!(&r.data[..16], &[0, 0, 0, 8, 0, 0, 0, 0, 0, 3, 0, 0, 0, 0, 0, 0], "only the group's LUN 3");
+}
+
+/// The portal group tag names the SCSI target port (relative port id, port name) and the ALUA
+/// group is the one REPORT TARGET PORT GROUPS shows for this port.
+#[test]
+fn portal_group_tag_and_alua_group_identify_the_port() {
+    let mut cfg = config(32);
+    cfg.portal_group_tag = 7;
+    cfg.alua_group = 2;
+    let t = TestTarget::with(cfg, None);
+    let mut a = scst::alua::PortGroup::new(1);
+    a.remote_ports = vec![1];
+    let mut b = scst::alua::PortGroup::new(2);
+    b.state = scst::alua::AluaState::ActiveNonOptimized;
+    t.target.set_alua(Some(scst::alua::AluaConfig { groups: vec![a, b], explicit: false })).unwrap();
+    let mut d = Conn::login(t.addr, &LoginOpts::discovery()).unwrap();
+    let text = String::from_utf8(d.text(&[("SendTargets", "All")]).data).unwrap();
+    assert!(text.contains(&format!("TargetAddress=127.0.0.1:{},7", t.addr.port())), "{text:?}");
+    let mut c = t.login();
+    let mut cdb = [0u8; 16];
+    cdb[0] = 0xa3;
+    cdb[1] = 0x0a;
+    cdb[9] = 255;
+    let r = c.exec(RAM, cdb, true, 255, &[]);
+    r.assert_good();
+    let data = r.data;
+    // Group 1 (remote port 1), then group 2, non-optimized, with this port (relative id 7).
+    assert_eq!(&data[4..12], &[0x00, 0xcf, 0, 1, 0, 0, 0, 1]);
+    assert_eq!(&data[16..28], &[0x01, 0xcf, 0, 2, 0, 0, 0, 1, 0, 0, 0, 7]);
+}

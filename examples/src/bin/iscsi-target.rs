@@ -11,8 +11,10 @@ use std::time::Duration;
 
 use clap::Parser;
 use nix::sys::signal::{SigSet, Signal};
+use scst::acl::NamePatterns;
+use scst::alua::AluaConfig;
 use scst::{Lun, SgvConfig, SgvPool, Target};
-use scst_examples::spec::{LunSpec, parse_size};
+use scst_examples::spec::{LunSpec, parse_group, parse_port_group, parse_size};
 use scst_transport_iscsi::{ChapConfig, ChapCredentials, IscsiConfig, IscsiServer, TargetEntry};
 
 const LONG_ABOUT: &str = "\
@@ -21,12 +23,26 @@ Serves SCSI logical units over iSCSI.
 LUN specifications (--lun N=SPEC):
   ram:SIZE[,bs=512|4096][,ro][,removable]        in memory, sparse (the default: 0=ram:1G)
   nullio:SIZE[,bs=512|4096][,ro][,removable]     reads zeros, discards writes
-  fileio:PATH[,size=SIZE][,thin][,ro][,wt][,direct][,bs=512|4096][,removable]
+  fileio:PATH[,size=SIZE][,thin][,ro][,wt][,direct][,bs=512|4096][,pbs=N][,removable]
                                                  a file, created with SIZE if missing;
-                                                 thin = sparse, wt = write-through,
-                                                 direct = O_DIRECT
-  blockio:DEVICE[,ro][,removable]                a block device (O_DIRECT)
-SIZE is like 64M, 1G, 1T.";
+                                                 thin = sparse + UNMAP, wt = write-through,
+                                                 direct = O_DIRECT, pbs = physical block size
+  blockio:DEVICE[,thin][,ro][,removable]         a block device (O_DIRECT; thin = discard)
+Every kind also takes sanitize_rate=SIZE|0: the bytes per second SANITIZE OVERWRITE writes
+at most (default 16M; 0 = unlimited), and group=NAME[:ro] (repeatable): map the LUN in that
+security group (read-only there with :ro) instead of the default map.
+SIZE is like 64M, 1G, 1T.
+
+Access control (SCST security groups): --group NAME:PATTERN[,PATTERN] defines a group of
+initiator names (`*`, `?`; a leading `!` excludes; the last matching pattern decides). An
+initiator sees the LUNs of the first group that admits it, else the LUNs given without group=;
+with --refuse-unmatched an initiator no group admits cannot log in.
+
+ALUA: --port-group ID=STATE[,pref][,remote=N[+N]] (repeatable) defines target port groups;
+STATE is active, nonoptimized, standby, unavailable, offline or transitioning. This target's
+port (relative port id = --tpgt, default 1) is in group --tpg (default 1); remote=... lists the
+relative port ids of the group's ports on other nodes. --explicit-alua lets initiators change
+states with SET TARGET PORT GROUPS.";
 
 /// Command line.
 #[derive(Parser, Debug)]
@@ -50,6 +66,31 @@ struct Args {
     /// Only initiators matching a pattern may log in (repeatable; `*`, `?`, leading `!`).
     #[arg(long = "allow", value_name = "INITIATOR-IQN-PATTERN")]
     allow: Vec<String>,
+    /// A security group: initiators matching the patterns see the LUNs mapped with
+    /// group=NAME (repeatable; checked in order).
+    #[arg(long = "group", value_name = "NAME:PATTERN[,PATTERN]")]
+    groups: Vec<String>,
+    /// Refuse the login of initiators that no security group admits (default: they see the
+    /// LUNs mapped without group=).
+    #[arg(long = "refuse-unmatched")]
+    refuse_unmatched: bool,
+    /// Directory for state that survives restarts (persistent reservations with APTPL). Without
+    /// it APTPL is refused.
+    #[arg(long = "state-dir", value_name = "DIR")]
+    state_dir: Option<std::path::PathBuf>,
+    /// An ALUA target port group (repeatable).
+    #[arg(long = "port-group", value_name = "ID=STATE[,pref][,remote=N[+N]]")]
+    port_groups: Vec<String>,
+    /// Allow SET TARGET PORT GROUPS (explicit ALUA).
+    #[arg(long = "explicit-alua")]
+    explicit_alua: bool,
+    /// The ALUA target port group of this target's port.
+    #[arg(long = "tpg", value_name = "ID", default_value_t = 1)]
+    tpg: u16,
+    /// iSCSI TargetPortalGroupTag of the portals, also the SCSI relative target port id (give
+    /// each node of a cluster serving one target name its own).
+    #[arg(long = "tpgt", value_name = "N", default_value_t = 1)]
+    tpgt: u16,
     /// Log level: error, warn, info, debug or trace (or a tracing filter directive).
     #[arg(long, value_name = "LEVEL", default_value = "info")]
     log: String,
@@ -79,13 +120,42 @@ fn run(args: Args) -> Result<(), String> {
         ..SgvConfig::default()
     });
     let target = Target::new(args.target.clone(), sgv);
+    for g in &args.groups {
+        let (name, patterns) = parse_group(g).map_err(|e| format!("--group: {e}"))?;
+        target.add_group(&name, patterns).map_err(|e| format!("--group {g}: {e}"))?;
+    }
+    target.set_refuse_unmatched(args.refuse_unmatched);
+    if let Some(dir) = &args.state_dir {
+        std::fs::create_dir_all(dir).map_err(|e| format!("--state-dir {}: {e}", dir.display()))?;
+    }
     let luns = if args.luns.is_empty() { vec!["0=ram:1G".to_string()] } else { args.luns.clone() };
     let mut devices = Vec::new();
     for l in &luns {
         let spec = LunSpec::parse(l).map_err(|e| format!("--lun {l}: {e}"))?;
-        let dev = spec.build(&format!("{}:{}", args.target, spec.lun)).map_err(|e| format!("--lun {l}: {e}"))?;
-        target.add_lun(Lun(spec.lun), dev.clone(), false).map_err(|e| format!("--lun {l}: {e}"))?;
+        let dev = spec
+            .build(&format!("{}:{}", args.target, spec.lun), args.state_dir.as_deref())
+            .map_err(|e| format!("--lun {l}: {e}"))?;
+        if spec.groups.is_empty() {
+            target.add_lun(Lun(spec.lun), dev.clone(), false).map_err(|e| format!("--lun {l}: {e}"))?;
+        }
+        for (group, ro) in &spec.groups {
+            target
+                .add_group_lun(Some(group), Lun(spec.lun), dev.clone(), *ro)
+                .map_err(|e| format!("--lun {l}: {e} (define it with --group)"))?;
+        }
         devices.push(dev);
+    }
+    if !args.port_groups.is_empty() {
+        let groups = args
+            .port_groups
+            .iter()
+            .map(|g| parse_port_group(g).map_err(|e| format!("--port-group: {e}")))
+            .collect::<Result<Vec<_>, _>>()?;
+        target
+            .set_alua(Some(AluaConfig { groups, explicit: args.explicit_alua }))
+            .map_err(|e| format!("--port-group: {e}"))?;
+    } else if args.explicit_alua {
+        return Err("--explicit-alua needs --port-group".into());
     }
     let chap = match &args.chap {
         Some(c) => Some(ChapConfig {
@@ -95,7 +165,13 @@ fn run(args: Args) -> Result<(), String> {
         None if args.mutual_chap.is_some() => return Err("--mutual-chap needs --chap".into()),
         None => None,
     };
+    if args.tpg == 0 || args.tpgt == 0 {
+        return Err("--tpg and --tpgt must be 1..65535".into());
+    }
+    let allow = NamePatterns::new(&args.allow).map_err(|e| format!("--allow: {e}"))?;
     let mut cfg = IscsiConfig {
+        portal_group_tag: args.tpgt,
+        alua_group: args.tpg,
         discovery_chap: chap.clone(),
         nop_interval: Duration::from_secs(args.nop_interval.max(1)),
         nop_timeout: Duration::from_secs(args.nop_timeout.max(1)),
@@ -105,7 +181,7 @@ fn run(args: Args) -> Result<(), String> {
         cfg.portals = args.listen.clone();
     }
     let server = IscsiServer::new(cfg);
-    server.add_target(TargetEntry { target: target.clone(), alias: None, chap, allow: args.allow.clone() });
+    server.add_target(TargetEntry { target: target.clone(), alias: None, chap, allow });
     let portals = server.listen().map_err(|e| format!("listen: {e}"))?;
     let mut out = std::io::stdout().lock();
     for p in &portals {

@@ -114,7 +114,7 @@ impl TestTarget {
         let dev = Device::new(DeviceConfig::new(format!("{id}-file")), Disk::new(store)).unwrap();
         target.add_lun(Lun(u16::from(FILE)), dev, false).unwrap();
         let server = IscsiServer::new(cfg);
-        server.add_target(TargetEntry { target: target.clone(), alias: None, chap, allow: vec![] });
+        server.add_target(TargetEntry { target: target.clone(), alias: None, chap, allow: Default::default() });
         let addr = server.listen().unwrap()[0];
         Self { server, addr, target, _file: file }
     }
