@@ -17,8 +17,7 @@ use scst_local::Outcome;
 
 /// Runs `input` on a fresh rig whose NULLIO LUN has `nullio_bytes`, on its own thread, and fails
 /// unless it completes within `limit` and meets the rig's outcome contracts (`Rig::run` checks
-/// them) (a stuck command would hang the test otherwise; the thread
-/// is abandoned when the test fails).
+/// them). A stuck command fails the test instead of hanging it (its thread is abandoned).
 fn run_within(limit: Duration, nullio_bytes: u64, input: Vec<u8>) -> Outcome {
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
@@ -40,7 +39,8 @@ fn run_within(limit: Duration, nullio_bytes: u64, input: Vec<u8>) -> Outcome {
 /// LENGTH 0x160000 blocks (704 MiB), one Data-Out block expected. The handler used to accept
 /// it (only the one Data-Out block counted against the maximum transfer length) and compare
 /// every block of the range with the Data-Out block, inline on the submitting thread: libFuzzer
-/// hit its 10 s timeout. The verification length now counts against MAXIMUM TRANSFER LENGTH. Found by the fuzzer (artifact `timeout-0f23351c...`).
+/// hit its 10 s timeout. The verification length now counts against MAXIMUM TRANSFER LENGTH.
+/// Found by the fuzzer (artifact `timeout-0f23351c...`).
 #[test]
 fn verify12_bytchk_11b_large_range_completes_quickly() {
     let input = vec![
@@ -66,4 +66,25 @@ fn verify16_bytchk_11b_over_a_terabyte_completes_quickly() {
     let input = Input::encode(1, 0, 0, true, 512, &cdb, &[0]);
     let o = run_within(Duration::from_secs(2), 1 << 40, input);
     assert_eq!(o.sense_code(), Some(scst::SenseCode::INVALID_FIELD_IN_CDB));
+}
+
+/// SANITIZE (BLOCK ERASE, IMMED) on the NULLIO LUN, with an ORDERED task attribute and a
+/// reservation setup that fails (no registration). LeakSanitizer reported the sanitize thread's
+/// allocations at exit: SANITIZE runs on a detached thread spawned per command, and one was
+/// still running when the fuzzer exited (with the default 16 MiB/s rate an OVERWRITE pass over a
+/// large LUN lasts minutes to days). The rig now sets the rate to unlimited and waits for a
+/// running sanitize before each input; this replays the input and checks the sanitize ends.
+/// Found by the fuzzer (artifact `leak-8274ba7a...`).
+#[test]
+fn sanitize_immed_on_nullio_finishes() {
+    let input = vec![
+        0x21, 0xc5, 0xf8, 0x00, 0x0f, 0x48, 0xa2, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+        0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+        0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+        0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+        0x00, 0x04, 0x18, 0x00, 0x00, 0x15, 0x10, 0x00, 0x00, 0x18, 0x00, 0x03, 0x00, 0x07, 0x00, 0x08, 0x12, 0x04,
+        0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+    ];
+    let o = run_within(Duration::from_secs(10), cdb_rig::NULLIO_BYTES, input);
+    assert!(o.is_good(), "SANITIZE with IMMED: {:?} {:?}", o.status, o.sense_code());
 }
