@@ -324,10 +324,8 @@ impl PrState {
                 if self.regs[i].key != rk {
                     return Err(PrError::Conflict);
                 }
-                if aptpl && sa != 3 {
-                    // APTPL is only meaningful with REGISTER (SPC-4 §6.16.4).
-                    return Err(Sense::invalid_param(20, Some(0)).into());
-                }
+                // APTPL is valid only with REGISTER (and REGISTER AND MOVE) and ignored here
+                // (SPC-4 §6.16.4).
                 match sa {
                     1 => self.reserve(n, typ, rk).map(|()| fx),
                     2 => self.release(n, typ, &mut fx).map(|()| fx),
