@@ -62,6 +62,9 @@ struct WriteTask {
     seq_sn: u32,
     /// Outstanding R2Ts' TTTs, oldest first (DataSequenceInOrder=Yes).
     r2ts: [u32; MAX_R2T],
+    /// Where each outstanding R2T's solicited data ends (Buffer Offset + Desired Data Transfer
+    /// Length).
+    r2t_ends: [u32; MAX_R2T],
     n_r2ts: usize,
     r2t_sn: u32,
     /// Next offset to solicit.
@@ -154,7 +157,7 @@ pub(crate) fn run(sock: TcpStream, peer: SocketAddr, shared: &Arc<Shared>) {
     let _ = sock.set_write_timeout(Some(SEND_TIMEOUT));
     let local = sock.local_addr().unwrap_or(peer);
     let Ok(wsock) = sock.try_clone() else { return };
-    let mut rx = Rx::new(sock, shared.cfg.login_timeout.max(Duration::from_secs(5)));
+    let mut rx = Rx::new(sock, shared.cfg.pdu_timeout);
     let policy = Policy { shared, local };
     let Some(login) = login(&mut rx, &wsock, &policy, shared) else {
         let _ = wsock.shutdown(std::net::Shutdown::Both);
@@ -179,6 +182,10 @@ struct LoggedIn {
 /// The login phase (RFC 7143 §6). Returns `None` when the login failed or the connection broke.
 fn login(rx: &mut Rx<TcpStream>, w: &TcpStream, policy: &Policy<'_>, shared: &Arc<Shared>) -> Option<LoggedIn> {
     let deadline = Instant::now() + shared.cfg.login_timeout;
+    // The deadline also bounds the reads themselves: checked only between PDUs, it let a peer
+    // that trickles a Login Request in (a byte every few hundred milliseconds, each one
+    // restarting the PDU timeout) hold a connection thread for as long as it liked.
+    rx.set_deadline(Some(deadline));
     // The login advertises the window the full feature phase keeps.
     let limits = TargetLimits { cmd_window: shared.cfg.cmd_window.max(1), ..shared.cfg.limits.clone() };
     let mut m = LoginMachine::new(limits, initial_stat_sn());
@@ -253,8 +260,18 @@ fn login(rx: &mut Rx<TcpStream>, w: &TcpStream, policy: &Policy<'_>, shared: &Ar
                         (Some(s), t)
                     }
                 };
-                let (pdu, out) = m.complete(tsih).ok()?;
-                send_owned(w, &pdu).ok()?;
+                let done = m.complete(tsih).ok().and_then(|(pdu, out)| send_owned(w, &pdu).ok().map(|()| out));
+                let Some(out) = done else {
+                    // The connection broke at the very last step. The session registered for it
+                    // (or the one it reinstates, whose old connection is already gone) would
+                    // otherwise stay in the session table, without a connection, forever.
+                    if let Some(s) = &isess {
+                        shared.remove_session(s.tsih);
+                        crate::server::close_session(s);
+                    }
+                    return None;
+                };
+                rx.set_deadline(None);
                 return Some(LoggedIn {
                     params: out.params,
                     isess,
@@ -279,8 +296,9 @@ fn send_owned(mut w: &TcpStream, pdu: &OwnedPdu) -> io::Result<()> {
     io::Write::write_all(&mut w, &pdu.to_bytes())
 }
 
-/// A PDU held until the CmdSN gap before it fills: its BHS, AHS and data segment.
-type HeldPdu = ([u8; BHS_LEN], Vec<u8>, Vec<u8>);
+/// A PDU held until the CmdSN gap before it fills: its BHS, AHS, data segment, and whether the
+/// data segment passed its digest.
+type HeldPdu = ([u8; BHS_LEN], Vec<u8>, Vec<u8>, bool);
 
 /// Full-feature-phase state owned by the connection's thread.
 struct Ffp<'a> {
@@ -298,8 +316,9 @@ struct Ffp<'a> {
     advance_pending: bool,
     /// PDUs that arrived ahead of ExpCmdSN, with their payloads.
     held: BTreeMap<u32, HeldPdu>,
-    /// Payload source while a held PDU is processed.
-    mem: Option<(Vec<u8>, usize)>,
+    /// Payload source while a held PDU is processed: the data, the read position, and whether
+    /// its digest was right when it arrived.
+    mem: Option<(Vec<u8>, usize, bool)>,
     text: TextPhase,
     next_ttt: u32,
     last_rx: Instant,
@@ -344,7 +363,13 @@ fn full_feature(
         closed_cv: Condvar::new(),
         logout_requested: Mutex::new(None),
     });
-    shared.conns.lock().push(Arc::downgrade(&cs));
+    {
+        // Entries of closed connections go here: never pruned, the list (and each entry's
+        // allocation, which a `Weak` keeps) grew by one per connection for the server's life.
+        let mut conns = shared.conns.lock();
+        conns.retain(|c| c.strong_count() > 0);
+        conns.push(Arc::downgrade(&cs));
+    }
     let mut scst_sess = None;
     if let Some(isess) = &login.isess {
         let existing = login.nexus.clone().filter(|s| !s.is_closed());
@@ -591,8 +616,11 @@ impl Ffp<'_> {
                 }
                 Order::Ahead => {
                     let mut data = Vec::new();
-                    self.read_payload_vec(dsl, &mut data).map_err(drop)?;
-                    self.held.insert(b.cmd_sn(), (hdr, ahs.to_vec(), data));
+                    // The digest verdict travels with the data: it used to be dropped here, and a
+                    // command whose immediate data failed its digest ran with that data once its
+                    // turn came.
+                    let digest_ok = self.read_payload_vec(dsl, &mut data).map_err(drop)?;
+                    self.held.insert(b.cmd_sn(), (hdr, ahs.to_vec(), data, digest_ok));
                     Ok(())
                 }
                 Order::Outside => {
@@ -618,10 +646,10 @@ impl Ffp<'_> {
 
     /// Processes held PDUs that are now in order.
     fn run_held(&mut self) -> Result<(), ()> {
-        while let Some((hdr, ahs, data)) = self.held.remove(&self.exp_cmd_sn) {
+        while let Some((hdr, ahs, data, digest_ok)) = self.held.remove(&self.exp_cmd_sn) {
             self.advance_pending = true;
             let dsl = data.len() as u32;
-            self.mem = Some((data, 0));
+            self.mem = Some((data, 0, digest_ok));
             let r = self.dispatch(&hdr, &ahs, dsl);
             self.mem = None;
             self.take_advance();
@@ -684,10 +712,10 @@ impl Ffp<'_> {
     /// digest was right.
     fn read_payload_vec(&mut self, dsl: u32, out: &mut Vec<u8>) -> Result<bool, RxError> {
         let n = dsl as usize;
-        if let Some((data, pos)) = &mut self.mem {
+        if let Some((data, pos, digest_ok)) = &mut self.mem {
             out.extend_from_slice(&data[*pos..*pos + n]);
             *pos += n;
-            return Ok(true);
+            return Ok(*digest_ok);
         }
         let start = out.len();
         out.resize(start + n, 0);
@@ -714,7 +742,7 @@ impl Ffp<'_> {
     /// Discards a data segment.
     fn skip_payload(&mut self, dsl: u32) -> Result<(), ()> {
         let n = dsl as usize;
-        if let Some((_, pos)) = &mut self.mem {
+        if let Some((_, pos, _)) = &mut self.mem {
             *pos += n;
             return Ok(());
         }
@@ -729,10 +757,10 @@ impl Ffp<'_> {
     /// and the rest is discarded. Returns whether the data digest was right.
     fn recv_into(&mut self, buf: &mut scst::SgBuf, off: usize, useful: usize, dsl: u32) -> Result<bool, ()> {
         let n = dsl as usize;
-        if let Some((data, pos)) = &mut self.mem {
+        if let Some((data, pos, digest_ok)) = &mut self.mem {
             buf.write_at(off, &data[*pos..*pos + useful]);
             *pos += n;
-            return Ok(true);
+            return Ok(*digest_ok);
         }
         self.rx.read_into_sg(buf, off, useful).map_err(drop)?;
         let mut crc = 0u32;
@@ -857,6 +885,7 @@ impl Ffp<'_> {
             seq_ttt: RESERVED_TAG,
             seq_sn: 0,
             r2ts: [0; MAX_R2T],
+            r2t_ends: [0; MAX_R2T],
             n_r2ts: 0,
             r2t_sn: 0,
             r2t_next: 0,
@@ -938,6 +967,14 @@ impl Ffp<'_> {
         } else if ttt == RESERVED_TAG && off + dsl > self.params.first_burst_length {
             // Immediate data and unsolicited Data-Out together (RFC 7143 §13.14).
             Some("unsolicited data beyond FirstBurstLength")
+        } else if ttt != RESERVED_TAG && off + dsl > task.r2t_ends[0] {
+            // A solicited sequence carries exactly what its R2T asked for (at most
+            // MaxBurstLength). Unchecked, the excess was taken as the start of the next burst.
+            Some("Data-Out beyond the R2T's Desired Data Transfer Length")
+        } else if ttt != RESERVED_TAG && fin && off + dsl != task.r2t_ends[0] {
+            // Unchecked, the rest of the burst was never solicited again and the command waited
+            // for it forever.
+            Some("solicited sequence ended short of the R2T's Desired Data Transfer Length")
         } else {
             None
         };
@@ -971,6 +1008,7 @@ impl Ffp<'_> {
                 task.unsol_open = false;
             } else {
                 task.r2ts.copy_within(1..task.n_r2ts, 0);
+                task.r2t_ends.copy_within(1..task.n_r2ts, 0);
                 task.n_r2ts -= 1;
             }
         }
@@ -1037,6 +1075,7 @@ impl Ffp<'_> {
                     .write(bhs);
             });
             task.r2ts[task.n_r2ts] = ttt;
+            task.r2t_ends[task.n_r2ts] = off + len;
             task.n_r2ts += 1;
             task.r2t_sn += 1;
             task.r2t_next += len;
@@ -1058,7 +1097,11 @@ impl Ffp<'_> {
             return Ok(());
         }
         let mut data = Vec::new();
-        self.read_payload_vec(dsl, &mut data).map_err(drop)?;
+        if !self.read_payload_vec(dsl, &mut data).map_err(drop)? {
+            // RFC 7143 §7.8: Reject and discard (the corrupt data used to be echoed).
+            self.reject(hdr, RejectReason::DATA_DIGEST_ERROR);
+            return Ok(());
+        }
         let (itt, lun) = (b.itt(), b.lun());
         self.cs.tx.send_pdu(&data, true, |sn, bhs| {
             NopInHeader { data_segment_len: data.len() as u32, lun, itt, ttt: RESERVED_TAG, sn }.write(bhs);
@@ -1133,7 +1176,11 @@ impl Ffp<'_> {
     fn text(&mut self, hdr: &[u8; BHS_LEN], dsl: u32) -> Result<(), ()> {
         let b = Bhs::from_array(hdr);
         let mut data = Vec::new();
-        self.read_payload_vec(dsl, &mut data).map_err(drop)?;
+        if !self.read_payload_vec(dsl, &mut data).map_err(drop)? {
+            // RFC 7143 §7.8: Reject and discard (the corrupt keys used to be negotiated).
+            self.reject(hdr, RejectReason::DATA_DIGEST_ERROR);
+            return Ok(());
+        }
         let r = self.text.on_request(&self.policy, &mut self.params, &b, &data, Default::default());
         match r {
             Ok(pdu) => {

@@ -38,11 +38,23 @@ pub(crate) struct Rx<R: Read> {
     end: usize,
     /// How long a started PDU may take to arrive completely.
     pdu_timeout: Duration,
+    /// An absolute limit on every read (the login deadline): past it a read fails even while
+    /// bytes keep trickling in, which the PDU timeout alone (measured per wait) would allow.
+    deadline: Option<Instant>,
 }
 
 impl<R: Read> Rx<R> {
     pub(crate) fn new(r: R, pdu_timeout: Duration) -> Self {
-        Self { r, buf: vec![0u8; RX_BUF].into_boxed_slice(), start: 0, end: 0, pdu_timeout }
+        Self { r, buf: vec![0u8; RX_BUF].into_boxed_slice(), start: 0, end: 0, pdu_timeout, deadline: None }
+    }
+
+    /// Sets (or clears) the absolute deadline of every read.
+    pub(crate) fn set_deadline(&mut self, deadline: Option<Instant>) {
+        self.deadline = deadline;
+    }
+
+    fn past_deadline(&self) -> bool {
+        self.deadline.is_some_and(|d| Instant::now() > d)
     }
 
     /// Bytes buffered and not consumed.
@@ -81,6 +93,9 @@ impl<R: Read> Rx<R> {
         debug_assert!(n <= self.buf.len());
         let mut started: Option<Instant> = None;
         while self.buffered() < n {
+            if self.past_deadline() {
+                return Err(RxError::Closed(io::ErrorKind::TimedOut.into()));
+            }
             if self.start + n > self.buf.len() {
                 self.buf.copy_within(self.start..self.end, 0);
                 self.end -= self.start;

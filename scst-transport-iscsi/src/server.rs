@@ -64,8 +64,12 @@ pub struct IscsiConfig {
     pub nop_interval: Duration,
     /// How long a NOP-In may stay unanswered before the connection is dropped.
     pub nop_timeout: Duration,
-    /// How long a connection may take to complete its login.
+    /// How long a connection may take to complete its login, whatever it sends meanwhile (a
+    /// PDU trickling in byte by byte does not extend it).
     pub login_timeout: Duration,
+    /// In the full feature phase, how long a PDU whose first bytes arrived may take to arrive
+    /// completely: a peer that stops in the middle of a PDU loses its connection then.
+    pub pdu_timeout: Duration,
     /// Commands a session may have outstanding (the CmdSN window).
     pub cmd_window: u32,
     /// TargetPortalGroupTag of the portals; also the relative target port identifier of the
@@ -86,6 +90,7 @@ impl Default for IscsiConfig {
             nop_interval: Duration::from_secs(30),
             nop_timeout: Duration::from_secs(90),
             login_timeout: Duration::from_secs(15),
+            pdu_timeout: Duration::from_secs(15),
             cmd_window,
             portal_group_tag: 1,
             alua_group: 1,
