@@ -96,6 +96,12 @@ pub(crate) struct ConnShared {
     logout_requested: Mutex<Option<Duration>>,
 }
 
+impl crate::rx::BeforeRead for ConnShared {
+    fn before_read(&self) {
+        self.tx.flush();
+    }
+}
+
 impl ConnShared {
     /// Drops a write command waiting for Data-Out (a task management function aborted it).
     pub(crate) fn abort_pending(&self, itt: u32) {
@@ -351,7 +357,7 @@ fn full_feature(
         max_burst: params.max_burst_length,
     };
     let window = shared.cfg.cmd_window.max(1);
-    let tx = Tx::new(wsock, tx_params, login.stat_sn, login.cmd_sn, window, conn_id);
+    let tx = Tx::new(wsock, tx_params, login.stat_sn, login.cmd_sn, window, SEND_TIMEOUT, conn_id);
     let cs = Arc::new(ConnShared {
         tx,
         shared: shared.clone(),
@@ -403,6 +409,12 @@ fn full_feature(
         *isess.conn.write() = Some(cs.clone());
         scst_sess = Some(s);
     }
+    let mut rx = rx;
+    rx.set_before_read(cs.clone());
+    let flusher = {
+        let cs = cs.clone();
+        std::thread::Builder::new().name("iscsi-tx".into()).spawn(move || cs.tx.run_flusher()).ok()
+    };
     let mut f = Ffp {
         shared,
         policy,
@@ -429,7 +441,14 @@ fn full_feature(
     // this connection.
     let tasks: Vec<WriteTask> = cs.tasks.lock().drain().map(|(_, t)| t).collect();
     drop(tasks);
+    if matches!(end, End::Logout) {
+        // The Logout Response (and anything before it) must reach the initiator.
+        cs.tx.drain(Duration::from_secs(5));
+    }
     cs.tx.kill();
+    if let Some(h) = flusher {
+        let _ = h.join();
+    }
     if let Some(isess) = &login.isess {
         let mut conn = isess.conn.write();
         let ours = conn.as_ref().is_some_and(|c| Arc::ptr_eq(c, &cs));
@@ -596,6 +615,11 @@ impl Ffp<'_> {
             return Err(());
         }
         let op = b.opcode();
+        if !matches!(op, Opcode::SCSI_COMMAND | Opcode::DATA_OUT) {
+            // Whatever else comes may wait (task management waits for commands to be freed,
+            // and queued responses hold theirs) or must follow the responses on the wire.
+            self.cs.tx.flush();
+        }
         let ordered = matches!(
             op,
             Opcode::SCSI_COMMAND
@@ -915,7 +939,7 @@ impl Ffp<'_> {
             Step::Done(c) => {
                 self.skip_payload(dsl)?;
                 // Held back (parked) while unsolicited data is still coming.
-                self.cs.tx.send_response(c);
+                self.cs.tx.queue_response(c);
                 if !fin {
                     self.cs.tasks.lock().insert(itt, task);
                 }
@@ -1037,7 +1061,7 @@ impl Ffp<'_> {
                 self.cs.tasks.lock().insert(itt, task);
             } else {
                 cmd.check_condition(sense);
-                self.cs.tx.send_response(cmd);
+                self.cs.tx.queue_response(cmd);
             }
             return;
         }
@@ -1054,7 +1078,7 @@ impl Ffp<'_> {
             }
             let sess = self.scst.clone().expect("write tasks exist only in normal sessions");
             match sess.data_received(cmd) {
-                Step::Done(c) => self.cs.tx.send_response(c),
+                Step::Done(c) => self.cs.tx.queue_response(c),
                 Step::Pending => {}
                 Step::NeedData(c) => drop(c),
             }

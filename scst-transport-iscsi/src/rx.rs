@@ -2,6 +2,7 @@
 //! lets large payloads be read straight into the command's buffer.
 
 use std::io::{self, IoSliceMut, Read};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use scst::SgBuf;
@@ -30,6 +31,13 @@ impl From<io::Error> for RxError {
     }
 }
 
+/// Work to do before the receive thread reads the socket (and may wait there): the
+/// connection flushes the responses it queued.
+pub(crate) trait BeforeRead: Send + Sync {
+    /// Called before each read of the socket.
+    fn before_read(&self);
+}
+
 /// A buffered reader over a socket with a receive timeout.
 pub(crate) struct Rx<R: Read> {
     r: R,
@@ -41,11 +49,25 @@ pub(crate) struct Rx<R: Read> {
     /// An absolute limit on every read (the login deadline): past it a read fails even while
     /// bytes keep trickling in, which the PDU timeout alone (measured per wait) would allow.
     deadline: Option<Instant>,
+    before_read: Option<Arc<dyn BeforeRead>>,
 }
 
 impl<R: Read> Rx<R> {
     pub(crate) fn new(r: R, pdu_timeout: Duration) -> Self {
-        Self { r, buf: vec![0u8; RX_BUF].into_boxed_slice(), start: 0, end: 0, pdu_timeout, deadline: None }
+        Self {
+            r,
+            buf: vec![0u8; RX_BUF].into_boxed_slice(),
+            start: 0,
+            end: 0,
+            pdu_timeout,
+            deadline: None,
+            before_read: None,
+        }
+    }
+
+    /// Sets the work done before every read of the socket.
+    pub(crate) fn set_before_read(&mut self, f: Arc<dyn BeforeRead>) {
+        self.before_read = Some(f);
     }
 
     /// Sets (or clears) the absolute deadline of every read.
@@ -72,6 +94,9 @@ impl<R: Read> Rx<R> {
             self.buf.copy_within(self.start..self.end, 0);
             self.end -= self.start;
             self.start = 0;
+        }
+        if let Some(f) = &self.before_read {
+            f.before_read();
         }
         loop {
             match self.r.read(&mut self.buf[self.end..]) {

@@ -1,44 +1,87 @@
 //! The transmit side of a connection: every PDU the target sends goes through [`Tx`], which
-//! owns StatSN and writes each response (Data-In PDUs, SCSI Response) with vectored writes
-//! straight from the command's buffer.
+//! owns StatSN and writes responses (Data-In PDUs, SCSI Response) with vectored writes straight
+//! from the commands' buffers.
 //!
-//! Threads: the connection's receive thread (inline completions, R2T, NOP-In, ...) and device
-//! workers (asynchronous completions) both send; a mutex serializes them, which also keeps StatSN
-//! in wire order. The socket is blocking with a send timeout: a peer that stops reading for that
-//! long loses its connection rather than stalling a worker.
+//! Output is a queue of pieces (headers and digests in a scratch buffer, Data-In as references
+//! into the commands' buffers) with the commands they belong to; a command is freed once its
+//! last byte is out. Sends never block:
+//! - the connection's receive thread queues the responses of the commands it completed inline
+//!   and flushes the queue once before each read of the socket, so the responses to a burst of
+//!   commands read by one `read` go out in one `sendmsg`;
+//! - device workers (asynchronous completions) and PDUs sent from elsewhere queue and flush at
+//!   once;
+//! - a flush that meets a full socket leaves the rest queued and wakes the connection's flusher
+//!   thread, which waits for the socket to drain (up to the send timeout, then the connection
+//!   is dropped). A peer that stops reading therefore stalls only its own connection, never a
+//!   device worker.
+//!
+//! A mutex serializes the queue, which also keeps StatSN in wire order.
 
-use std::io::{self, IoSlice, Write};
+use std::collections::VecDeque;
+use std::io::{self, IoSlice};
 use std::net::TcpStream;
+use std::os::fd::AsFd;
 use std::sync::Weak;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering::Acquire, Ordering::Relaxed, Ordering::Release};
+use std::time::{Duration, Instant};
 
-use parking_lot::Mutex;
+use parking_lot::{Condvar, Mutex, MutexGuard};
 use scst::{CmdBox, ScsiStatus, Session};
 
 use crate::proto::bhs::{BHS_LEN, Digests, RESERVED_TAG, pad_len};
 use crate::proto::build::{DataInHeader, ScsiResponseHeader, TargetSn};
 use crate::proto::digest;
 
-/// What a piece of an outgoing batch refers to.
+/// A piece of the output queue.
 #[derive(Clone, Copy)]
 enum Piece {
-    /// Bytes `start..end` of the scratch buffer (headers, digests, sense segments).
-    Scratch(usize, usize),
-    /// Data-In bytes `off..off + len` of the command.
-    Data { off: usize, len: usize },
+    /// Bytes `start..start + len` of the scratch buffer (headers, digests, small segments).
+    Bytes { start: usize, len: usize },
+    /// Data-In bytes `off..off + len` of queued command `seq`.
+    Data { seq: u64, off: usize, len: usize },
     /// `n` zero pad bytes.
     Pad(usize),
 }
 
+impl Piece {
+    fn len(self) -> usize {
+        match self {
+            Self::Bytes { len, .. } | Self::Data { len, .. } => len,
+            Self::Pad(n) => n,
+        }
+    }
+}
+
 const ZERO_PAD: [u8; 3] = [0; 3];
-/// IoSlices per `writev` call.
-const IOV_BATCH: usize = 64;
+/// IoSlices per `sendmsg`.
+const IOV_BATCH: usize = 256;
+/// The receive thread flushes its queue early past this many queued bytes...
+const QUEUE_FLUSH_BYTES: usize = 1 << 20;
+/// ...or this many queued commands.
+const QUEUE_FLUSH_CMDS: usize = 64;
+/// Commands freed per pass (they are dropped outside the lock).
+const RELEASE_BATCH: usize = 32;
+/// Scratch bytes already sent before the buffer is compacted while output is still queued.
+const SCRATCH_COMPACT: usize = 256 << 10;
 
 struct Inner {
     sock: TcpStream,
     stat_sn: u32,
     scratch: Vec<u8>,
-    pieces: Vec<Piece>,
+    pieces: VecDeque<Piece>,
+    /// Bytes of the front piece already sent.
+    front_sent: usize,
+    /// Bytes queued and not sent.
+    queued: usize,
+    /// Bytes ever queued and ever sent on the connection: a command is freed once `sent`
+    /// reaches the end of its output.
+    total_queued: u64,
+    total_sent: u64,
+    /// Commands with queued output, oldest first: sequence number, end of output, command.
+    cmds: VecDeque<(u64, u64, CmdBox)>,
+    next_seq: u64,
+    /// The socket was full: the flusher thread is (to be) waiting for it.
+    blocked: bool,
     /// ITTs whose unsolicited data is still being drained: their responses wait in `parked`.
     draining: Vec<u32>,
     parked: Vec<CmdBox>,
@@ -57,6 +100,8 @@ pub(crate) struct TxParams {
 /// A connection's transmit side.
 pub(crate) struct Tx {
     inner: Mutex<Inner>,
+    /// Wakes the flusher thread when the socket is full (and on kill).
+    flusher: Condvar,
     params: TxParams,
     /// The initiator's MaxRecvDataSegmentLength now (a Text Request may declare a new one).
     max_send_segment: AtomicU32,
@@ -68,8 +113,52 @@ pub(crate) struct Tx {
     window: u32,
     session: Mutex<Option<Weak<Session>>>,
     dead: AtomicBool,
+    /// How long a full socket may stay full before the connection is dropped.
+    send_timeout: Duration,
     /// Connection id: responses of commands from other connections are dropped.
     pub(crate) conn_id: u64,
+}
+
+/// Commands taken off the queue, to be dropped once the lock is released (dropping a command
+/// may complete a task management function, which sends).
+struct Released {
+    cmds: [Option<CmdBox>; RELEASE_BATCH],
+    n: usize,
+}
+
+impl Released {
+    fn new() -> Self {
+        Self { cmds: [const { None }; RELEASE_BATCH], n: 0 }
+    }
+
+    fn full(&self) -> bool {
+        self.n == RELEASE_BATCH
+    }
+
+    fn push(&mut self, c: CmdBox) {
+        self.cmds[self.n] = Some(c);
+        self.n += 1;
+    }
+
+    fn drop_all(&mut self) {
+        for c in &mut self.cmds[..self.n] {
+            drop(c.take());
+        }
+        self.n = 0;
+    }
+}
+
+/// How a flush pass ended.
+#[derive(PartialEq, Eq)]
+enum Flushed {
+    /// Nothing left.
+    Empty,
+    /// The socket is full.
+    Blocked,
+    /// The release batch filled up: drop it, then flush again.
+    More,
+    /// The connection failed.
+    Dead,
 }
 
 impl Tx {
@@ -79,17 +168,27 @@ impl Tx {
         stat_sn: u32,
         exp_cmd_sn: u32,
         window: u32,
+        send_timeout: Duration,
         conn_id: u64,
     ) -> Self {
+        let depth = window as usize + 64;
         Self {
             inner: Mutex::new(Inner {
                 sock,
                 stat_sn,
-                scratch: Vec::with_capacity(4096),
-                pieces: Vec::with_capacity(256),
+                scratch: Vec::with_capacity(64 << 10),
+                pieces: VecDeque::with_capacity(4 * depth),
+                front_sent: 0,
+                queued: 0,
+                total_queued: 0,
+                total_sent: 0,
+                cmds: VecDeque::with_capacity(depth),
+                next_seq: 0,
+                blocked: false,
                 draining: Vec::new(),
                 parked: Vec::new(),
             }),
+            flusher: Condvar::new(),
             max_send_segment: AtomicU32::new(params.max_send_segment),
             params,
             exp_cmd_sn: AtomicU32::new(exp_cmd_sn),
@@ -97,6 +196,7 @@ impl Tx {
             window,
             session: Mutex::new(None),
             dead: AtomicBool::new(false),
+            send_timeout,
             conn_id,
         }
     }
@@ -123,17 +223,32 @@ impl Tx {
         self.dead.load(Relaxed)
     }
 
-    /// Marks the connection dead and shuts the socket down (the receive thread then exits).
+    /// Marks the connection dead and shuts the socket down (the receive thread then exits);
+    /// queued output is dropped.
     pub(crate) fn kill(&self) {
-        if !self.dead.swap(true, Relaxed) {
-            let g = self.inner.lock();
-            let _ = g.sock.shutdown(std::net::Shutdown::Both);
+        if self.dead.swap(true, Relaxed) {
+            return;
         }
+        let (cmds, parked) = {
+            let mut g = self.inner.lock();
+            let _ = g.sock.shutdown(std::net::Shutdown::Both);
+            g.pieces.clear();
+            g.queued = 0;
+            g.front_sent = 0;
+            let sent = g.total_queued;
+            g.total_sent = sent;
+            (std::mem::take(&mut g.cmds), std::mem::take(&mut g.parked))
+        };
+        self.flusher.notify_all();
+        // Outside the lock: dropping a command may complete a TMF, which sends.
+        drop(cmds);
+        drop(parked);
     }
 
     /// The sequence numbers for a PDU, with MaxCmdSN from the free command slots. `releasing`
-    /// commands are about to be freed (the ones this PDU answers) and count as free already.
-    /// Called with the `inner` lock held (which orders the updates of `max_cmd_sn`).
+    /// commands are freed once this PDU is out (the queued ones before it and the one it
+    /// answers) and count as free already: the initiator cannot use the window before it got
+    /// the PDU. Called with the `inner` lock held (which orders the updates of `max_cmd_sn`).
     fn sn(&self, stat_sn: u32, releasing: usize) -> TargetSn {
         let exp = self.exp_cmd_sn.load(Acquire);
         let outstanding = self
@@ -154,39 +269,37 @@ impl Tx {
 
     /// Sends a PDU with a data segment; `advance` says whether it consumes a StatSN (responses
     /// do; R2T and unsolicited NOP-In do not). `build` gets the sequence numbers and fills the
-    /// BHS.
+    /// BHS. The PDU goes after everything queued before it.
     pub(crate) fn send_pdu(&self, data: &[u8], advance: bool, build: impl FnOnce(TargetSn, &mut [u8; BHS_LEN])) {
         if self.is_dead() {
             return;
         }
         let mut g = self.inner.lock();
-        let sn = self.sn(g.stat_sn, 0);
+        let sn = self.sn(g.stat_sn, g.cmds.len());
         if advance {
             g.stat_sn = g.stat_sn.wrapping_add(1);
         }
         let mut bhs = [0u8; BHS_LEN];
         build(sn, &mut bhs);
         let d = self.params.digests;
-        let hd = d.header.then(|| digest::header_digest(&bhs, &[]));
-        let pad = pad_len(data.len());
-        let dd = (d.data && !data.is_empty()).then(|| digest::data_digest([data], pad));
-        let mut iov = [
-            IoSlice::new(&bhs),
-            IoSlice::new(&[]),
-            IoSlice::new(data),
-            IoSlice::new(&ZERO_PAD[..pad]),
-            IoSlice::new(&[]),
-        ];
-        if let Some(h) = &hd {
-            iov[1] = IoSlice::new(h);
+        let start = g.scratch.len();
+        g.scratch.extend_from_slice(&bhs);
+        if d.header {
+            let hd = digest::header_digest(&bhs, &[]);
+            g.scratch.extend_from_slice(&hd);
         }
-        if let Some(x) = &dd {
-            iov[4] = IoSlice::new(x);
+        if !data.is_empty() {
+            let pad = pad_len(data.len());
+            g.scratch.extend_from_slice(data);
+            g.scratch.extend_from_slice(&ZERO_PAD[..pad]);
+            if d.data {
+                let dd = digest::data_digest([data], pad);
+                g.scratch.extend_from_slice(&dd);
+            }
         }
-        if write_all_vectored(&mut g.sock, &mut iov).is_err() {
-            drop(g);
-            self.kill();
-        }
+        let len = g.scratch.len() - start;
+        push(&mut g, Piece::Bytes { start, len });
+        self.flush_and_release(g);
     }
 
     /// Holds responses of `itt` until [`Tx::end_drain`]: its unsolicited Data-Out is still
@@ -221,37 +334,67 @@ impl Tx {
         held.is_some()
     }
 
-    /// Sends a completed command's Data-In and status, then drops it (which frees it).
+    /// Sends a completed command's Data-In and status now (as far as the socket takes it), then
+    /// frees it. For completions on other threads than the connection's receive thread.
     ///
     /// Aborted commands get no response (RFC 7143 §11.5.1: the TMF response tells the story).
     pub(crate) fn send_response(&self, cmd: CmdBox) {
+        if let Some(g) = self.enqueue(cmd) {
+            self.flush_and_release(g);
+        }
+    }
+
+    /// Queues a completed command's response; the receive thread flushes the queue before it
+    /// next reads the socket ([`Tx::flush`]), or earlier when much is queued.
+    pub(crate) fn queue_response(&self, cmd: CmdBox) {
+        if let Some(g) = self.enqueue(cmd) {
+            if g.queued >= QUEUE_FLUSH_BYTES || g.cmds.len() >= QUEUE_FLUSH_CMDS {
+                self.flush_and_release(g);
+            }
+        }
+    }
+
+    /// Sends what is queued, as far as the socket takes it without waiting.
+    pub(crate) fn flush(&self) {
+        let g = self.inner.lock();
+        if !g.pieces.is_empty() && !g.blocked {
+            self.flush_and_release(g);
+        }
+    }
+
+    /// Plans a command's response into the queue; `None` if it gets none (dropped, or parked
+    /// until its unsolicited data is drained).
+    fn enqueue(&self, cmd: CmdBox) -> Option<MutexGuard<'_, Inner>> {
         if self.is_dead() || cmd.is_aborted() {
-            return;
+            return None;
         }
         let mut g = self.inner.lock();
         let itt = cmd.tag() as u32;
         if g.draining.contains(&itt) {
             g.parked.push(cmd);
-            return;
+            return None;
         }
-        let r = self.write_response(&mut g, &cmd);
-        drop(g);
-        drop(cmd);
-        if r.is_err() {
-            self.kill();
+        if self.is_dead() {
+            drop(g);
+            return None;
         }
+        self.plan_response(&mut g, cmd);
+        Some(g)
     }
 
-    fn write_response(&self, g: &mut Inner, cmd: &CmdBox) -> io::Result<()> {
+    /// Appends a response's PDUs to the queue and the command to the queued commands.
+    fn plan_response(&self, g: &mut Inner, cmd: CmdBox) {
         let p = self.params;
+        let seq = g.next_seq;
+        g.next_seq += 1;
         let itt = cmd.tag() as u32;
         let lun = u64::from_be_bytes(cmd.lun_raw());
         let status = cmd.status();
         let total = cmd.data_in_len();
         let (overflow, resid) = cmd.residual();
         let collapse = status == ScsiStatus::GOOD && total > 0;
-        g.scratch.clear();
-        g.pieces.clear();
+        // This response frees the commands queued before it and its own.
+        let releasing = g.cmds.len() + 1;
         let seg_max = self.max_send_segment.load(Relaxed).max(512) as usize;
         let burst = p.max_burst.max(512) as usize;
         let (mut off, mut data_sn, mut in_burst) = (0usize, 0u32, 0usize);
@@ -276,11 +419,11 @@ impl Tx {
                 h.overflow = overflow && resid > 0;
                 h.underflow = !overflow && resid > 0;
                 h.residual_count = resid;
-                h.sn = self.sn(g.stat_sn, 1);
+                h.sn = self.sn(g.stat_sn, releasing);
                 g.stat_sn = g.stat_sn.wrapping_add(1);
             } else {
                 // StatSN is reserved in Data-In without status; the window fields are not.
-                let sn = self.sn(g.stat_sn, 0);
+                let sn = self.sn(g.stat_sn, releasing - 1);
                 h.sn = TargetSn { stat_sn: 0, ..sn };
             }
             let mut bhs = [0u8; BHS_LEN];
@@ -291,21 +434,20 @@ impl Tx {
                 let hd = digest::header_digest(&bhs, &[]);
                 g.scratch.extend_from_slice(&hd);
             }
-            let end = g.scratch.len();
-            g.pieces.push(Piece::Scratch(start, end));
-            g.pieces.push(Piece::Data { off, len: n });
+            let len = g.scratch.len() - start;
+            push(g, Piece::Bytes { start, len });
+            push(g, Piece::Data { seq, off, len: n });
             let pad = pad_len(n);
             if pad > 0 {
-                g.pieces.push(Piece::Pad(pad));
+                push(g, Piece::Pad(pad));
             }
             if p.digests.data {
                 let mut iov = scst::sgv::empty_io_slices();
                 let k = cmd.data_in_slices(off, n, &mut iov);
                 let dd = digest::data_digest(iov[..k].iter().map(|s| &s[..]), pad);
-                let s = g.scratch.len();
+                let start = g.scratch.len();
                 g.scratch.extend_from_slice(&dd);
-                let e = g.scratch.len();
-                g.pieces.push(Piece::Scratch(s, e));
+                push(g, Piece::Bytes { start, len: 4 });
             }
             off += n;
             data_sn += 1;
@@ -324,7 +466,7 @@ impl Tx {
                 data_segment_len: seg_len as u32,
                 itt,
                 exp_data_sn: data_sn,
-                sn: self.sn(g.stat_sn, 1),
+                sn: self.sn(g.stat_sn, releasing),
                 ..ScsiResponseHeader::default()
             };
             g.stat_sn = g.stat_sn.wrapping_add(1);
@@ -347,63 +489,219 @@ impl Tx {
                     g.scratch.extend_from_slice(&dd);
                 }
             }
-            let end = g.scratch.len();
-            g.pieces.push(Piece::Scratch(start, end));
+            let len = g.scratch.len() - start;
+            push(g, Piece::Bytes { start, len });
         }
-        flush_pieces(g, cmd)
+        let end = g.total_queued;
+        g.cmds.push_back((seq, end, cmd));
+    }
+
+    /// Flushes as far as the socket takes it, freeing the commands that are out (outside the
+    /// lock), and hands a full socket to the flusher thread.
+    fn flush_and_release<'a>(&'a self, mut g: MutexGuard<'a, Inner>) {
+        let mut rel = Released::new();
+        loop {
+            let r = self.flush_some(&mut g, &mut rel);
+            if r == Flushed::Blocked && !g.blocked {
+                g.blocked = true;
+                self.flusher.notify_one();
+            }
+            if r != Flushed::More {
+                drop(g);
+                rel.drop_all();
+                if r == Flushed::Dead {
+                    self.kill();
+                }
+                return;
+            }
+            drop(g);
+            rel.drop_all();
+            g = self.inner.lock();
+        }
+    }
+
+    /// One pass of non-blocking sends.
+    fn flush_some(&self, g: &mut Inner, rel: &mut Released) -> Flushed {
+        loop {
+            // Commands whose output is all out.
+            while g.cmds.front().is_some_and(|c| c.1 <= g.total_sent) {
+                if rel.full() {
+                    return Flushed::More;
+                }
+                if let Some((_, _, c)) = g.cmds.pop_front() {
+                    rel.push(c);
+                }
+            }
+            if g.pieces.is_empty() {
+                g.scratch.clear();
+                g.front_sent = 0;
+                return Flushed::Empty;
+            }
+            if self.is_dead() {
+                return Flushed::Dead;
+            }
+            let n = {
+                let Inner { sock, scratch, pieces, front_sent, cmds, .. } = &*g;
+                let mut iov: [IoSlice<'_>; IOV_BATCH] = [IoSlice::new(&[]); IOV_BATCH];
+                let mut k = 0;
+                let base = cmds.front().map_or(0, |c| c.0);
+                for (i, piece) in pieces.iter().enumerate() {
+                    let skip = if i == 0 { *front_sent } else { 0 };
+                    match *piece {
+                        Piece::Bytes { start, len } => {
+                            if k == IOV_BATCH {
+                                break;
+                            }
+                            iov[k] = IoSlice::new(&scratch[start + skip..start + len]);
+                            k += 1;
+                        }
+                        Piece::Pad(n) => {
+                            if k == IOV_BATCH {
+                                break;
+                            }
+                            iov[k] = IoSlice::new(&ZERO_PAD[skip..n]);
+                            k += 1;
+                        }
+                        Piece::Data { seq, off, len } => {
+                            // A data piece spans at most MAX_SEGS slices.
+                            if k + scst::sgv::MAX_SEGS > IOV_BATCH {
+                                break;
+                            }
+                            let c = &cmds[(seq - base) as usize].2;
+                            k += c.data_in_slices(off + skip, len - skip, &mut iov[k..]);
+                        }
+                    }
+                }
+                match send_nowait(sock, &iov[..k]) {
+                    Ok(n) => n,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Flushed::Blocked,
+                    Err(_) => return Flushed::Dead,
+                }
+            };
+            advance(g, n);
+        }
+    }
+
+    /// The connection's flusher thread: whenever a flush found the socket full, waits until it
+    /// drains and sends the rest, so that no other thread ever waits for the peer. Returns when
+    /// the connection is killed; kills it when the socket stays full past the send timeout.
+    pub(crate) fn run_flusher(&self) {
+        let mut g = self.inner.lock();
+        loop {
+            while !g.blocked && !self.is_dead() {
+                self.flusher.wait(&mut g);
+            }
+            if self.is_dead() {
+                return;
+            }
+            let Ok(sock) = g.sock.try_clone() else {
+                drop(g);
+                self.kill();
+                return;
+            };
+            drop(g);
+            if !wait_writable(&sock, self.send_timeout) {
+                tracing::warn!("the initiator stopped reading: dropping the connection");
+                self.kill();
+                return;
+            }
+            g = self.inner.lock();
+            g.blocked = false;
+            self.flush_and_release(g);
+            g = self.inner.lock();
+        }
+    }
+
+    /// Sends everything queued, waiting for the socket up to `timeout` (before a logout
+    /// closes the connection).
+    pub(crate) fn drain(&self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            self.flush();
+            let g = self.inner.lock();
+            if g.pieces.is_empty() || self.is_dead() {
+                return;
+            }
+            let Ok(sock) = g.sock.try_clone() else { return };
+            drop(g);
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() || !wait_writable(&sock, left) {
+                return;
+            }
+            self.inner.lock().blocked = false;
+        }
+    }
+}
+
+/// Queues a piece, counting its bytes.
+fn push(g: &mut Inner, p: Piece) {
+    g.queued += p.len();
+    g.total_queued += p.len() as u64;
+    g.pieces.push_back(p);
+}
+
+/// Consumes `n` sent bytes from the front of the queue.
+fn advance(g: &mut Inner, mut n: usize) {
+    g.queued -= n;
+    g.total_sent += n as u64;
+    while n > 0 {
+        let Some(front) = g.pieces.front().copied() else { break };
+        let left = front.len() - g.front_sent;
+        if n < left {
+            g.front_sent += n;
+            break;
+        }
+        n -= left;
+        g.front_sent = 0;
+        g.pieces.pop_front();
+    }
+    // The scratch bytes before the first queued piece are dead; compact when many are.
+    let first = g.pieces.iter().find_map(|p| match p {
+        Piece::Bytes { start, .. } => Some(*start),
+        _ => None,
+    });
+    let dead = first.unwrap_or(g.scratch.len());
+    if dead >= SCRATCH_COMPACT {
+        g.scratch.drain(..dead);
+        for p in &mut g.pieces {
+            if let Piece::Bytes { start, .. } = p {
+                *start -= dead;
+            }
+        }
+    }
+}
+
+/// One `sendmsg` that does not wait (MSG_DONTWAIT) and raises no SIGPIPE.
+fn send_nowait(sock: &TcpStream, iov: &[IoSlice<'_>]) -> io::Result<usize> {
+    let s = socket2::SockRef::from(sock);
+    loop {
+        match s.send_vectored_with_flags(iov, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Ok(0) if iov.iter().any(|s| !s.is_empty()) => return Err(io::ErrorKind::WriteZero.into()),
+            r => return r,
+        }
+    }
+}
+
+/// Waits until the socket can take more bytes (or failed); false on timeout.
+fn wait_writable(sock: &TcpStream, timeout: Duration) -> bool {
+    use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+    let deadline = Instant::now() + timeout;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let ms = PollTimeout::try_from(left.as_millis().min(60_000) as u32).unwrap_or(PollTimeout::MAX);
+        let mut fds = [PollFd::new(sock.as_fd(), PollFlags::POLLOUT)];
+        match poll(&mut fds, ms) {
+            Ok(0) if left.is_zero() => return false,
+            Ok(0) => {}
+            Ok(_) => return true,
+            Err(nix::errno::Errno::EINTR) => {}
+            Err(_) => return true,
+        }
     }
 }
 
 /// Serial number arithmetic (RFC 1982) on 32-bit sequence numbers: `a < b`.
 pub(crate) fn sn_lt(a: u32, b: u32) -> bool {
     (b.wrapping_sub(a) as i32) > 0
-}
-
-/// Writes the planned pieces in batches of [`IOV_BATCH`] slices.
-fn flush_pieces(g: &mut Inner, cmd: &CmdBox) -> io::Result<()> {
-    let Inner { sock, scratch, pieces, .. } = g;
-    let mut i = 0;
-    while i < pieces.len() {
-        let mut iov: [IoSlice<'_>; IOV_BATCH] = [(); IOV_BATCH].map(|()| IoSlice::new(&[]));
-        let mut n = 0;
-        while i < pieces.len() && n < IOV_BATCH {
-            match pieces[i] {
-                Piece::Scratch(s, e) => {
-                    iov[n] = IoSlice::new(&scratch[s..e]);
-                    n += 1;
-                }
-                Piece::Pad(k) => {
-                    iov[n] = IoSlice::new(&ZERO_PAD[..k]);
-                    n += 1;
-                }
-                Piece::Data { off, len } => {
-                    // A data piece spans at most MAX_SEGS slices; make room for them.
-                    if n + scst::sgv::MAX_SEGS > IOV_BATCH {
-                        break;
-                    }
-                    let mut tmp = scst::sgv::empty_io_slices();
-                    let k = cmd.data_in_slices(off, len, &mut tmp);
-                    iov[n..n + k].copy_from_slice(&tmp[..k]);
-                    n += k;
-                }
-            }
-            i += 1;
-        }
-        write_all_vectored(sock, &mut iov[..n])?;
-    }
-    Ok(())
-}
-
-/// `write_all` for vectored writes.
-pub(crate) fn write_all_vectored(w: &mut impl Write, mut bufs: &mut [IoSlice<'_>]) -> io::Result<()> {
-    IoSlice::advance_slices(&mut bufs, 0);
-    while !bufs.is_empty() {
-        match w.write_vectored(bufs) {
-            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(n) => IoSlice::advance_slices(&mut bufs, n),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
 }
