@@ -27,7 +27,8 @@ use crate::wire::sense::{Sense, SenseCode};
 pub trait DeviceHandler: Send + Sync + 'static {
     /// The opcode table of the commands this handler implements. The core rejects any other
     /// opcode with INVALID COMMAND OPERATION CODE and any bit outside an entry's CDB usage data
-    /// with INVALID FIELD IN CDB before calling [`DeviceHandler::parse`].
+    /// with INVALID FIELD IN CDB before calling [`DeviceHandler::parse`]. Sorted by opcode,
+    /// then service action (the core binary-searches it, see [`crate::ops::lookup`]).
     fn ops(&self) -> &'static [OpInfo];
 
     /// Whether this device implements an entry of [`DeviceHandler::ops`] (a capability such as

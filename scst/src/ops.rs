@@ -616,29 +616,38 @@ pub static DISK_OPS: &[OpInfo] = &[
 
 /// Whether `opcode` has service actions in `table` (then CDB byte 1 bits 4..0 select the entry).
 pub fn has_service_actions(table: &[OpInfo], opcode: u8) -> bool {
-    table.iter().any(|o| o.opcode == opcode && o.service_action.is_some())
+    entries(table, opcode).iter().any(|o| o.service_action.is_some())
 }
 
-/// Looks a CDB up in `table`.
+/// The entries of `opcode` in a table sorted by opcode: a binary search, since every command
+/// goes through here.
+fn entries(table: &[OpInfo], opcode: u8) -> &[OpInfo] {
+    let first = table.partition_point(|o| o.opcode < opcode);
+    let n = table[first..].iter().take_while(|o| o.opcode == opcode).count();
+    &table[first..first + n]
+}
+
+/// Looks a CDB up in `table` (sorted by opcode, then service action).
 ///
 /// # Errors
 /// INVALID COMMAND OPERATION CODE for an unknown opcode (or an empty CDB); INVALID FIELD IN CDB
 /// (byte 1) for an unknown service action of a known opcode.
 pub fn lookup<'t>(table: &'t [OpInfo], cdb: &[u8]) -> Result<&'t OpInfo, Sense> {
     let opcode = *cdb.first().ok_or(Sense::invalid_opcode())?;
-    if has_service_actions(table, opcode) {
-        let sa = cdb.get(1).map_or(0, |b| b & 0x1f);
-        return table
-            .iter()
-            .find(|o| o.opcode == opcode && o.service_action == Some(sa))
-            .ok_or(Sense::invalid_cdb(1, Some(4)));
+    let e = entries(table, opcode);
+    match e.first() {
+        None => Err(Sense::invalid_opcode()),
+        Some(o) if o.service_action.is_none() => Ok(o),
+        Some(_) => {
+            let sa = cdb.get(1).map_or(0, |b| b & 0x1f);
+            e.iter().find(|o| o.service_action == Some(sa)).ok_or(Sense::invalid_cdb(1, Some(4)))
+        }
     }
-    table.iter().find(|o| o.opcode == opcode).ok_or(Sense::invalid_opcode())
 }
 
 /// Finds the entry for `opcode` (and `sa`, for opcodes with service actions) without a CDB.
 pub fn find(table: &[OpInfo], opcode: u8, sa: Option<u8>) -> Option<&OpInfo> {
-    table.iter().find(|o| o.opcode == opcode && (o.service_action.is_none() || o.service_action == sa))
+    entries(table, opcode).iter().find(|o| o.service_action.is_none() || o.service_action == sa)
 }
 
 #[cfg(test)]
