@@ -98,13 +98,17 @@ impl fmt::Display for NamePatterns {
 pub fn glob(pat: &[u8], name: &[u8]) -> bool {
     let (mut pi, mut ni, mut star, mut mark) = (0, 0, None, 0);
     while ni < name.len() {
-        if pi < pat.len() && (pat[pi] == b'?' || pat[pi] == name[ni]) {
-            pi += 1;
-            ni += 1;
-        } else if pi < pat.len() && pat[pi] == b'*' {
+        // Fix (found by the `config` fuzz target): the star test comes first. A `*` used to be
+        // compared with the name's character first, so against a `*` in the name it matched
+        // that one character literally and left no backtracking point: `*:test-*` did not
+        // match `iqn.x:test-*y`, and an exclusion `!*:test-*` let such a name in.
+        if pi < pat.len() && pat[pi] == b'*' {
             star = Some(pi);
             mark = ni;
             pi += 1;
+        } else if pi < pat.len() && (pat[pi] == b'?' || pat[pi] == name[ni]) {
+            pi += 1;
+            ni += 1;
         } else if let Some(s) = star {
             pi = s + 1;
             mark += 1;
@@ -131,6 +135,21 @@ mod tests {
         // Many stars against a long non-matching name finishes (no exponential backtracking).
         let pat = b"*a*a*a*a*a*a*a*a*a*a*a*a*b".to_vec();
         assert!(!glob(&pat, &[b'a'; 4096]));
+    }
+
+    /// A `*` in the name is an ordinary character, also where the pattern has a star (found by
+    /// the `config` fuzz target: the star matched it literally and never backtracked).
+    #[test]
+    fn star_in_the_name() {
+        assert!(glob(b"*#", b"*#!!#"));
+        assert!(glob(b"*", b"*x"));
+        assert!(glob(b"iqn.*", b"iqn.**:evil"));
+        assert!(glob(b"*:test-*", b"iqn.x:test-*y"));
+        assert!(!glob(b"*:test-*", b"iqn.x:prod-*y"));
+        // The exclusion of the module docs' example holds for names with stars.
+        let p = NamePatterns::parse("iqn.2026-11.com.example:*,!*:test-*").unwrap();
+        assert!(!p.admits("iqn.2026-11.com.example:test-*x"));
+        assert!(p.admits("iqn.2026-11.com.example:db-*"));
     }
 
     #[test]
