@@ -77,6 +77,9 @@ impl Outcome {
     }
 
     fn from_cmd(cmd: &CmdBox, data_in: &mut [u8]) -> Self {
+        if cmd.answers_task_aborted() {
+            return Self::status_only(ScsiStatus::TASK_ABORTED);
+        }
         let mut o = Self::status_only(cmd.status());
         let s = cmd.sense();
         o.sense[..s.len()].copy_from_slice(s);

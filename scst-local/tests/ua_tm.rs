@@ -612,3 +612,31 @@ fn unit_attentions_are_reported_in_order() {
     assert_ua(&b.execute(0, &TUR, &[], &mut []), 0x29, 0x03);
     assert_good(&b.execute(0, &TUR, &[], &mut []));
 }
+
+/// SAM-5 §5.6: with TAS=1 in the Control mode page, commands of *other* I_T nexuses that a LUN
+/// RESET (or CLEAR TASK SET) aborts are answered with TASK ABORTED; the issuing nexus's own
+/// commands get no response. With TAS=0 nobody's aborted commands are answered.
+#[test]
+fn task_aborted_status_for_other_nexuses_when_tas_is_set() {
+    for tas in [true, false] {
+        let (t, _d, a) = slow_rig(300);
+        let b = LocalInitiator::connect(&t, &format!("iqn.2026-01.rs.scst:b-{}", unique()));
+        assert_good(&b.clear_unit_attentions(0));
+        assert_good(&select_control(&a, 0, 0, 0, if tas { 0x40 } else { 0 }));
+        // The mode change is a unit attention for b.
+        b.clear_unit_attentions(0);
+        a.start(0, &cdb10(WRITE10, 0, 0, 1), &pattern(3, 512), 0, 1).expect("a's write");
+        b.start(0, &cdb10(WRITE10, 0, 8, 1), &pattern(4, 512), 0, 2).expect("b's write");
+        std::thread::sleep(Duration::from_millis(50));
+        std::thread::scope(|s| {
+            let tm = s.spawn(|| b.task_mgmt(TmFunction::LUN_RESET, 0, 0));
+            let ca = a.next_completion();
+            let cb = b.next_completion();
+            assert!(ca.is_aborted() && cb.is_aborted());
+            assert_eq!(ca.answers_task_aborted(), tas, "the other nexus's command (TAS={tas})");
+            assert!(!cb.answers_task_aborted(), "the issuer's own command gets no response");
+            drop((ca, cb));
+            assert_eq!(tm.join().expect("tm"), TmStatus::COMPLETE);
+        });
+    }
+}

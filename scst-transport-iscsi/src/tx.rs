@@ -365,7 +365,7 @@ impl Tx {
     /// Plans a command's response into the queue; `None` if it gets none (dropped, or parked
     /// until its unsolicited data is drained).
     fn enqueue(&self, cmd: CmdBox) -> Option<MutexGuard<'_, Inner>> {
-        if self.is_dead() || cmd.is_aborted() {
+        if self.is_dead() || (cmd.is_aborted() && !cmd.answers_task_aborted()) {
             return None;
         }
         let mut g = self.inner.lock();
@@ -389,9 +389,11 @@ impl Tx {
         g.next_seq += 1;
         let itt = cmd.tag() as u32;
         let lun = u64::from_be_bytes(cmd.lun_raw());
-        let status = cmd.status();
-        let total = cmd.data_in_len();
-        let (overflow, resid) = cmd.residual();
+        // TASK ABORTED (TAS): the status alone, whatever the command had produced.
+        let tas = cmd.answers_task_aborted();
+        let status = if tas { ScsiStatus::TASK_ABORTED } else { cmd.status() };
+        let total = if tas { 0 } else { cmd.data_in_len() };
+        let (overflow, resid) = if tas { (false, 0) } else { cmd.residual() };
         let collapse = status == ScsiStatus::GOOD && total > 0;
         // This response frees the commands queued before it and its own.
         let releasing = g.cmds.len() + 1;
@@ -456,7 +458,7 @@ impl Tx {
             }
         }
         if !collapse {
-            let sense = cmd.sense();
+            let sense = if tas { &[][..] } else { cmd.sense() };
             let seg_len = if sense.is_empty() { 0 } else { 2 + sense.len() };
             let h = ScsiResponseHeader {
                 status: status.0,

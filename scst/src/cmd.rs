@@ -413,9 +413,17 @@ impl Cmd {
     }
 
     /// Whether a task management function aborted this command: the fabric then sends no
-    /// response for it (SAM-5 §7.1).
+    /// response for it (SAM-5 §7.1), unless [`Cmd::answers_task_aborted`].
     pub fn is_aborted(&self) -> bool {
         self.sess.as_ref().is_some_and(|s| s.slots().is_aborted(self.slot))
+    }
+
+    /// Whether this aborted command must be answered with TASK ABORTED status and nothing else
+    /// (no data, no sense): another I_T nexus's CLEAR TASK SET, LOGICAL UNIT RESET, target reset
+    /// or PREEMPT AND ABORT aborted it while the LU's TAS bit was set (SAM-5 §5.6). Commands
+    /// that were waiting for Data-Out when aborted are dropped without a response.
+    pub fn answers_task_aborted(&self) -> bool {
+        self.sess.as_ref().is_some_and(|s| s.slots().answers_task_aborted(self.slot))
     }
 
     /// Ends the command with CHECK CONDITION and `sense`, in the format the device's D_SENSE

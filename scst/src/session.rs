@@ -530,13 +530,14 @@ impl Session {
         }
         match f {
             TmFunction::ABORT_TASK => {
-                let n = self.slots.abort_matching(|t, l| t == req.ref_tag && l == lun, Some(&wait), &mut data_wait);
+                let n =
+                    self.slots.abort_matching(|t, l| t == req.ref_tag && l == lun, Some(&wait), &mut data_wait, false);
                 if n == 0 {
                     return TmOutcome::Done(rsp(TmStatus::NO_TASK));
                 }
             }
             TmFunction::ABORT_TASK_SET => {
-                self.slots.abort_matching(|_, l| l == lun, Some(&wait), &mut data_wait);
+                self.slots.abort_matching(|_, l| l == lun, Some(&wait), &mut data_wait, false);
             }
             TmFunction::CLEAR_TASK_SET | TmFunction::LUN_RESET => {
                 let dev = slot.map(|s| s.dev.clone()).expect("checked above");
@@ -564,7 +565,7 @@ impl Session {
                 }
             }
             TmFunction::I_T_NEXUS_RESET => {
-                self.slots.abort_matching(|_, _| true, Some(&wait), &mut data_wait);
+                self.slots.abort_matching(|_, _| true, Some(&wait), &mut data_wait, false);
                 for s in &view.slots {
                     s.dev.set_prevent(self.id, false);
                     let _ = s.dev.pr_update(|st| {
@@ -608,7 +609,8 @@ impl Session {
             let luns: Vec<Lun> =
                 sess.view.read().slots.iter().filter(|s| Arc::ptr_eq(&s.dev, dev)).map(|s| s.lun).collect();
             let mut data_wait = Vec::new();
-            sess.slots.abort_matching(|_, l| l.is_some_and(|l| luns.contains(&l)), None, &mut data_wait);
+            let tas = sess.id != self.id && dev.mode.tas.load(Relaxed);
+            sess.slots.abort_matching(|_, l| l.is_some_and(|l| luns.contains(&l)), None, &mut data_wait, tas);
             for tag in data_wait {
                 sess.fabric.abort_pending(tag);
             }
@@ -624,7 +626,9 @@ impl Session {
                 continue;
             }
             let mut data_wait = Vec::new();
-            sess.slots.abort_matching(|_, l| l.is_some_and(|l| luns.contains(&l)), Some(wait), &mut data_wait);
+            // Other nexuses' commands are answered with TASK ABORTED when TAS is set.
+            let tas = sess.id != self.id && dev.mode.tas.load(Relaxed);
+            sess.slots.abort_matching(|_, l| l.is_some_and(|l| luns.contains(&l)), Some(wait), &mut data_wait, tas);
             for tag in data_wait {
                 sess.fabric.abort_pending(tag);
             }

@@ -139,6 +139,9 @@ pub(crate) struct Slot {
     lun: AtomicU16,
     has_lun: AtomicBool,
     aborted: AtomicBool,
+    /// The abort came from another I_T nexus while the LU's TAS bit was set: the command is
+    /// answered with TASK ABORTED instead of nothing (SAM-5 §5.6).
+    tas: AtomicBool,
     /// Task management functions waiting for this command to go away.
     waiters: Mutex<Vec<Arc<TmWait>>>,
 }
@@ -158,6 +161,7 @@ impl SlotTable {
                     lun: AtomicU16::new(0),
                     has_lun: AtomicBool::new(false),
                     aborted: AtomicBool::new(false),
+                    tas: AtomicBool::new(false),
                     waiters: Mutex::new(Vec::new()),
                 })
                 .collect(),
@@ -170,6 +174,7 @@ impl SlotTable {
         s.lun.store(lun.map_or(0, |l| l.0), Release);
         s.has_lun.store(lun.is_some(), Release);
         s.aborted.store(false, Release);
+        s.tas.store(false, Release);
         s.stage.store(Stage::Core as u8, Release);
     }
 
@@ -179,6 +184,12 @@ impl SlotTable {
 
     pub(crate) fn is_aborted(&self, i: u16) -> bool {
         self.slots[usize::from(i)].aborted.load(Acquire)
+    }
+
+    /// Whether an aborted command is answered with TASK ABORTED.
+    pub(crate) fn answers_task_aborted(&self, i: u16) -> bool {
+        let s = &self.slots[usize::from(i)];
+        s.aborted.load(Acquire) && s.tas.load(Acquire)
     }
 
     /// Frees a slot and completes any task management function waiting for it.
@@ -191,14 +202,15 @@ impl SlotTable {
         }
     }
 
-    /// Marks every in-flight command matching `pred(tag, lun)` aborted, registers `wait` on it,
-    /// and returns the tags of those waiting for Data-Out (the fabric must drop them) and how many
-    /// were marked.
+    /// Marks every in-flight command matching `pred(tag, lun)` aborted (to be answered with
+    /// TASK ABORTED if `tas`), registers `wait` on it, and returns the tags of those waiting for
+    /// Data-Out (the fabric must drop them) and how many were marked.
     pub(crate) fn abort_matching(
         &self,
         mut pred: impl FnMut(u64, Option<Lun>) -> bool,
         wait: Option<&Arc<TmWait>>,
         data_wait: &mut Vec<u64>,
+        tas: bool,
     ) -> usize {
         let mut n = 0;
         for s in &self.slots {
@@ -208,7 +220,12 @@ impl SlotTable {
             }
             let lun = s.has_lun.load(Acquire).then(|| Lun(s.lun.load(Acquire)));
             let tag = s.tag.load(Acquire);
-            if !pred(tag, lun) || s.aborted.swap(true, AcqRel) {
+            if !pred(tag, lun) || s.aborted.load(Acquire) {
+                continue;
+            }
+            // Set before the aborted flag, which a completing command reads first.
+            s.tas.store(tas && st != Stage::DataWait as u8, Release);
+            if s.aborted.swap(true, AcqRel) {
                 continue;
             }
             if let Some(w) = wait {
