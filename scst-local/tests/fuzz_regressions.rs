@@ -88,3 +88,107 @@ fn sanitize_immed_on_nullio_finishes() {
     let o = run_within(Duration::from_secs(10), cdb_rig::NULLIO_BYTES, input);
     assert!(o.is_good(), "SANITIZE with IMMED: {:?} {:?}", o.status, o.sense_code());
 }
+
+/// PERSISTENT RESERVE OUT (REGISTER, SPEC_I_PT) with an iSCSI TransportID whose ADDITIONAL
+/// LENGTH is 0: it names no initiator (SPC-4 §7.6.4.6: the iSCSI name is at least 20 bytes,
+/// null-terminated). `parse_transport_id` used to take the empty body as the name "" and
+/// register an I_T nexus with an empty initiator name. Now: CHECK CONDITION, INVALID FIELD IN
+/// PARAMETER LIST, nothing registered. Found by the `prout` fuzz target.
+#[test]
+fn spec_i_pt_transport_id_without_a_name_is_refused() {
+    use cdb_rig::scsi::{PR_LUN, PrRig};
+    let rig = PrRig::new();
+    let o = register_spec_i_pt(&rig, &[0x05, 0, 0, 0]);
+    assert_eq!(o.sense_code(), Some(scst::SenseCode::INVALID_FIELD_IN_PARAM_LIST), "{:?}", o.status);
+    let mut full = [0u8; 1024];
+    let r = rig.inits[0].execute(PR_LUN, &[0x5e, 3, 0, 0, 0, 0, 0, 4, 0, 0], &[], &mut full);
+    assert!(r.is_good());
+    assert_eq!(&full[4..8], &[0, 0, 0, 0], "nothing may be registered");
+}
+
+/// The same with a Fibre Channel TransportID (SPC-4 §7.6.4.2: 24 bytes, PROTOCOL IDENTIFIER 0,
+/// N_PORT_NAME in bytes 8..16, no ADDITIONAL LENGTH field), N_PORT_NAME 10:00:00:00:10:00:00:00.
+/// `parse_transport_id` used to read every TransportID as iSCSI: bytes 2..4 (zero here) as the
+/// ADDITIONAL LENGTH, so the 24 bytes were six 4-byte TransportIDs with empty names. Now each
+/// protocol's format is parsed, and one no initiator of this (loopback) target port can use is
+/// refused with INVALID FIELD IN PARAMETER LIST. Found with the `prout` fuzz target's seeds.
+#[test]
+fn spec_i_pt_fc_transport_id_is_not_read_as_iscsi() {
+    let rig = cdb_rig::scsi::PrRig::new();
+    let mut fc = [0u8; 24];
+    fc[8..16].copy_from_slice(&0x1000_0000_1000_0000u64.to_be_bytes());
+    let o = register_spec_i_pt(&rig, &fc);
+    assert_eq!(o.sense_code(), Some(scst::SenseCode::INVALID_FIELD_IN_PARAM_LIST), "{:?}", o.status);
+}
+
+/// REGISTER (key 0Ah) from the rig's first nexus with SPEC_I_PT and `tids`.
+fn register_spec_i_pt(rig: &cdb_rig::scsi::PrRig, tids: &[u8]) -> Outcome {
+    let mut p = vec![0u8; 24];
+    p[8..16].copy_from_slice(&0x0a_u64.to_be_bytes());
+    p[20] = 0x08; // SPEC_I_PT
+    p.extend_from_slice(&(tids.len() as u32).to_be_bytes());
+    p.extend_from_slice(tids);
+    let mut cdb = [0x5f, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+    cdb[5..9].copy_from_slice(&(p.len() as u32).to_be_bytes());
+    rig.inits[0].execute(cdb_rig::scsi::PR_LUN, &cdb, &p, &mut [])
+}
+
+/// I_T nexus `i.a` through relative port 1 registers key A; the same initiator port through
+/// port 2 then registers key B with ALL_TG_PT (found by the `prout` fuzz target, artifact
+/// `crash-2a05bd02...`). REGISTER used to look up only the sending nexus (port 2, unregistered)
+/// and append a registration with ALL_TG_PT that also covered `i.a` through port 1: two
+/// registrations for one I_T nexus. SPC-4 gives an I_T nexus one reservation key, and
+/// ALL_TG_PT acts as a REGISTER through every target port, where port 1's REGISTER with
+/// reservation key 0 is a RESERVATION CONFLICT. Now: RESERVATION CONFLICT, one registration.
+#[test]
+fn register_all_tg_pt_does_not_register_a_nexus_twice() {
+    use cdb_rig::scsi::{PR_LUN, PrRig};
+    let rig = PrRig::new();
+    let register = |nexus: usize, key: u64, flags: u8| {
+        let mut p = [0u8; 24];
+        p[8..16].copy_from_slice(&key.to_be_bytes());
+        p[20] = flags;
+        rig.inits[nexus].execute(PR_LUN, &[0x5f, 0, 0, 0, 0, 0, 0, 0, 24, 0], &p, &mut [])
+    };
+    assert!(register(0, 0xa, 0).is_good());
+    let o = register(3, 0xb, 0x04); // i.a through port 2, ALL_TG_PT
+    let mut keys = [0u8; 64];
+    let _ = rig.inits[1].clear_unit_attentions(PR_LUN);
+    let r = rig.inits[1].execute(PR_LUN, &[0x5e, 0, 0, 0, 0, 0, 0, 0, 64, 0], &[], &mut keys);
+    assert!(r.is_good());
+    let n = u32::from_be_bytes([keys[4], keys[5], keys[6], keys[7]]) / 8;
+    assert!(
+        (o.is_good() || o.status == scst::ScsiStatus::RESERVATION_CONFLICT) && n == 1,
+        "REGISTER with ALL_TG_PT: {:?}, {n} registrations for one initiator port",
+        o.status
+    );
+}
+
+/// `i.a` registers through relative port 2 with ALL_TG_PT, then reserves (Write Exclusive)
+/// through port 1, which that registration covers (found by the `prout` fuzz target, artifact
+/// `crash-384c041c...`). READ FULL STATUS reported the registration with R_HOLDER=1, but a
+/// WRITE through port 2 got RESERVATION CONFLICT: `is_holder` wanted the registration's own
+/// nexus to be the holder's. The two must agree; now a reservation held through an ALL_TG_PT
+/// registration is held through every port it covers (as LIO and SCST treat it).
+#[test]
+fn all_tg_pt_holder_reported_and_enforced_alike() {
+    use cdb_rig::scsi::{PR_LUN, PrRig};
+    let rig = PrRig::new();
+    let prout = |nexus: usize, sa: u8, typ: u8, key: u64, sa_key: u64, flags: u8| {
+        let mut p = [0u8; 24];
+        p[..8].copy_from_slice(&key.to_be_bytes());
+        p[8..16].copy_from_slice(&sa_key.to_be_bytes());
+        p[20] = flags;
+        rig.inits[nexus].execute(PR_LUN, &[0x5f, sa, typ, 0, 0, 0, 0, 0, 24, 0], &p, &mut [])
+    };
+    assert!(prout(3, 0, 0, 0, 0xa, 0x04).is_good(), "REGISTER through port 2, ALL_TG_PT");
+    assert!(prout(0, 1, 1, 0xa, 0, 0).is_good(), "RESERVE (Write Exclusive) through port 1");
+    let mut full = [0u8; 1024];
+    let _ = rig.inits[3].clear_unit_attentions(PR_LUN);
+    let r = rig.inits[3].execute(PR_LUN, &[0x5e, 3, 0, 0, 0, 0, 0, 4, 0, 0], &[], &mut full);
+    assert!(r.is_good());
+    let reported_holder = full[8 + 12] & 1 != 0; // the one descriptor's R_HOLDER
+    let w = rig.inits[3].execute(PR_LUN, &[0x2a, 0, 0, 0, 0, 0, 0, 0, 1, 0], &[0u8; 512], &mut []);
+    let conflict = w.status == scst::ScsiStatus::RESERVATION_CONFLICT;
+    assert_ne!(reported_holder, conflict, "R_HOLDER {reported_holder}, WRITE through port 2 {:?}", w.status);
+}

@@ -1120,6 +1120,13 @@ impl Ffp<'_> {
             }
             return Ok(());
         }
+        if dsl > self.params.initiator_max_recv_data_segment_length {
+            // The echo would exceed what the initiator declared it can receive (RFC 7143
+            // §13.12), and the ping data may not be cut: Reject the NOP-Out, as LIO does.
+            self.skip_payload(dsl)?;
+            self.reject(hdr, RejectReason::PROTOCOL_ERROR);
+            return Ok(());
+        }
         let mut data = Vec::new();
         if !self.read_payload_vec(dsl, &mut data).map_err(drop)? {
             // RFC 7143 §7.8: Reject and discard (the corrupt data used to be echoed).

@@ -95,6 +95,13 @@ pub struct Registration {
 }
 
 impl Registration {
+    /// Whether this registration and `other` cover a common I_T nexus.
+    fn overlaps(&self, other: &Self) -> bool {
+        self.nexus.initiator == other.nexus.initiator
+            && self.nexus.port_suffix == other.nexus.port_suffix
+            && (self.all_tg_pt || other.all_tg_pt || self.nexus.rel_port == other.nexus.rel_port)
+    }
+
     fn matches(&self, n: &Nexus) -> bool {
         self.nexus.initiator == n.initiator
             && self.nexus.port_suffix == n.port_suffix
@@ -175,9 +182,10 @@ impl PrState {
         match &self.res {
             None => false,
             Some(r) if r.typ.all_registrants() => self.registration(n).is_some(),
+            // A registration made with ALL_TG_PT stands for the initiator port through every
+            // target port: the reservation it holds is held through each of them.
             Some(r) => {
-                r.holder.same_port(n)
-                    || self.registration(n).is_some_and(|g| g.all_tg_pt && g.nexus.same_port(&r.holder))
+                r.holder.same_port(n) || self.registration(n).is_some_and(|g| g.all_tg_pt && g.matches(&r.holder))
             }
         }
     }
@@ -288,18 +296,35 @@ impl PrState {
                             }
                             return Ok(fx);
                         }
-                        let mut add = vec![Registration { nexus: n.clone(), all_tg_pt, key: sark }];
+                        let mine = Registration { nexus: n.clone(), all_tg_pt, key: sark };
+                        // With ALL_TG_PT the REGISTER acts through every target port (SPC-4
+                        // §5.13.7): where the initiator port is registered through another
+                        // one, REGISTER (reservation key 0) conflicts with that registration,
+                        // REGISTER AND IGNORE EXISTING KEY replaces it. Either way each I_T
+                        // nexus keeps one registration.
+                        let covered: Vec<usize> =
+                            (0..self.regs.len()).filter(|&i| self.regs[i].overlaps(&mine)).collect();
+                        if sa == 0 && !covered.is_empty() {
+                            return Err(PrError::Conflict);
+                        }
+                        let mut add = vec![mine];
                         if spec_i_pt {
-                            add.extend(spec_i_pt_registrations(params, plen, n, all_tg_pt, sark)?);
-                        }
-                        if self.regs.len() + add.len() > MAX_REGISTRATIONS {
-                            return Err(Sense::new(SenseCode::INSUFFICIENT_REGISTRATION_RESOURCES).into());
-                        }
-                        for a in add {
-                            if self.reg_index(&a.nexus).is_none() {
-                                self.regs.push(a);
+                            for a in spec_i_pt_registrations(params, plen, n, all_tg_pt, sark)? {
+                                // An I_T nexus named twice, or already registered (SPC-4
+                                // §6.16.3: RESERVATION CONFLICT).
+                                if add.iter().chain(&self.regs).any(|g| g.overlaps(&a)) {
+                                    return Err(PrError::Conflict);
+                                }
+                                add.push(a);
                             }
                         }
+                        if self.regs.len() - covered.len() + add.len() > MAX_REGISTRATIONS {
+                            return Err(Sense::new(SenseCode::INSUFFICIENT_REGISTRATION_RESOURCES).into());
+                        }
+                        for &i in covered.iter().rev() {
+                            self.regs.remove(i);
+                        }
+                        self.regs.extend(add);
                     }
                     Some(i) => {
                         if sa == 0 && rk != self.regs[i].key {
@@ -480,7 +505,8 @@ impl PrState {
         if sark == 0 {
             return Err(Sense::invalid_param(8, None).into());
         }
-        let (name, suffix) = parse_transport_id(&params[24..24 + tid_len]).ok_or(Sense::invalid_param(24, None))?;
+        let ((name, suffix), _) =
+            parse_transport_id(&params[24..24 + tid_len], n.protocol).ok_or(Sense::invalid_param(24, None))?;
         let dest = Nexus { initiator: name, port_suffix: suffix, rel_port, protocol: n.protocol };
         if dest.same_port(n) {
             return Err(Sense::invalid_param(24, None).into());
@@ -542,9 +568,7 @@ impl PrState {
                     let tid = transport_id(&g.nexus);
                     let mut e = [0u8; 24];
                     put64(&mut e, 0, g.key);
-                    let holder = self.res.as_ref().is_some_and(|r| {
-                        r.typ.all_registrants() || g.nexus.same_port(&r.holder) || (g.all_tg_pt && g.matches(&r.holder))
-                    });
+                    let holder = self.res.as_ref().is_some_and(|r| r.typ.all_registrants() || g.matches(&r.holder));
                     e[12] = u8::from(g.all_tg_pt) << 1 | u8::from(holder);
                     if holder && let Some(r) = &self.res {
                         e[13] = r.typ.0 & 0x0f;
@@ -720,9 +744,40 @@ fn unescape(s: &str) -> Option<String> {
     Some(o)
 }
 
-/// The TransportID of a nexus's initiator port (SPC-4 §7.6.4): for iSCSI, format 01b with
-/// the ISID when the port has one; the name-only form otherwise. Length is a multiple of 4.
+/// The TransportID of a nexus's initiator port (SPC-4 §7.6.4), in the format of the target
+/// port's protocol. Initiator names follow the conventions the transports use for them:
+/// - iSCSI (and the loopback, which has no format of its own): format 01b with the ISID when
+///   the port has one, the name-only form otherwise; length a multiple of 4, at least 24.
+/// - Fibre Channel: the N_PORT_NAME, written `21:00:00:24:ff:31:4c:2a` (24 bytes).
+/// - SRP: the 16-byte INITIATOR PORT IDENTIFIER, written `0x` and 32 hex digits (40 bytes).
+/// - SAS: the SAS address, written `0x` and 16 hex digits (24 bytes).
+///
+/// A name that does not parse in its protocol's form gets the iSCSI layout.
 pub fn transport_id(n: &Nexus) -> Vec<u8> {
+    let fixed = |len: usize, at: usize, id: &[u8]| {
+        let mut t = vec![0u8; len];
+        t[0] = n.protocol & 0x0f;
+        t[at..at + id.len()].copy_from_slice(id);
+        t
+    };
+    match n.protocol {
+        0x0 => {
+            if let Some(id) = parse_hex_id::<8>(&n.initiator) {
+                return fixed(24, 8, &id);
+            }
+        }
+        0x4 => {
+            if let Some(id) = parse_hex_id::<16>(&n.initiator) {
+                return fixed(40, 8, &id);
+            }
+        }
+        0x6 => {
+            if let Some(id) = parse_hex_id::<8>(&n.initiator) {
+                return fixed(24, 4, &id);
+            }
+        }
+        _ => {}
+    }
     let with_isid = !n.port_suffix.is_empty();
     let name = format!("{}{}", n.initiator, n.port_suffix);
     let body = name.len() + 1;
@@ -734,22 +789,55 @@ pub fn transport_id(n: &Nexus) -> Vec<u8> {
     t
 }
 
-/// Parses an iSCSI-style TransportID into (name, port suffix).
-fn parse_transport_id(t: &[u8]) -> Option<(String, String)> {
-    if t.len() < 4 {
+/// `N` bytes written as hex digits, with an optional `0x` and `:` separators.
+fn parse_hex_id<const N: usize>(s: &str) -> Option<[u8; N]> {
+    let digits: Vec<u8> = s.strip_prefix("0x").unwrap_or(s).bytes().filter(|&b| b != b':').collect();
+    if digits.len() != 2 * N {
         return None;
     }
-    let len = usize::from(be16(t, 2));
-    let body = t.get(4..4 + len)?;
-    let end = body.iter().position(|&b| b == 0).unwrap_or(body.len());
-    let s = std::str::from_utf8(&body[..end]).ok()?;
-    match t[0] >> 6 {
-        0 => Some((s.to_string(), String::new())),
-        1 => {
-            let i = s.find(",i,")?;
-            Some((s[..i].to_string(), s[i..].to_string()))
+    let mut id = [0u8; N];
+    for (i, pair) in digits.chunks(2).enumerate() {
+        id[i] = u8::from_str_radix(std::str::from_utf8(pair).ok()?, 16).ok()?;
+    }
+    Some(id)
+}
+
+fn hex(id: &[u8]) -> String {
+    id.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Parses the TransportID at the start of `t` for a target port of protocol `port_protocol`:
+/// ((name, port suffix), bytes it takes). `None` when it is malformed, names nobody, or is of a
+/// protocol no initiator of this target port can use (the loopback port accepts the iSCSI form).
+fn parse_transport_id(t: &[u8], port_protocol: u8) -> Option<((String, String), usize)> {
+    let proto = *t.first()? & 0x0f;
+    let format = t[0] >> 6;
+    let name_based = proto == 0x5 || proto == 0xf;
+    if proto != port_protocol && !(port_protocol == 0xf && name_based) {
+        return None;
+    }
+    let fixed = |len: usize| -> Option<&[u8]> { if format == 0 { t.get(..len) } else { None } };
+    match proto {
+        0x0 => Some(((fixed(24)?[8..16].chunks(1).map(hex).collect::<Vec<_>>().join(":"), String::new()), 24)),
+        0x4 => Some(((format!("0x{}", hex(&fixed(40)?[8..24])), String::new()), 40)),
+        0x6 => Some(((format!("0x{}", hex(&fixed(24)?[4..12])), String::new()), 24)),
+        _ => {
+            let len = usize::from(u16::from_be_bytes([*t.get(2)?, *t.get(3)?]));
+            let body = t.get(4..4 + len)?;
+            let end = body.iter().position(|&b| b == 0).unwrap_or(body.len());
+            let s = std::str::from_utf8(&body[..end]).ok()?;
+            let (name, suffix) = match format {
+                0 => (s.to_string(), String::new()),
+                1 => {
+                    let i = s.find(",i,")?;
+                    (s[..i].to_string(), s[i..].to_string())
+                }
+                _ => return None,
+            };
+            // SPC-4 §7.6.4.6: the name is what identifies the initiator; an empty one names
+            // nobody.
+            (!name.is_empty()).then_some(((name, suffix), 4 + len))
         }
-        _ => None,
     }
 }
 
@@ -775,8 +863,7 @@ fn spec_i_pt_registrations(
         if t.len() < 4 {
             return Err(Sense::invalid_param(off as u16, None).into());
         }
-        let len = 4 + usize::from(be16(t, 2));
-        let (name, suffix) = parse_transport_id(t).ok_or(Sense::invalid_param(off as u16, None))?;
+        let ((name, suffix), len) = parse_transport_id(t, n.protocol).ok_or(Sense::invalid_param(off as u16, None))?;
         out.push(Registration {
             nexus: Nexus { initiator: name, port_suffix: suffix, rel_port: n.rel_port, protocol: n.protocol },
             all_tg_pt,
@@ -953,7 +1040,58 @@ mod tests {
         assert_eq!(d[20], 1, "R_HOLDER");
         assert_eq!(d[21], 3);
         assert_eq!(be32(&d, 4) as usize, d.len() - 8);
-        assert_eq!(parse_transport_id(&tid), Some(("iqn.a".into(), ",i,0x023d00000001".into())));
+        assert_eq!(parse_transport_id(&tid, 5), Some((("iqn.a".into(), ",i,0x023d00000001".into()), tid.len())));
+    }
+
+    #[test]
+    fn transport_ids_of_each_protocol() {
+        let port = |proto: u8, name: &str| Nexus {
+            initiator: name.into(),
+            port_suffix: String::new(),
+            rel_port: 1,
+            protocol: proto,
+        };
+        for (proto, name, len) in [
+            (0x0, "21:00:00:24:ff:31:4c:2a", 24),
+            (0x4, "0xfe800000000000000002c90300a1b2c3", 40),
+            (0x6, "0x5000c50012345678", 24),
+        ] {
+            let tid = transport_id(&port(proto, name));
+            assert_eq!(tid.len(), len, "{name}");
+            assert_eq!(tid[0], proto);
+            assert_eq!(parse_transport_id(&tid, proto), Some(((name.into(), String::new()), len)));
+            // Not through an iSCSI port, nor (not being name-based) through the loopback.
+            assert_eq!(parse_transport_id(&tid, 5), None);
+            assert_eq!(parse_transport_id(&tid, 0xf), None);
+        }
+        // iSCSI: an empty name, a truncated body, format 01b without an ISID are refused.
+        assert_eq!(parse_transport_id(&[0x05, 0, 0, 0], 5), None);
+        assert_eq!(parse_transport_id(&[0x05, 0, 0, 20, b'i'], 5), None);
+        let mut t = vec![0x45, 0, 0, 20];
+        t.extend_from_slice(b"iqn.x\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0");
+        assert_eq!(parse_transport_id(&t, 5), None);
+        t[0] = 0x05;
+        assert_eq!(parse_transport_id(&t, 5), Some((("iqn.x".into(), String::new()), 24)));
+        assert_eq!(parse_transport_id(&t, 0xf), Some((("iqn.x".into(), String::new()), 24)));
+    }
+
+    #[test]
+    fn all_tg_pt_registrations_cover_every_port() {
+        let a1 = nx("iqn.a", "01");
+        let a2 = Nexus { rel_port: 2, ..a1.clone() };
+        let mut st = PrState::default();
+        out(&mut st, &a1, 0, 0, 0, 0xa).unwrap();
+        let mut p = params(0, 0xb, 0x04);
+        assert_eq!(st.prout(&a2, 0, 0, &p, 24), Err(PrError::Conflict), "a1 is registered already");
+        p = params(0, 0xb, 0x04);
+        st.prout(&a2, 6, 0, &p, 24).unwrap();
+        assert_eq!(st.regs.len(), 1, "REGISTER AND IGNORE replaced a1's registration");
+        assert_eq!(st.registration(&a1).map(|g| g.key), Some(0xb));
+        // Reserved through port 1, held through port 2 as well.
+        out(&mut st, &a1, 1, 1, 0xb, 0).unwrap();
+        assert!(st.is_holder(&a2) && !st.conflicts(&a2, Access::Write));
+        let d = st.prin(3).unwrap();
+        assert_eq!(d[20], 0x03, "ALL_TG_PT and R_HOLDER");
     }
 
     #[test]

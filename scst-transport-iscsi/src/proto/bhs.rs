@@ -635,6 +635,22 @@ impl<T: AsRef<[u8]>> Bhs<T> {
     pub fn status_bit(&self) -> bool {
         self.bytes()[1] & 0x01 != 0
     }
+    /// Whether this target PDU of the full feature phase takes a StatSN of its own (RFC 7143
+    /// §4.2.2.2): every response, a Data-In with status, and a NOP-In answering a NOP-Out; not
+    /// R2T, Data-In without status or a NOP-In ping.
+    pub fn consumes_stat_sn(&self) -> bool {
+        match self.opcode() {
+            Opcode::SCSI_RESPONSE
+            | Opcode::TASK_MGMT_RESPONSE
+            | Opcode::TEXT_RESPONSE
+            | Opcode::LOGOUT_RESPONSE
+            | Opcode::REJECT
+            | Opcode::ASYNC_MESSAGE => true,
+            Opcode::DATA_IN => self.status_bit(),
+            Opcode::NOP_IN => self.itt() != RESERVED_TAG,
+            _ => false,
+        }
+    }
     /// O (residual overflow) bit of SCSI Response and Data-In.
     pub fn overflow_bit(&self) -> bool {
         self.bytes()[1] & 0x04 != 0

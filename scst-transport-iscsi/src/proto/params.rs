@@ -311,6 +311,23 @@ impl Negotiator {
     /// Callers answer MaxBurstLength before FirstBurstLength so that the
     /// latter can be capped by the former.
     pub(crate) fn answer(&mut self, key: &str, value: &str) -> Answer {
+        let a = self.answer_value(key, value);
+        // Fix (found by the `pdu_stream` fuzz target): a key the target may have to offer
+        // itself (`offer_missing`) and answered with Reject was offered anyway, in the same
+        // response: `HeaderDigest=Reject` then `HeaderDigest=CRC32C`, one key twice in one
+        // text (RFC 7143 §6.2 forbids negotiating a key twice). A rejected key now counts as
+        // negotiated: it keeps its value, and `finish` fails the login if that value is
+        // unacceptable.
+        if a == Answer::lit(reserved::REJECT) {
+            let offerable = ["HeaderDigest", "DataDigest", "ImmediateData", "MaxBurstLength", "FirstBurstLength"];
+            if let Some(k) = offerable.iter().find(|k| **k == key) {
+                self.mark(k);
+            }
+        }
+        a
+    }
+
+    fn answer_value(&mut self, key: &str, value: &str) -> Answer {
         let discovery = self.params.session_type == SessionType::Discovery;
         if discovery && irrelevant_in_discovery(key) {
             return Answer::lit(reserved::IRRELEVANT);
@@ -646,6 +663,25 @@ mod tests {
         assert_eq!(ans(&mut n, "HeaderDigest", "CRC32C"), "Reject");
         assert_eq!(ans(&mut n, "DataDigest", "None"), "Reject");
         assert_eq!(ans(&mut n, "DataDigest", "None,CRC32C"), "CRC32C");
+    }
+
+    /// A key answered with Reject is not offered again (found by the `pdu_stream` fuzz target:
+    /// `HeaderDigest=Reject` and `HeaderDigest=CRC32C` went out in one response); the login
+    /// then fails at `finish`.
+    #[test]
+    fn rejected_keys_are_not_offered_again() {
+        let mut n = Negotiator::new(TargetLimits {
+            header_digest: DigestPolicy::Require,
+            max_burst_length: 8192,
+            ..Default::default()
+        });
+        assert_eq!(ans(&mut n, "HeaderDigest", "None"), "Reject");
+        assert_eq!(ans(&mut n, "MaxBurstLength", "100"), "Reject");
+        let mut out = Vec::new();
+        n.offer_missing(&mut out);
+        let text = String::from_utf8(out).unwrap();
+        assert!(!text.contains("HeaderDigest") && !text.contains("MaxBurstLength"), "{text}");
+        assert!(!n.finish());
     }
 
     #[test]

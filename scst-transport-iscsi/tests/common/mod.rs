@@ -164,18 +164,7 @@ impl Pdu {
 
     /// Whether this PDU consumes a StatSN.
     fn advances_stat_sn(&self) -> bool {
-        let b = self.bhs();
-        match b.opcode() {
-            Opcode::SCSI_RESPONSE
-            | Opcode::TASK_MGMT_RESPONSE
-            | Opcode::TEXT_RESPONSE
-            | Opcode::LOGOUT_RESPONSE
-            | Opcode::REJECT
-            | Opcode::ASYNC_MESSAGE => true,
-            Opcode::DATA_IN => b.status_bit(),
-            Opcode::NOP_IN => b.itt() != RESERVED_TAG,
-            _ => false,
-        }
+        self.bhs().consumes_stat_sn()
     }
 
     /// Sense data of a SCSI Response (after the SenseLength field).
