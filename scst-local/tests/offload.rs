@@ -753,7 +753,7 @@ fn write_same_thin_fileio() {
 }
 
 #[test]
-fn write_same_with_unmap_deallocates_a_zero_block_and_writes_any_other() {
+fn write_same_with_unmap_deallocates_whatever_the_block() {
     // 32 MiB of RAM: 64 KiB allocation chunks of 128 blocks.
     let r = ram(65536);
     let n = r.blocks;
@@ -785,15 +785,18 @@ fn write_same_with_unmap_deallocates_a_zero_block_and_writes_any_other() {
         ]
     );
 
-    // UNMAP with a block that is not all zeros: reads must return that block (SBC-4 WRITE SAME:
-    // "subsequent read operations behave as if the device server wrote the single block"), so
-    // the blocks are written, not deallocated.
+    // UNMAP with a block that is not all zeros deallocates all the same (SBC-3; SCST, LIO and
+    // libiscsi's WriteSame10.UnmapUntilEnd expect it): reads return zeros. Without UNMAP the
+    // block is written.
+    write(&i, 0, 128, BS, &pattern(22, 256 * BS));
     let b = pattern(21, BS);
     assert_good(&i.execute(0, &cdb16(WRITE_SAME16, WS_UNMAP, 128, 256), &b, &mut []));
     assert_good(&i.execute(0, &cdb10(WRITE_SAME10, WS_UNMAP, 640, 8), &b, &mut []));
-    assert_all_blocks(&read(&i, 0, 128, BS, 256), &b, "WRITE SAME(16) UNMAP with data");
-    assert_all_blocks(&read(&i, 0, 640, BS, 8), &b, "WRITE SAME(10) UNMAP with data");
-    assert_eq!(lba_status(&i, 128)[0], (128, 256, MAPPED), "written, not deallocated");
+    assert!(read(&i, 0, 128, BS, 256) == zeros(256), "WRITE SAME(16) UNMAP with data");
+    assert!(read(&i, 0, 640, BS, 8) == zeros(8), "WRITE SAME(10) UNMAP with data");
+    assert_eq!(lba_status(&i, 128)[0], (128, 384, DEALLOCATED), "deallocated, not written");
+    assert_good(&i.execute(0, &cdb16(WRITE_SAME16, 0, 128, 256), &b, &mut []));
+    assert_all_blocks(&read(&i, 0, 128, BS, 256), &b, "WRITE SAME(16) without UNMAP");
 }
 
 #[test]

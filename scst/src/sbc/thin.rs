@@ -74,16 +74,18 @@ pub(super) fn write_same<S: BlockStore>(d: &Disk<S>, cmd: &mut Cmd) -> Result<()
     let (off, len) = (info.lba * bs, info.blocks * bs);
     let fua = d.write_through(cmd, false);
     let _range = d.locks.lock(info.lba, info.blocks, false);
-    // Fix: UNMAP=1 used to deallocate whatever the block held, so a non-zero block read back as
-    // zeros. After WRITE SAME, reads must return the Data-Out block (SBC-4 WRITE SAME: reads
-    // behave "as if the device server wrote the single block"); deallocated blocks read zeros
-    // (LBPRZ), so only a zero block may be deallocated, and any other is written.
-    let r = if !zero_block {
-        return write_pattern(d, cmd, info.lba, info.blocks, fua);
-    } else if unmap {
+    // UNMAP=1 deallocates the range whatever the Data-Out block holds; reads then return zeros
+    // (LBPRZ). SBC-3 lets the device server unmap when asked to, and SCST, LIO and libiscsi's
+    // WriteSame10.UnmapUntilEnd (which sends a block of FFh with UNMAP) expect it. SBC-4 words
+    // it more strictly ("as if the device server wrote the single block"; QEMU writes a block
+    // that is not all zeros); initiators (Linux, ESXi, Windows, QEMU) send a zero block with
+    // UNMAP, where both readings agree.
+    let r = if unmap {
         d.store.unmap(off, len)
-    } else {
+    } else if zero_block {
         d.store.write_zeroes(off, len, fua)
+    } else {
+        return write_pattern(d, cmd, info.lba, info.blocks, fua);
     };
     r.map_err(|e| write_error(&e, info.lba).into())
 }
