@@ -1194,6 +1194,7 @@ impl DriverRig {
                 assert!(Instant::now() < deadline, "a sanitize is still running after 10 s");
                 std::thread::sleep(Duration::from_millis(1));
             }
+            d.wait_sanitize();
             d.set_sanitize(None);
             d.set_medium_loaded(true);
             d.clear_prevent();

@@ -216,6 +216,8 @@ impl Rig {
                 assert!(Instant::now() < deadline, "a sanitize of {} is still running after 10 s", d.name());
                 std::thread::sleep(Duration::from_millis(1));
             }
+            // Its thread too: one still exiting when the input ends counts as a leak.
+            d.wait_sanitize();
             d.set_sanitize(None);
             d.set_medium_loaded(true);
             d.clear_prevent();

@@ -192,3 +192,36 @@ fn all_tg_pt_holder_reported_and_enforced_alike() {
     let conflict = w.status == scst::ScsiStatus::RESERVATION_CONFLICT;
     assert_ne!(reported_holder, conflict, "R_HOLDER {reported_holder}, WRITE through port 2 {:?}", w.status);
 }
+
+/// SANITIZE left its thread detached: the `cdb` target reported a leak (the thread's handle
+/// and name, artifact `leak-bad9ee8f...`: BLOCK ERASE on the RAM LUN) because the thread was
+/// still exiting when the input ended. The device now keeps the handle and
+/// `Device::wait_sanitize` (which the rigs' reset calls) joins it. Here a rate-limited
+/// sanitize with IMMED is surely still running when `wait_sanitize` is called; afterwards the
+/// sanitize is over and its thread gone.
+#[test]
+fn wait_sanitize_joins_the_sanitize_thread() {
+    use scst::{Device, DeviceConfig, Disk, Lun, SgvConfig, SgvPool, Target};
+    let target = Target::new("iqn.2026-11.rs.scst:sanitize", SgvPool::new(SgvConfig::default()));
+    let disk = Disk::new(scst_backends::RamStore::new(1 << 20, 512).unwrap());
+    // 4 MiB/s: a quarter of a second for the 1 MiB LUN.
+    let cfg = DeviceConfig { sanitize_rate: 4 << 20, ..DeviceConfig::new("sanitize-ram") };
+    let dev = Device::new(cfg, disk).unwrap();
+    target.add_lun(Lun(0), dev.clone(), false).unwrap();
+    let init = scst_local::LocalInitiator::connect(&target, "iqn.2026-11.rs.scst:sanitizer");
+    let _ = init.clear_unit_attentions(0);
+    // SANITIZE, IMMED, OVERWRITE: one pass of a 4-byte pattern.
+    let params = [0x01, 0, 0, 4, 0xde, 0xad, 0xbe, 0xef];
+    let o = init.execute(0, &[0x48, 0x81, 0, 0, 0, 0, 0, 0, 8, 0], &params, &mut []);
+    assert!(o.is_good(), "SANITIZE: {:?} {:?}", o.status, o.sense_code());
+    assert!(dev.sanitize_blocked().is_some(), "the sanitize runs on");
+    assert!(dev.id() < 100_000, "thread names (15 bytes) hold the id");
+    dev.wait_sanitize();
+    assert_eq!(dev.sanitize_blocked(), None, "the sanitize is over");
+    let alive: Vec<String> = std::fs::read_dir("/proc/self/task")
+        .unwrap()
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+        .filter(|name| name.trim_end() == format!("sanitize-{}", dev.id()))
+        .collect();
+    assert!(alive.is_empty(), "the sanitize thread is alive: {alive:?}");
+}

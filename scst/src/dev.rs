@@ -204,6 +204,8 @@ pub struct Device {
     sanitize: std::sync::atomic::AtomicU8,
     /// How far a running sanitize is, of 65536.
     sanitize_progress: std::sync::atomic::AtomicU16,
+    /// The thread of the last SANITIZE started (it holds the device until it ends).
+    sanitize_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
     /// Results of EXTENDED COPY commands held for RECEIVE COPY RESULTS.
     pub(crate) copies: Mutex<Vec<crate::sbc::CopyResult>>,
 }
@@ -301,6 +303,7 @@ impl Device {
             copies: Mutex::new(Vec::new()),
             sanitize: std::sync::atomic::AtomicU8::new(0),
             sanitize_progress: std::sync::atomic::AtomicU16::new(0),
+            sanitize_thread: Mutex::new(None),
         });
         REGISTRY.lock().push(Arc::downgrade(&dev));
         Ok(dev)
@@ -460,6 +463,25 @@ impl Device {
         };
         self.sanitize.store(v, Relaxed);
         self.sanitize_progress.store(0, Relaxed);
+    }
+
+    /// Keeps the thread of a SANITIZE just started, after joining the previous one (which has
+    /// ended: a new sanitize starts only when none is in progress).
+    pub(crate) fn set_sanitize_thread(&self, h: std::thread::JoinHandle<()>) {
+        let old = self.sanitize_thread.lock().replace(h);
+        if let Some(old) = old {
+            let _ = old.join();
+        }
+    }
+
+    /// Waits until the thread of the last SANITIZE started (if any) has ended. Not to be called
+    /// from a command of this device while a sanitize runs with IMMED=0 (that command waits
+    /// for the same thread).
+    pub fn wait_sanitize(&self) {
+        let h = self.sanitize_thread.lock().take();
+        if let Some(h) = h {
+            let _ = h.join();
+        }
     }
 
     /// How far a running sanitize is, as a fraction of 65536 (REQUEST SENSE's PROGRESS

@@ -252,15 +252,18 @@ pub(super) fn sanitize<S: BlockStore>(d: &Disk<S>, cmd: &mut Cmd) -> Result<(), 
     let done = Arc::new((Mutex::new(None::<bool>), Condvar::new()));
     dev.set_sanitize(Some(true));
     let (dev2, done2) = (dev.clone(), done.clone());
-    let spawned = std::thread::Builder::new().name(format!("scst-sanitize-{}", dev.id())).spawn(move || {
+    let spawned = std::thread::Builder::new().name(format!("sanitize-{}", dev.id())).spawn(move || {
         let ok = run_sanitize(&dev2, &job, blocks, rate, &sgv).is_ok();
         dev2.set_sanitize(if ok { None } else { Some(false) });
         *done2.0.lock() = Some(ok);
         done2.1.notify_all();
     });
-    if spawned.is_err() {
-        dev.set_sanitize(None);
-        return Err(SenseCode::INTERNAL_TARGET_FAILURE.into());
+    match spawned {
+        Ok(h) => dev.set_sanitize_thread(h),
+        Err(_) => {
+            dev.set_sanitize(None);
+            return Err(SenseCode::INTERNAL_TARGET_FAILURE.into());
+        }
     }
     if immed {
         return Ok(());
