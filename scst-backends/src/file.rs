@@ -178,6 +178,29 @@ impl BlockStore for FileStore {
         Ok(())
     }
 
+    fn try_read_at(&self, off: u64, bufs: &mut [IoSliceMut<'_>]) -> io::Result<bool> {
+        if self.direct_for(off, bufs.iter().map(|b| b.len())).is_some() {
+            // O_DIRECT reads always go to the device.
+            return Ok(false);
+        }
+        let mut bufs = bufs;
+        let mut pos = off;
+        while !bufs.is_empty() {
+            match sys::preadv_nowait(self.file.as_fd(), bufs, pos) {
+                // Past the end (the file shrank): `read_at` knows what to do.
+                Ok(0) => return Ok(false),
+                Ok(n) => {
+                    pos += n as u64;
+                    bufs = sys::advance_mut(bufs, n);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(true)
+    }
+
     fn write_at(&self, off: u64, bufs: &[IoSlice<'_>], fua: bool) -> io::Result<()> {
         let dsync = fua || self.opts.write_through;
         let f = self.direct_for(off, bufs.iter().map(|b| b.len())).unwrap_or(&self.file);

@@ -8,11 +8,21 @@ use std::os::fd::{AsRawFd, BorrowedFd};
 
 /// `preadv2(fd, bufs, off, 0)`: returns the bytes read.
 pub(crate) fn preadv(fd: BorrowedFd<'_>, bufs: &mut [IoSliceMut<'_>], off: u64) -> io::Result<usize> {
+    preadv_flags(fd, bufs, off, 0)
+}
+
+/// `preadv2(fd, bufs, off, RWF_NOWAIT)`: reads only what the page cache holds; `EAGAIN` when
+/// the first byte would have to wait for the device.
+pub(crate) fn preadv_nowait(fd: BorrowedFd<'_>, bufs: &mut [IoSliceMut<'_>], off: u64) -> io::Result<usize> {
+    preadv_flags(fd, bufs, off, libc::RWF_NOWAIT)
+}
+
+fn preadv_flags(fd: BorrowedFd<'_>, bufs: &mut [IoSliceMut<'_>], off: u64, flags: libc::c_int) -> io::Result<usize> {
     let off = libc::off_t::try_from(off).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
     let cnt = libc::c_int::try_from(bufs.len()).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
     // SAFETY: IoSliceMut is ABI-compatible with `struct iovec` (std guarantees it on Unix); the
     // slices are valid for writes for their lengths and outlive the call; `fd` is open.
-    let n = unsafe { libc::preadv2(fd.as_raw_fd(), bufs.as_mut_ptr().cast(), cnt, off, 0) };
+    let n = unsafe { libc::preadv2(fd.as_raw_fd(), bufs.as_mut_ptr().cast(), cnt, off, flags) };
     if n < 0 { Err(io::Error::last_os_error()) } else { Ok(n as usize) }
 }
 

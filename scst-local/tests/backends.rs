@@ -514,3 +514,97 @@ fn sgv_memory_limit_answers_busy() {
     // The limit is the pool's: within it, nothing is left held.
     assert_eq!(t.sgv().stats().bytes_in_use, 0);
 }
+
+/// A store that may block, whose reads can be tried without waiting when `cached` is set; it
+/// records the thread of every `try_read_at` and `read_at`, and fills reads with `0xc5`.
+/// Clones share their state.
+#[derive(Clone, Default)]
+struct NowaitStore {
+    cached: Arc<AtomicBool>,
+    tried_on: Arc<parking_lot::Mutex<Vec<std::thread::ThreadId>>>,
+    read_on: Arc<parking_lot::Mutex<Vec<std::thread::ThreadId>>>,
+}
+
+impl scst::BlockStore for NowaitStore {
+    fn geometry(&self) -> scst::Geometry {
+        scst::Geometry { block_size: 512, blocks: 1024 }
+    }
+    fn caps(&self) -> scst::StoreCaps {
+        scst::StoreCaps { may_block: true, null: false, rotation_rate: 1, lbppbe: 0, thin: false }
+    }
+    fn product(&self) -> &str {
+        "NOWAIT"
+    }
+    fn try_read_at(&self, _off: u64, bufs: &mut [std::io::IoSliceMut<'_>]) -> std::io::Result<bool> {
+        self.tried_on.lock().push(std::thread::current().id());
+        if !self.cached.load(SeqCst) {
+            return Ok(false);
+        }
+        bufs.iter_mut().for_each(|b| b.fill(0xc5));
+        Ok(true)
+    }
+    fn read_at(&self, _off: u64, bufs: &mut [std::io::IoSliceMut<'_>]) -> std::io::Result<()> {
+        self.read_on.lock().push(std::thread::current().id());
+        bufs.iter_mut().for_each(|b| b.fill(0xc5));
+        Ok(())
+    }
+    fn write_at(&self, _off: u64, _bufs: &[std::io::IoSlice<'_>], _fua: bool) -> std::io::Result<()> {
+        Ok(())
+    }
+    fn flush(&self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// A READ on a store that may block runs on the submitting thread when the store can serve it
+/// without waiting (FILEIO: from the page cache), and crosses to a device worker (once) only
+/// when it cannot.
+#[test]
+fn reads_that_need_no_waiting_skip_the_worker() {
+    let store = NowaitStore::default();
+    store.cached.store(true, SeqCst);
+    let target = scst::Target::new("iqn.2026-11.rs.scst:nowait", scst::SgvPool::new(SgvConfig::default()));
+    let dev = scst::Device::new(scst::DeviceConfig::new("nowait"), scst::Disk::new(store.clone())).unwrap();
+    target.add_lun(scst::Lun(0), dev, false).unwrap();
+    let i = LocalInitiator::connect(&target, "iqn.2026-11.rs.scst:reader");
+    let _ = i.clear_unit_attentions(0);
+    let me = std::thread::current().id();
+    let read10 = [0x28, 0, 0, 0, 0, 8, 0, 0, 4, 0];
+
+    let mut buf = vec![0u8; 2048];
+    assert!(i.execute(0, &read10, &[], &mut buf).is_good());
+    assert!(buf.iter().all(|&b| b == 0xc5));
+    assert_eq!(*store.tried_on.lock(), [me], "tried on the submitting thread");
+    assert!(store.read_on.lock().is_empty(), "no worker read");
+
+    store.cached.store(false, SeqCst);
+    buf.fill(0);
+    assert!(i.execute(0, &read10, &[], &mut buf).is_good());
+    assert!(buf.iter().all(|&b| b == 0xc5));
+    assert_eq!(store.tried_on.lock().len(), 2);
+    let read_on = store.read_on.lock().clone();
+    assert_eq!(read_on.len(), 1, "one read, by a worker");
+    assert_ne!(read_on[0], me, "the blocking read ran on a worker thread");
+
+    // Writes always go to a worker (only reads are tried).
+    assert!(i.execute(0, &[0x2a, 0, 0, 0, 0, 8, 0, 0, 1, 0], &[1u8; 512], &mut []).is_good());
+    assert_eq!(store.tried_on.lock().len(), 2);
+}
+
+/// FILEIO serves a read of cached pages without waiting, with the file's bytes; an `O_DIRECT`
+/// store never tries.
+#[test]
+fn fileio_try_read_serves_the_page_cache() {
+    use scst::BlockStore;
+    let f = tempfile::NamedTempFile::new().unwrap();
+    let data: Vec<u8> = (0..8192u32).map(|i| (i * 7 % 251) as u8).collect();
+    std::fs::write(f.path(), &data).unwrap();
+    let store = FileStore::open(f.path(), FileOptions::default()).unwrap();
+    let mut got = vec![0u8; 4096];
+    let ok = store.try_read_at(2048, &mut [std::io::IoSliceMut::new(&mut got)]).unwrap();
+    assert!(ok, "the file was just written: its pages are cached");
+    assert_eq!(got, data[2048..6144]);
+    let direct = FileStore::open(f.path(), FileOptions { direct: true, ..FileOptions::default() }).unwrap();
+    let ok = direct.try_read_at(0, &mut [std::io::IoSliceMut::new(&mut got)]).unwrap();
+    assert!(!ok, "O_DIRECT reads go to the device");
+}

@@ -63,6 +63,17 @@ pub trait DeviceHandler: Send + Sync + 'static {
     /// keeps ownership; when this returns, the command's status, sense and Data-In are final.
     fn exec(&self, cmd: &mut Cmd);
 
+    /// Tries to execute a command that [`DeviceHandler::parse`] sent to a worker
+    /// ([`crate::ExecContext::Worker`]) right away, on the submitting (fabric) thread, when that
+    /// needs no waiting: a READ whose data is in the page cache, say. Returns `true` when the
+    /// command was executed (its status, sense and Data-In are final, as after
+    /// [`DeviceHandler::exec`]); `false` leaves it unexecuted and it goes to a worker. Must not
+    /// block. The default never tries.
+    fn try_exec_nowait(&self, cmd: &mut Cmd) -> bool {
+        let _ = cmd;
+        false
+    }
+
     /// Whether any command may need a worker thread (the device then starts its worker pool).
     fn may_block(&self) -> bool;
 

@@ -49,6 +49,12 @@ fn dispatch(mut cmd: CmdBox) -> Step {
         }
         ExecContext::Worker => {
             let dev = cmd.dev.clone().expect("dispatched command has a device");
+            // A command that needs no waiting this time (a READ from the page cache) is done
+            // here, saving the hand-off.
+            if !cmd.is_aborted() && dev.handler().try_exec_nowait(&mut cmd) {
+                count(&dev, &cmd);
+                return Step::Done(cmd);
+            }
             dev.queue_exec(cmd);
             Step::Pending
         }
@@ -69,6 +75,10 @@ fn execute(cmd: &mut CmdBox) {
         return;
     }
     dev.handler().exec(cmd);
+    count(&dev, cmd);
+}
+
+fn count(dev: &crate::Device, cmd: &CmdBox) {
     let st = dev.stats();
     st.commands.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     if cmd.status == ScsiStatus::CHECK_CONDITION {

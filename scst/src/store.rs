@@ -59,6 +59,19 @@ pub trait BlockStore: Send + Sync + 'static {
     /// An I/O error; the command then fails with MEDIUM ERROR / UNRECOVERED READ ERROR.
     fn read_at(&self, off: u64, bufs: &mut [IoSliceMut<'_>]) -> io::Result<()>;
 
+    /// Like [`BlockStore::read_at`], but only if that needs no waiting (the data is in the page
+    /// cache, say): `Ok(true)` when every slice was filled, `Ok(false)` when the read would have
+    /// to wait (the slices' contents are then unspecified and the command goes to a worker,
+    /// which calls `read_at`). Called on fabric threads even when [`StoreCaps::may_block`] is
+    /// set, so it must never block. The default never tries.
+    ///
+    /// # Errors
+    /// An I/O error (the command then goes to a worker too, which reports what `read_at` says).
+    fn try_read_at(&self, off: u64, bufs: &mut [IoSliceMut<'_>]) -> io::Result<bool> {
+        let _ = (off, bufs);
+        Ok(false)
+    }
+
     /// Writes every slice completely, starting at byte offset `off`. With `fua`, the data is on
     /// stable storage when this returns (write-through); otherwise it may sit in a volatile cache
     /// until [`BlockStore::flush`].

@@ -49,6 +49,21 @@ impl RangeLocks {
     }
 }
 
+impl RangeLocks {
+    /// Locks blocks `[lba, lba + blocks)` if no conflicting range is held; never waits.
+    pub(super) fn try_lock(&self, lba: u64, blocks: u64, exclusive: bool) -> Option<RangeGuard<'_>> {
+        let (start, end) = (lba, lba.saturating_add(blocks.max(1)));
+        let mut g = self.table.lock();
+        if g.0.iter().any(|e| e.start < end && start < e.end && (exclusive || e.exclusive)) {
+            return None;
+        }
+        g.1 = g.1.wrapping_add(1);
+        let id = g.1;
+        g.0.push(Entry { start, end, exclusive, id });
+        Some(RangeGuard { locks: self, id })
+    }
+}
+
 impl Drop for RangeGuard<'_> {
     fn drop(&mut self) {
         let mut g = self.locks.table.lock();

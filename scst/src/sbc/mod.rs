@@ -484,6 +484,28 @@ impl<S: BlockStore> DeviceHandler for Disk<S> {
         cmd.complete_with(r);
     }
 
+    fn try_exec_nowait(&self, cmd: &mut Cmd) -> bool {
+        if !matches!(cmd.op().map(|o| o.op), Some(Op::Read6 | Op::Read10 | Op::Read12 | Op::Read16)) {
+            return false;
+        }
+        let info = *cmd.info();
+        let len = (info.blocks * self.bs()) as usize;
+        let Some(_range) = self.locks.try_lock(info.lba, info.blocks, false) else { return false };
+        let Ok(buf) = cmd.data_in_buf(len) else { return false };
+        let mut iov: [IoSliceMut<'_>; MAX_SEGS] = empty_io_slices_mut();
+        let n = buf.io_slices_mut(0, len, &mut iov);
+        if !matches!(self.store.try_read_at(info.lba * self.bs(), &mut iov[..n]), Ok(true)) {
+            return false;
+        }
+        cmd.set_data_in(len);
+        cmd.produced = info.data_len;
+        if let Some(d) = cmd.device() {
+            d.stats().read_bytes.fetch_add(len as u64, Relaxed);
+        }
+        cmd.complete_with(Ok(()));
+        true
+    }
+
     fn flush(&self) -> std::io::Result<()> {
         self.store.flush()
     }
