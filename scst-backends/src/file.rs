@@ -58,6 +58,11 @@ pub struct FileStore {
     block_size: u32,
     blocks: AtomicU64,
     opts: FileOptions,
+    /// The file is in tmpfs or ramfs: nothing waits for a device, so commands run on the
+    /// submitting thread like a RAM LUN's (`caps().may_block` is false).
+    memory_backed: bool,
+    /// `preadv2(RWF_NOWAIT)` works here (cleared on the first `EOPNOTSUPP`).
+    nowait_reads: std::sync::atomic::AtomicBool,
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> OpenError + '_ {
@@ -109,7 +114,17 @@ impl FileStore {
         } else {
             None
         };
-        Ok(Self { path: path.to_path_buf(), file, direct, block_size: bs, blocks: AtomicU64::new(blocks), opts })
+        let memory_backed = sys::memory_backed(file.as_fd());
+        Ok(Self {
+            path: path.to_path_buf(),
+            file,
+            direct,
+            block_size: bs,
+            blocks: AtomicU64::new(blocks),
+            opts,
+            memory_backed,
+            nowait_reads: std::sync::atomic::AtomicBool::new(true),
+        })
     }
 
     /// The file's path.
@@ -147,7 +162,7 @@ impl BlockStore for FileStore {
 
     fn caps(&self) -> StoreCaps {
         StoreCaps {
-            may_block: true,
+            may_block: !self.memory_backed,
             null: false,
             rotation_rate: 0,
             lbppbe: (self.opts.physical_block_size / self.block_size).max(1).trailing_zeros() as u8,
@@ -179,7 +194,7 @@ impl BlockStore for FileStore {
     }
 
     fn try_read_at(&self, off: u64, bufs: &mut [IoSliceMut<'_>]) -> io::Result<bool> {
-        if self.direct_for(off, bufs.iter().map(|b| b.len())).is_some() {
+        if self.direct_for(off, bufs.iter().map(|b| b.len())).is_some() || !self.nowait_reads.load(Relaxed) {
             // O_DIRECT reads always go to the device.
             return Ok(false);
         }
@@ -194,6 +209,10 @@ impl BlockStore for FileStore {
                     bufs = sys::advance_mut(bufs, n);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                Err(e) if e.raw_os_error() == Some(libc::EOPNOTSUPP) => {
+                    self.nowait_reads.store(false, Relaxed);
+                    return Ok(false);
+                }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),
             }

@@ -26,6 +26,23 @@ fn preadv_flags(fd: BorrowedFd<'_>, bufs: &mut [IoSliceMut<'_>], off: u64, flags
     if n < 0 { Err(io::Error::last_os_error()) } else { Ok(n as usize) }
 }
 
+/// Whether the file lives in memory (tmpfs, ramfs): its I/O never waits for a device.
+pub(crate) fn memory_backed(fd: BorrowedFd<'_>) -> bool {
+    const TMPFS_MAGIC: i64 = 0x0102_1994;
+    const RAMFS_MAGIC: i64 = 0x8584_58f6;
+    let mut st = std::mem::MaybeUninit::<libc::statfs>::zeroed();
+    // SAFETY: `st` is a valid, writable `struct statfs`; `fd` is open.
+    let r = unsafe { libc::fstatfs(fd.as_raw_fd(), st.as_mut_ptr()) };
+    if r != 0 {
+        return false;
+    }
+    // SAFETY: fstatfs succeeded and filled the structure.
+    // `f_type` is i64 here and narrower on some targets.
+    #[allow(clippy::useless_conversion)]
+    let f_type = i64::from(unsafe { st.assume_init() }.f_type);
+    f_type == TMPFS_MAGIC || f_type == RAMFS_MAGIC
+}
+
 /// `pwritev2(fd, bufs, off, RWF_DSYNC if dsync)`: returns the bytes written.
 pub(crate) fn pwritev(fd: BorrowedFd<'_>, bufs: &[IoSlice<'_>], off: u64, dsync: bool) -> io::Result<usize> {
     let off = libc::off_t::try_from(off).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;

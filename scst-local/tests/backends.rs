@@ -608,3 +608,30 @@ fn fileio_try_read_serves_the_page_cache() {
     let ok = direct.try_read_at(0, &mut [std::io::IoSliceMut::new(&mut got)]).unwrap();
     assert!(!ok, "O_DIRECT reads go to the device");
 }
+
+/// A FILEIO LUN whose file is in tmpfs never waits for a device: it runs its commands on the
+/// submitting thread like a RAM LUN (no worker hand-off), with the same data.
+#[test]
+fn fileio_in_tmpfs_runs_inline() {
+    use scst::BlockStore;
+    let Ok(f) = tempfile::NamedTempFile::new_in("/dev/shm") else {
+        eprintln!("no /dev/shm here: nothing to check");
+        return;
+    };
+    let store = FileStore::open(f.path(), FileOptions { size: Some(1 << 20), ..FileOptions::default() }).unwrap();
+    assert!(!store.caps().may_block, "a tmpfs file is memory");
+    let on_disk = tempfile::NamedTempFile::new_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let disk = FileStore::open(on_disk.path(), FileOptions { size: Some(1 << 20), ..FileOptions::default() }).unwrap();
+    assert!(disk.caps().may_block, "a file on a disk file system may wait for the disk");
+    let target = scst::Target::new("iqn.2026-11.rs.scst:tmpfs", scst::SgvPool::new(SgvConfig::default()));
+    let dev = scst::Device::new(scst::DeviceConfig::new("tmpfs"), scst::Disk::new(store)).unwrap();
+    target.add_lun(scst::Lun(0), dev, false).unwrap();
+    let i = LocalInitiator::connect(&target, "iqn.2026-11.rs.scst:tmpfs-user");
+    let _ = i.clear_unit_attentions(0);
+    let data: Vec<u8> = (0..4096u32).map(|k| (k % 253) as u8).collect();
+    assert!(i.execute(0, &[0x2a, 0, 0, 0, 0, 16, 0, 0, 8, 0], &data, &mut []).is_good());
+    let mut back = vec![0u8; 4096];
+    assert!(i.execute(0, &[0x28, 0, 0, 0, 0, 16, 0, 0, 8, 0], &[], &mut back).is_good());
+    assert_eq!(back, data);
+    assert_eq!(std::fs::read(f.path()).unwrap()[16 * 512..24 * 512], data[..], "the bytes are in the file");
+}
