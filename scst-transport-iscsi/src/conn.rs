@@ -792,14 +792,18 @@ impl Ffp<'_> {
             buf.for_each(off, useful, |s| crc = ::crc32c::crc32c_append(crc, s));
         }
         let mut rest = n - useful;
-        let mut scratch = [0u8; 4096];
-        while rest > 0 {
-            let k = rest.min(scratch.len());
-            self.rx.read_exact_into(&mut scratch[..k]).map_err(drop)?;
-            if self.digests.data {
-                crc = ::crc32c::crc32c_append(crc, &scratch[..k]);
+        if rest > 0 {
+            // Only here: zeroing a 4 KiB array on every call was 45% of the target's
+            // instructions for 4 KiB writes (callgrind).
+            let mut scratch = [0u8; 4096];
+            while rest > 0 {
+                let k = rest.min(scratch.len());
+                self.rx.read_exact_into(&mut scratch[..k]).map_err(drop)?;
+                if self.digests.data {
+                    crc = ::crc32c::crc32c_append(crc, &scratch[..k]);
+                }
+                rest -= k;
             }
-            rest -= k;
         }
         let p = pad_len(n);
         let mut pad = [0u8; 3];
