@@ -103,10 +103,18 @@ impl crate::rx::BeforeRead for ConnShared {
 }
 
 impl ConnShared {
-    /// Drops a write command waiting for Data-Out (a task management function aborted it).
+    /// Ends a write command waiting for Data-Out that a task management function aborted: no
+    /// response, or TASK ABORTED when another I_T nexus's function aborted it with TAS set
+    /// (SAM-5 §5.6). Data-Out that still comes for it is discarded. While its unsolicited data
+    /// is still due it gets no response either way: a SCSI Response may not precede that data.
     pub(crate) fn abort_pending(&self, itt: u32) {
         let t = self.tasks.lock().remove(&itt);
-        drop(t);
+        if let Some(WriteTask { cmd: Some(cmd), unsol_open: false, .. }) = t
+            && cmd.answers_task_aborted()
+        {
+            self.tx.queue_response(cmd);
+            self.tx.flush();
+        }
     }
 
     pub(crate) fn send_tmf_response(&self, rsp: TmResponse) {
@@ -945,13 +953,13 @@ impl Ffp<'_> {
                 // Held back (parked) while unsolicited data is still coming.
                 self.cs.tx.queue_response(c);
                 if !fin {
-                    self.cs.tasks.lock().insert(itt, task);
+                    self.park(itt, task);
                 }
             }
             Step::Pending => {
                 self.skip_payload(dsl)?;
                 if !fin {
-                    self.cs.tasks.lock().insert(itt, task);
+                    self.park(itt, task);
                 }
             }
         }
@@ -1044,25 +1052,45 @@ impl Ffp<'_> {
         Ok(())
     }
 
+    /// Keeps a write task until more of its data comes. A task management function that
+    /// aborted its command before it was kept here found nothing to end
+    /// (`ConnShared::abort_pending`: the R2T may reach the initiator, and its TMF the core, before
+    /// this runs), so that is checked once the task is in the table; whichever of the two takes
+    /// it out of the table ends it.
+    fn park(&self, itt: u32, task: WriteTask) {
+        let mut tasks = self.cs.tasks.lock();
+        tasks.insert(itt, task);
+        let aborted = tasks.get(&itt).and_then(|t| t.cmd.as_ref()).is_some_and(|c| c.is_aborted());
+        drop(tasks);
+        if aborted {
+            self.cs.abort_pending(itt);
+        }
+    }
+
     /// Moves a write task on: wait for more data, solicit it, or hand the command to the core.
     fn progress(&mut self, itt: u32, mut task: WriteTask) {
         let Some(mut cmd) = task.cmd.take() else {
             // A drained command whose response the core already produced.
             if task.unsol_open {
-                self.cs.tasks.lock().insert(itt, task);
+                self.park(itt, task);
             } else {
                 self.cs.tx.end_drain(itt);
             }
             return;
         };
         if cmd.is_aborted() {
-            // ABORT TASK raced with this PDU: the command goes; later Data-Out is discarded.
+            // A task management function raced with this PDU: the command goes (with TASK
+            // ABORTED if TAS asks for it and no unsolicited data is due); later Data-Out is
+            // discarded.
+            if cmd.answers_task_aborted() && !task.unsol_open {
+                self.cs.tx.queue_response(cmd);
+            }
             return;
         }
         if let Some(sense) = task.failed {
             if task.open_sequences() {
                 task.cmd = Some(cmd);
-                self.cs.tasks.lock().insert(itt, task);
+                self.park(itt, task);
             } else {
                 cmd.check_condition(sense);
                 self.cs.tx.queue_response(cmd);
@@ -1071,13 +1099,13 @@ impl Ffp<'_> {
         }
         if task.unsol_open {
             task.cmd = Some(cmd);
-            self.cs.tasks.lock().insert(itt, task);
+            self.park(itt, task);
             return;
         }
         if task.received >= task.want {
             if task.n_r2ts > 0 {
                 task.cmd = Some(cmd);
-                self.cs.tasks.lock().insert(itt, task);
+                self.park(itt, task);
                 return;
             }
             let sess = self.scst.clone().expect("write tasks exist only in normal sessions");
@@ -1109,7 +1137,7 @@ impl Ffp<'_> {
             task.r2t_next += len;
         }
         task.cmd = Some(cmd);
-        self.cs.tasks.lock().insert(itt, task);
+        self.park(itt, task);
     }
 
     // ----- other PDUs ------------------------------------------------------------------

@@ -263,6 +263,56 @@ fn abort_task_of_a_write_waiting_for_data() {
     }
 }
 
+/// Sets or clears TAS in the Control mode page of `lun` (MODE SENSE, flip, MODE SELECT).
+fn set_tas(c: &mut Conn, lun_: u8, tas: bool) {
+    let mut cdb = [0u8; 16];
+    cdb[..6].copy_from_slice(&[0x1a, 0x08, 0x0a, 0, 255, 0]);
+    let r = c.exec(lun_, cdb, true, 255, &[]);
+    r.assert_good();
+    let page_len = usize::from(r.data[5]) + 2;
+    let mut list = vec![0u8; 4];
+    list.extend_from_slice(&r.data[4..4 + page_len]);
+    list[4] &= 0x3f; // PS is reserved in MODE SELECT
+    list[4 + 5] = (list[4 + 5] & !0x40) | if tas { 0x40 } else { 0 };
+    let mut cdb = [0u8; 16];
+    cdb[..6].copy_from_slice(&[0x15, 0x10, 0, 0, list.len() as u8, 0]);
+    c.exec(lun_, cdb, false, list.len() as u32, &list).assert_good();
+}
+
+/// SAM-5 §5.6 over iSCSI: a write waiting for its Data-Out (an R2T outstanding) that another
+/// I_T nexus's LUN RESET aborts is answered with TASK ABORTED when TAS is set, and with
+/// nothing when it is not; Data-Out sent for it afterwards is discarded.
+#[test]
+fn lun_reset_from_another_nexus_answers_a_waiting_write_with_task_aborted_when_tas_is_set() {
+    let t = TestTarget::start();
+    let o = LoginOpts::normal().key("InitialR2T", "Yes").key("ImmediateData", "No");
+    for tas in [true, false] {
+        let mut a = t.login_with(o.clone());
+        let mut b = t.login();
+        b.tur(FILE);
+        set_tas(&mut b, FILE, tas);
+        a.tur(FILE); // the mode change, or the power-on unit attention
+        a.tur(FILE);
+        a.tur(FILE).assert_good();
+        let itt = a.send_cmd(&CmdPdu { write: true, edtl: 4096, ..CmdPdu::new(FILE, write10(300, 8)) });
+        let r2t = a.recv();
+        assert_eq!((r2t.op(), r2t.bhs().itt()), (Opcode::R2T, itt));
+        let p = b.tmf(5, FILE, RESERVED_TAG, 0);
+        assert_eq!(p.bhs().response(), 0, "LUN RESET complete");
+        if tas {
+            let p = a.recv();
+            assert_eq!((p.op(), p.bhs().itt()), (Opcode::SCSI_RESPONSE, itt), "{p:?}");
+            assert_eq!(p.bhs().status(), 0x40, "TASK ABORTED");
+        }
+        a.send_sequence(FILE, itt, r2t.bhs().ttt(), 0, &[0xeeu8; 4096]);
+        a.expect_silence(Duration::from_millis(300));
+        a.tur(FILE).assert_check(0x6, 0x29, 0x03);
+        assert_eq!(a.read(FILE, 300, 8).data, vec![0u8; 4096], "the aborted write never ran");
+        b.tur(FILE).assert_check(0x6, 0x29, 0x03);
+        set_tas(&mut b, FILE, false);
+    }
+}
+
 #[test]
 fn lun_reset_raises_a_unit_attention() {
     let t = TestTarget::start();

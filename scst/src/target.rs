@@ -39,8 +39,9 @@ pub trait TargetDriver: Send + Sync + 'static {
     }
 
     /// A command of this session that the fabric holds while waiting for its Data-Out was
-    /// aborted by a task management function: stop soliciting its data and drop it. The task
-    /// management response waits for that drop. Same threading rules as
+    /// aborted by a task management function: stop soliciting its data and drop it, after
+    /// sending TASK ABORTED if [`crate::Cmd::answers_task_aborted`] says so (TAS, another
+    /// nexus's function). The task management response waits for that drop. Same threading rules as
     /// [`TargetDriver::xmit_response`]; `tag` is the command's [`crate::Cmd::tag`].
     fn abort_pending(&self, tag: u64) {
         let _ = tag;

@@ -223,8 +223,9 @@ impl SlotTable {
             if !pred(tag, lun) || s.aborted.load(Acquire) {
                 continue;
             }
-            // Set before the aborted flag, which a completing command reads first.
-            s.tas.store(tas && st != Stage::DataWait as u8, Release);
+            // Set before the aborted flag, which a completing command reads first. A command
+            // waiting for Data-Out is the fabric's to answer (`TargetDriver::abort_pending`).
+            s.tas.store(tas, Release);
             if s.aborted.swap(true, AcqRel) {
                 continue;
             }
