@@ -1491,11 +1491,15 @@ fn extended_copy_failures_and_their_copy_results() {
     check(&o, COPY_TARGET_NOT_REACHABLE);
     unchanged();
 
-    // Source or destination beyond the end of its LU.
-    for seg in [segment(0, 1, 16, LAB_BLOCKS - 8, 300), segment(0, 1, 16, 100, LAB_BLOCKS - 8)] {
+    // Source or destination beyond the end of its LU: COPY ABORTED (00h/00h, what libiscsi
+    // expects) with a segment pointer at the LBA field (relative to the parameter list: the segment descriptor
+    // follows the 16-byte header and the two 32-byte CSCD descriptors).
+    for (seg, field) in [(segment(0, 1, 16, LAB_BLOCKS - 8, 300), 12), (segment(0, 1, 16, 100, LAB_BLOCKS - 8), 20)] {
         let o = xcopy(&ia, 0, &xcopy_params(13, 0, &both, &[seg]));
         assert_eq!(o.status, ScsiStatus::CHECK_CONDITION);
-        assert_eq!(sense_triple(o.sense()).map(|s| s.0), Some(COPY_ABORTED), "{:02x?}", o.sense());
+        assert_eq!(sense_triple(o.sense()), Some((COPY_ABORTED, 0x00, 0x00)), "{:02x?}", o.sense());
+        let pointer = 16 + 2 * 32 + field;
+        assert_eq!(o.sense()[15..18], [0x80, 0, pointer as u8], "segment pointer: {:02x?}", o.sense());
         unchanged();
     }
 

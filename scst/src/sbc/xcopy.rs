@@ -14,7 +14,7 @@ use crate::ops::DataDir;
 use crate::pr::{Access, Nexus};
 use crate::store::BlockStore;
 use crate::wire::cdb::{be16, be32, be64, put16, put32};
-use crate::wire::sense::{MAX_SENSE_LEN, Sense, SenseCode};
+use crate::wire::sense::{FieldPointer, MAX_SENSE_LEN, Sense, SenseCode};
 
 /// Most CSCD (target) descriptors in one command.
 const MAX_CSCD: usize = 8;
@@ -272,9 +272,26 @@ fn run_segment(
     if seg.blocks == 0 {
         return Ok(());
     }
-    if !in_range(seg.src_lba, seg.blocks, sg.blocks) || !in_range(seg.dst_lba, seg.blocks, dg.blocks) {
-        let _ = seg.at;
-        return Err(copy_aborted(SenseCode::COPY_ABORTED_NO_SENSE));
+    // Beyond the end of a logical unit: COPY ABORTED (ASC 00h/00h, as SCST answers and libiscsi's
+    // ExtendedCopy.ValidSegDescr expects) with a segment pointer (SPC-4 §4.5.2.4.5; SD = 0:
+    // relative to the parameter list) at the segment descriptor's SOURCE or DESTINATION LOGICAL
+    // BLOCK ADDRESS field.
+    let out_of_range = |field: usize| {
+        Fail::Check(Sense {
+            code: SenseCode::COPY_ABORTED_NO_SENSE,
+            information: None,
+            field: Some(FieldPointer {
+                in_cdb: false,
+                byte: u16::try_from(seg.at + field).unwrap_or(u16::MAX),
+                bit: None,
+            }),
+        })
+    };
+    if !in_range(seg.src_lba, seg.blocks, sg.blocks) {
+        return Err(out_of_range(12));
+    }
+    if !in_range(seg.dst_lba, seg.blocks, dg.blocks) {
+        return Err(out_of_range(20));
     }
     if sg.block_size != dg.block_size {
         return Err(copy_aborted(SenseCode::COPY_ABORTED_NO_SENSE));
