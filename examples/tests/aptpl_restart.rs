@@ -6,40 +6,20 @@
 #[allow(dead_code, unreachable_pub, clippy::all)]
 mod common;
 
-use std::io::{BufRead, BufReader};
+mod process;
+
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+
+use process::Running;
 
 use common::{Conn, LoginOpts, TARGET_NAME, new_isid};
 
-/// A running target, killed (SIGKILL) when dropped, also when a test fails.
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// Starts the binary on an ephemeral port; returns it and its portal.
 fn start(dir: &Path) -> (Running, SocketAddr) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_iscsi-target"))
-        .args(["--listen", "127.0.0.1:0", "--target", TARGET_NAME, "--log", "warn"])
-        .arg("--lun")
-        .arg(format!("0=fileio:{},size=16M", dir.join("disk.img").display()))
-        .arg("--state-dir")
-        .arg(dir.join("state"))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start iscsi-target");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().expect("stdout")).read_line(&mut line).expect("its URL");
-    // iscsi://127.0.0.1:PORT/IQN/0
-    let addr = line.trim().strip_prefix("iscsi://").and_then(|r| r.split('/').next()).expect("URL");
-    (Running(child), addr.parse().expect("portal"))
+    let lun = format!("0=fileio:{},size=16M", dir.join("disk.img").display());
+    let state = dir.join("state").display().to_string();
+    process::start(TARGET_NAME, &["--log".into(), "warn".into(), "--lun".into(), lun, "--state-dir".into(), state])
 }
 
 fn login(addr: SocketAddr, name: &str, isid: [u8; 6]) -> Conn {

@@ -11,27 +11,18 @@
 #[allow(dead_code, unreachable_pub, clippy::all)]
 mod common;
 
-use std::io::{BufRead, BufReader};
+mod process;
+
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::{BS, Conn, LoginOpts, Next, TARGET_NAME, read10};
+use process::Running;
 use scst_transport_iscsi::proto::bhs::{BHS_LEN, Opcode, TaskAttr};
 use scst_transport_iscsi::proto::build::{InitiatorSn, ScsiCommandHeader};
-
-/// A running target, killed (SIGKILL) when dropped, also when a test fails.
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 const SIZE_MB: u64 = 32;
 /// Blocks per write.
@@ -39,20 +30,9 @@ const WRITE_BLOCKS: u32 = 8;
 const WRITERS: u32 = 4;
 
 fn start(dir: &Path) -> (Running, SocketAddr) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_iscsi-target"))
-        .args(["--listen", "127.0.0.1:0", "--target", TARGET_NAME, "--log", "error"])
-        .arg("--lun")
-        .arg(format!("0=fileio:{},size={SIZE_MB}M,wt", dir.join("wt.img").display()))
-        .arg("--lun")
-        .arg(format!("1=fileio:{},size={SIZE_MB}M", dir.join("wb.img").display()))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start iscsi-target");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().expect("stdout")).read_line(&mut line).expect("its URL");
-    let addr = line.trim().strip_prefix("iscsi://").and_then(|r| r.split('/').next()).expect("URL");
-    (Running(child), addr.parse().expect("portal"))
+    let wt = format!("0=fileio:{},size={SIZE_MB}M,wt", dir.join("wt.img").display());
+    let wb = format!("1=fileio:{},size={SIZE_MB}M", dir.join("wb.img").display());
+    process::start(TARGET_NAME, &["--log".into(), "error".into(), "--lun".into(), wt, "--lun".into(), wb])
 }
 
 /// One acknowledged write.

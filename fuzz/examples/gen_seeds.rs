@@ -35,9 +35,8 @@ use scst_transport_iscsi::proto::bhs::{
 };
 use scst_transport_iscsi::proto::build::{
     DataOutHeader, InitiatorSn, LoginRequestHeader, LogoutRequestHeader, NopOutHeader, ScsiCommandHeader, SnackHeader,
-    TextRequestHeader, TmfRequestHeader,
+    TextRequestHeader, TmfRequestHeader, encode_pdu,
 };
-use scst_transport_iscsi::proto::digest;
 use scst_transport_iscsi::proto::text::push_pair;
 
 type Seeds = Vec<(String, Vec<u8>)>;
@@ -182,21 +181,7 @@ impl Stream {
     }
 
     fn pdu(&mut self, bhs: &[u8; BHS_LEN], ahs: &[u8], data: &[u8]) {
-        self.bytes.extend_from_slice(bhs);
-        self.bytes.extend_from_slice(ahs);
-        if self.digests.header {
-            let mut h = bhs.to_vec();
-            h.extend_from_slice(ahs);
-            self.bytes.extend_from_slice(&digest::header_digest(&h[..BHS_LEN], &h[BHS_LEN..]));
-        }
-        if !data.is_empty() {
-            let pad = (4 - data.len() % 4) % 4;
-            self.bytes.extend_from_slice(data);
-            self.bytes.extend_from_slice(&[0u8; 3][..pad]);
-            if self.digests.data {
-                self.bytes.extend_from_slice(&digest::data_digest([data], pad));
-            }
-        }
+        encode_pdu(&mut self.bytes, bhs, ahs, data, self.digests);
     }
 
     fn sn(&mut self, immediate: bool) -> InitiatorSn {

@@ -806,17 +806,14 @@ impl StreamConfig {
 pub fn final_login_request(data_len: usize, isid: [u8; 6]) -> LoginRequestHeader {
     LoginRequestHeader {
         transit: true,
-        continue_bit: false,
         csg: Stage::OPERATIONAL,
         nsg: Stage::FULL_FEATURE,
-        version_max: 0,
-        version_min: 0,
         data_segment_len: data_len as u32,
         isid,
-        tsih: 0,
         itt: 1,
         cid: 1,
         sn: InitiatorSn { cmd_sn: 1, exp_stat_sn: 0 },
+        ..Default::default()
     }
 }
 

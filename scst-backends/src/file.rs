@@ -143,6 +143,41 @@ impl FileStore {
 }
 
 impl FileStore {
+    /// Fills every slice from `off`. With `nowait` (`RWF_NOWAIT`, page cache only) it gives up
+    /// with `Ok(false)` where the read would wait, or where the file system cannot tell (the
+    /// first `EOPNOTSUPP` turns the attempts off); without, what lies past the end of the file
+    /// (it shrank behind our back) reads as zeros.
+    fn read_all(&self, off: u64, bufs: &mut [IoSliceMut<'_>], nowait: bool) -> io::Result<bool> {
+        let f =
+            if nowait { &self.file } else { self.direct_for(off, bufs.iter().map(|b| b.len())).unwrap_or(&self.file) };
+        let mut bufs = bufs;
+        let mut pos = off;
+        while !bufs.is_empty() {
+            let r = if nowait { sys::preadv_nowait(f.as_fd(), bufs, pos) } else { sys::preadv(f.as_fd(), bufs, pos) };
+            match r {
+                Ok(0) if nowait => return Ok(false),
+                Ok(0) => {
+                    for b in bufs.iter_mut() {
+                        b.fill(0);
+                    }
+                    return Ok(true);
+                }
+                Ok(n) => {
+                    pos += n as u64;
+                    bufs = sys::advance_mut(bufs, n);
+                }
+                Err(e) if nowait && e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                Err(e) if nowait && e.raw_os_error() == Some(libc::EOPNOTSUPP) => {
+                    self.nowait_reads.store(false, Relaxed);
+                    return Ok(false);
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(true)
+    }
+
     fn write_zeroes_plain(&self, off: u64, len: u64) -> io::Result<()> {
         let zero = scst::sgv::zeros();
         let mut done = 0;
@@ -175,22 +210,7 @@ impl BlockStore for FileStore {
     }
 
     fn read_at(&self, off: u64, bufs: &mut [IoSliceMut<'_>]) -> io::Result<()> {
-        let f = self.direct_for(off, bufs.iter().map(|b| b.len())).unwrap_or(&self.file);
-        let mut bufs = bufs;
-        let mut pos = off;
-        while !bufs.is_empty() {
-            let n = sys::preadv(f.as_fd(), bufs, pos)?;
-            if n == 0 {
-                // The file shrank behind our back: what is past its end reads as zeros.
-                for b in bufs.iter_mut() {
-                    b.fill(0);
-                }
-                return Ok(());
-            }
-            pos += n as u64;
-            bufs = sys::advance_mut(bufs, n);
-        }
-        Ok(())
+        self.read_all(off, bufs, false).map(drop)
     }
 
     fn try_read_at(&self, off: u64, bufs: &mut [IoSliceMut<'_>]) -> io::Result<bool> {
@@ -198,26 +218,7 @@ impl BlockStore for FileStore {
             // O_DIRECT reads always go to the device.
             return Ok(false);
         }
-        let mut bufs = bufs;
-        let mut pos = off;
-        while !bufs.is_empty() {
-            match sys::preadv_nowait(self.file.as_fd(), bufs, pos) {
-                // Past the end (the file shrank): `read_at` knows what to do.
-                Ok(0) => return Ok(false),
-                Ok(n) => {
-                    pos += n as u64;
-                    bufs = sys::advance_mut(bufs, n);
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
-                Err(e) if e.raw_os_error() == Some(libc::EOPNOTSUPP) => {
-                    self.nowait_reads.store(false, Relaxed);
-                    return Ok(false);
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(true)
+        self.read_all(off, bufs, true)
     }
 
     fn write_at(&self, off: u64, bufs: &[IoSlice<'_>], fua: bool) -> io::Result<()> {

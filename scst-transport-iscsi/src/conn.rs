@@ -604,8 +604,14 @@ impl Ffp<'_> {
     fn pdu(&mut self, hdr: [u8; BHS_LEN]) -> Result<(), ()> {
         let b = Bhs::from_array(&hdr);
         let ahs_len = b.total_ahs_len();
-        let mut ahs = [0u8; 1024];
-        let ahs = &mut ahs[..ahs_len];
+        // Zeroed only when there is an AHS: clearing 1 KiB for every PDU showed in callgrind.
+        let mut storage: [u8; 1024];
+        let ahs: &mut [u8] = if ahs_len == 0 {
+            &mut []
+        } else {
+            storage = [0u8; 1024];
+            &mut storage[..ahs_len]
+        };
         self.rx.read_exact_into(ahs).map_err(drop)?;
         if self.digests.header {
             let mut d = [0u8; DIGEST_LEN];
@@ -1055,12 +1061,13 @@ impl Ffp<'_> {
     /// Keeps a write task until more of its data comes. A task management function that
     /// aborted its command before it was kept here found nothing to end
     /// (`ConnShared::abort_pending`: the R2T may reach the initiator, and its TMF the core, before
-    /// this runs), so that is checked once the task is in the table; whichever of the two takes
-    /// it out of the table ends it.
+    /// this runs), so the aborted flag is read under the table's lock while the task goes in:
+    /// an abort after that finds the task; one before it is ended here. Whichever of the two
+    /// takes the task out of the table ends it.
     fn park(&self, itt: u32, task: WriteTask) {
         let mut tasks = self.cs.tasks.lock();
+        let aborted = task.cmd.as_ref().is_some_and(|c| c.is_aborted());
         tasks.insert(itt, task);
-        let aborted = tasks.get(&itt).and_then(|t| t.cmd.as_ref()).is_some_and(|c| c.is_aborted());
         drop(tasks);
         if aborted {
             self.cs.abort_pending(itt);

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use common::*;
 use scst_transport_iscsi::proto::bhs::{BHS_LEN, Opcode, RESERVED_TAG, Stage, pad_len};
 use scst_transport_iscsi::proto::build::{
-    InitiatorSn, LoginRequestHeader, NopOutHeader, ScsiCommandHeader, TextRequestHeader,
+    InitiatorSn, LoginRequestHeader, NopOutHeader, ScsiCommandHeader, TextRequestHeader, encode_pdu,
 };
 use scst_transport_iscsi::proto::text::push_pair;
 use support::*;
@@ -581,21 +581,7 @@ fn first_login_request(isid: [u8; 6]) -> Vec<u8> {
     push_pair(&mut d, "TargetName", TARGET_NAME);
     push_pair(&mut d, "SessionType", "Normal");
     push_pair(&mut d, "AuthMethod", "None");
-    let mut h = [0u8; BHS_LEN];
-    LoginRequestHeader {
-        transit: false,
-        csg: Stage::SECURITY,
-        nsg: Stage::OPERATIONAL,
-        data_segment_len: d.len() as u32,
-        isid,
-        itt: 1,
-        ..Default::default()
-    }
-    .write(&mut h);
-    let mut b = h.to_vec();
-    b.extend_from_slice(&d);
-    b.extend(std::iter::repeat_n(0u8, pad_len(d.len())));
-    b
+    login_request(false, Stage::SECURITY, Stage::OPERATIONAL, isid, &d)
 }
 
 /// The bytes of a one-step Login Request of a normal session (operational stage, transit to the
@@ -609,20 +595,16 @@ fn final_login_request(isid: [u8; 6]) -> Vec<u8> {
     for (k, v) in &o.keys {
         push_pair(&mut d, k, v);
     }
+    login_request(true, Stage::OPERATIONAL, Stage::FULL_FEATURE, isid, &d)
+}
+
+/// The bytes of a Login Request (ITT 1, no digests) carrying `text`.
+fn login_request(transit: bool, csg: Stage, nsg: Stage, isid: [u8; 6], text: &[u8]) -> Vec<u8> {
     let mut h = [0u8; BHS_LEN];
-    LoginRequestHeader {
-        transit: true,
-        csg: Stage::OPERATIONAL,
-        nsg: Stage::FULL_FEATURE,
-        data_segment_len: d.len() as u32,
-        isid,
-        itt: 1,
-        ..Default::default()
-    }
-    .write(&mut h);
-    let mut b = h.to_vec();
-    b.extend_from_slice(&d);
-    b.extend(std::iter::repeat_n(0u8, pad_len(d.len())));
+    LoginRequestHeader { transit, csg, nsg, data_segment_len: text.len() as u32, isid, itt: 1, ..Default::default() }
+        .write(&mut h);
+    let mut b = Vec::new();
+    encode_pdu(&mut b, &h, &[], text, Default::default());
     b
 }
 

@@ -24,7 +24,7 @@ use clap::Parser;
 use scst_transport_iscsi::proto::bhs::{BHS_LEN, Bhs, DIGEST_LEN, Digests, LogoutReason, Opcode, RESERVED_TAG, Stage};
 use scst_transport_iscsi::proto::bhs::{TaskAttr, pad_len};
 use scst_transport_iscsi::proto::build::{
-    DataOutHeader, InitiatorSn, LoginRequestHeader, LogoutRequestHeader, NopOutHeader, ScsiCommandHeader,
+    DataOutHeader, InitiatorSn, LoginRequestHeader, LogoutRequestHeader, NopOutHeader, ScsiCommandHeader, encode_pdu,
 };
 use scst_transport_iscsi::proto::digest;
 use scst_transport_iscsi::proto::text::{parse_pairs, push_pair};
@@ -148,18 +148,7 @@ fn sn_lt(a: u32, b: u32) -> bool {
 /// Writes one PDU (BHS, digests, data, pad) in one `write_all`.
 fn send_pdu(w: &mut impl Write, d: Digests, hdr: &[u8; BHS_LEN], data: &[u8]) -> io::Result<()> {
     let mut v = Vec::with_capacity(BHS_LEN + 8 + data.len() + 3);
-    v.extend_from_slice(hdr);
-    if d.header {
-        v.extend_from_slice(&digest::header_digest(hdr, &[]));
-    }
-    if !data.is_empty() {
-        let pad = pad_len(data.len());
-        v.extend_from_slice(data);
-        v.extend_from_slice(&[0u8; 3][..pad]);
-        if d.data {
-            v.extend_from_slice(&digest::data_digest([data], pad));
-        }
-    }
+    encode_pdu(&mut v, hdr, &[], data, d);
     w.write_all(&v)
 }
 

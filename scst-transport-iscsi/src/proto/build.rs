@@ -12,6 +12,25 @@ use super::bhs::{
     TaskAttr, TmfFunction, TmfResponse,
 };
 
+/// Appends a whole PDU to `out`: BHS, AHS, header digest, data, pad, data digest, as negotiated.
+/// For initiators, tools and tests; the target's transmit path sends Data-In from the command's
+/// buffers without this copy.
+pub fn encode_pdu(out: &mut Vec<u8>, bhs: &[u8; BHS_LEN], ahs: &[u8], data: &[u8], digests: super::bhs::Digests) {
+    out.extend_from_slice(bhs);
+    out.extend_from_slice(ahs);
+    if digests.header {
+        out.extend_from_slice(&super::digest::header_digest(bhs, ahs));
+    }
+    if !data.is_empty() {
+        let pad = super::bhs::pad_len(data.len());
+        out.extend_from_slice(data);
+        out.extend_from_slice(&[0u8; 3][..pad]);
+        if digests.data {
+            out.extend_from_slice(&super::digest::data_digest([data], pad));
+        }
+    }
+}
+
 struct W<'a>(&'a mut [u8; BHS_LEN]);
 
 impl W<'_> {

@@ -24,7 +24,7 @@ use scst_transport_iscsi::proto::bhs::{
 };
 use scst_transport_iscsi::proto::build::{
     DataOutHeader, InitiatorSn, LoginRequestHeader, LogoutRequestHeader, NopOutHeader, ScsiCommandHeader,
-    TextRequestHeader, TmfRequestHeader,
+    TextRequestHeader, TmfRequestHeader, encode_pdu,
 };
 use scst_transport_iscsi::proto::chap::{ChapAlgorithm, ChapSecret};
 use scst_transport_iscsi::proto::digest;
@@ -107,7 +107,9 @@ impl TestTarget {
         let ram = Disk::new(RamStore::new(BLOCKS * BS as u64, BS as u32).unwrap());
         let dev = Device::new(DeviceConfig::new(format!("{id}-ram")), ram).unwrap();
         target.add_lun(Lun(u16::from(RAM)), dev, false).unwrap();
-        let file = tempfile::NamedTempFile::new().unwrap();
+        // In the target directory, on a disk file system (a tmpfs file would run every command
+        // inline, as RAM does).
+        let file = tempfile::NamedTempFile::new_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
         let opts =
             FileOptions { size: Some(BLOCKS * BS as u64), block_size: BS as u32, thin: true, ..Default::default() };
         let store = FileStore::open(file.path(), opts).unwrap();
@@ -605,18 +607,7 @@ impl Conn {
     /// The wire bytes of a PDU: BHS, header digest, data, pad, data digest.
     pub fn wire(&self, hdr: &[u8; BHS_LEN], data: &[u8]) -> Vec<u8> {
         let mut v = Vec::with_capacity(BHS_LEN + 8 + padded_len(data.len()));
-        v.extend_from_slice(hdr);
-        if self.digests.header {
-            v.extend_from_slice(&digest::header_digest(hdr, &[]));
-        }
-        if !data.is_empty() {
-            let pad = pad_len(data.len());
-            v.extend_from_slice(data);
-            v.extend_from_slice(&[0u8; 3][..pad]);
-            if self.digests.data {
-                v.extend_from_slice(&digest::data_digest([data], pad));
-            }
-        }
+        encode_pdu(&mut v, hdr, &[], data, self.digests);
         v
     }
 

@@ -182,17 +182,38 @@ impl<S: BlockStore> Disk<S> {
     }
 
     fn exec_read(&self, cmd: &mut Cmd) -> Result<(), Fail> {
+        self.read_data(cmd, false).map(drop)
+    }
+
+    /// Reads the command's blocks into its Data-In buffer. With `nowait`, only if nothing has to
+    /// be waited for (the range lock is free, the store serves the read at once): `Ok(false)`
+    /// then means not done, and the command is left for a worker.
+    fn read_data(&self, cmd: &mut Cmd, nowait: bool) -> Result<bool, Fail> {
         let info = *cmd.info();
         let len = (info.blocks * self.bs()) as usize;
         if self.store.caps().null {
             cmd.set_data_in_zeros(len);
         } else {
-            let off = info.lba * self.bs();
-            let buf = cmd.data_in_buf(len)?;
             // Shared: a read never sees half of a COMPARE AND WRITE or WRITE ATOMIC.
-            let _range = self.locks.lock(info.lba, info.blocks, false);
-            read_into(&self.store, off, buf, len)
-                .map_err(|_| Sense::with_info(SenseCode::UNRECOVERED_READ_ERROR, info.lba))?;
+            let _range = if nowait {
+                let Some(g) = self.locks.try_lock(info.lba, info.blocks, false) else { return Ok(false) };
+                g
+            } else {
+                self.locks.lock(info.lba, info.blocks, false)
+            };
+            let buf = cmd.data_in_buf(len)?;
+            let mut iov: [IoSliceMut<'_>; MAX_SEGS] = empty_io_slices_mut();
+            let n = buf.io_slices_mut(0, len, &mut iov);
+            let off = info.lba * self.bs();
+            if nowait {
+                if !matches!(self.store.try_read_at(off, &mut iov[..n]), Ok(true)) {
+                    return Ok(false);
+                }
+            } else {
+                self.store
+                    .read_at(off, &mut iov[..n])
+                    .map_err(|_| Sense::with_info(SenseCode::UNRECOVERED_READ_ERROR, info.lba))?;
+            }
             cmd.set_data_in(len);
         }
         // The residual compares what the CDB asked for with the initiator's buffer.
@@ -200,7 +221,7 @@ impl<S: BlockStore> Disk<S> {
         if let Some(d) = cmd.device() {
             d.stats().read_bytes.fetch_add(len as u64, Relaxed);
         }
-        Ok(())
+        Ok(true)
     }
 
     /// Whether writes must reach stable storage before completing (FUA, or the write cache is
@@ -485,22 +506,10 @@ impl<S: BlockStore> DeviceHandler for Disk<S> {
     }
 
     fn try_exec_nowait(&self, cmd: &mut Cmd) -> bool {
-        if !matches!(cmd.op().map(|o| o.op), Some(Op::Read6 | Op::Read10 | Op::Read12 | Op::Read16)) {
+        let read = matches!(cmd.op().map(|o| o.op), Some(Op::Read6 | Op::Read10 | Op::Read12 | Op::Read16));
+        // An error (no buffer under the memory limit, say) is the worker's to report.
+        if !read || !matches!(self.read_data(cmd, true), Ok(true)) {
             return false;
-        }
-        let info = *cmd.info();
-        let len = (info.blocks * self.bs()) as usize;
-        let Some(_range) = self.locks.try_lock(info.lba, info.blocks, false) else { return false };
-        let Ok(buf) = cmd.data_in_buf(len) else { return false };
-        let mut iov: [IoSliceMut<'_>; MAX_SEGS] = empty_io_slices_mut();
-        let n = buf.io_slices_mut(0, len, &mut iov);
-        if !matches!(self.store.try_read_at(info.lba * self.bs(), &mut iov[..n]), Ok(true)) {
-            return false;
-        }
-        cmd.set_data_in(len);
-        cmd.produced = info.data_len;
-        if let Some(d) = cmd.device() {
-            d.stats().read_bytes.fetch_add(len as u64, Relaxed);
         }
         cmd.complete_with(Ok(()));
         true
