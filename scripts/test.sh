@@ -14,8 +14,10 @@ banner() { printf '\n==== %s ====\n' "$*"; }
 
 if [ "$(id -u)" = 0 ] && command -v apt-get > /dev/null; then
   banner "system packages"
-  # qemu-utils and qemu-block-extra must come from the same Debian version (qemu-img iscsi://).
-  pkgs="libiscsi-bin sg3-utils python3 util-linux e2fsprogs qemu-utils qemu-block-extra clang"
+  # libibverbs-dev/librdmacm-dev: the SRP driver (feature rdma). qemu-img (benches only) is not
+  # needed here: qemu-block-extra must match qemu-utils' Debian version, which differs between images.
+  pkgs="libiscsi-bin sg3-utils python3 util-linux e2fsprogs clang libclang-dev pkg-config
+        libibverbs-dev librdmacm-dev rdma-core ibverbs-providers"
   missing=$(for p in $pkgs; do dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null | grep -q 'install ok installed' || echo "$p"; done)
   if [ -n "$missing" ]; then
     apt-get update -qq
@@ -24,9 +26,9 @@ if [ "$(id -u)" = 0 ] && command -v apt-get > /dev/null; then
 fi
 
 if step FMT; then banner "cargo fmt"; cargo fmt --all -- --check; fi
-if step CLIPPY; then banner "cargo clippy"; cargo clippy --workspace --all-targets -- -D warnings; fi
-if step UNIT; then banner "cargo test"; cargo test --workspace; fi
-if step CONF || step LINUX; then banner "release build"; cargo build --release -p scst-examples; fi
+if step CLIPPY; then banner "cargo clippy"; cargo clippy --workspace --all-targets --all-features -- -D warnings; fi
+if step UNIT; then banner "cargo test"; cargo test --workspace --all-features; fi
+if step CONF || step LINUX; then banner "release build"; cargo build --release -p scst-examples --all-features; fi
 if step CONF; then banner "libiscsi conformance"; MIN_PASS=${MIN_PASS:-230} scripts/conformance.sh; fi
 if step LINUX; then
   banner "Linux initiator (rig)"
