@@ -14,10 +14,9 @@ banner() { printf '\n==== %s ====\n' "$*"; }
 
 if [ "$(id -u)" = 0 ] && command -v apt-get > /dev/null; then
   banner "system packages"
-  # libibverbs-dev/librdmacm-dev: the SRP driver (feature rdma). qemu-img (benches only) is not
-  # needed here: qemu-block-extra must match qemu-utils' Debian version, which differs between images.
-  pkgs="libiscsi-bin sg3-utils python3 util-linux e2fsprogs clang libclang-dev pkg-config
-        libibverbs-dev librdmacm-dev rdma-core ibverbs-providers"
+  # qemu-img (benches only) is not needed here: qemu-block-extra must match qemu-utils' Debian
+  # version, which differs between machine images.
+  pkgs="libiscsi-bin sg3-utils python3 util-linux e2fsprogs clang"
   missing=$(for p in $pkgs; do dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null | grep -q 'install ok installed' || echo "$p"; done)
   if [ -n "$missing" ]; then
     apt-get update -qq
