@@ -1,8 +1,0 @@
-//! Fuzz target `fc_frame` (being written: its owner replaces this body).
-#![no_main]
-
-use libfuzzer_sys::fuzz_target;
-
-fuzz_target!(|data: &[u8]| {
-    let _ = data;
-});

@@ -1,1 +1,0 @@
-//! Fibre Channel target transport for scst-rs.
