@@ -1,0 +1,1 @@
+//! Fibre Channel target transport for scst-rs.

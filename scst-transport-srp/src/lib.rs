@@ -1,0 +1,1 @@
+//! SRP (SCSI RDMA Protocol) target transport for scst-rs.
