@@ -355,6 +355,8 @@ fn vpd_extended_inquiry_and_block_pages() {
     // A fully provisioned LU reports none of it.
     let n = Rig::new(Backend::Null, 2048, 512);
     assert_eq!(vpd(&n.login(), 0xb2), [0, 0xb2, 0, 4, 0, 0, 0, 0]);
+    // Nor WABEREQ/WACEREQ: it supports neither erase.
+    assert_eq!(vpd(&n.login(), 0xb1)[7], 0);
 
     // 4096-byte blocks: the limits are in blocks.
     let r4 = Rig::new(Backend::File, 512, 4096);
@@ -547,10 +549,11 @@ fn rsoc_all_commands() {
     let n = Rig::new(Backend::Null, 2048, 512);
     let nd = data_in_ok(&n.login(), 0, &rsoc(false, 0, 0, 0, 65535), 65535);
     // That rig's target has no explicit ALUA either.
-    assert_eq!(nd.len(), d.len() - 24, "no UNMAP, CRYPTOGRAPHIC ERASE, SET TARGET PORT GROUPS");
+    assert_eq!(nd.len(), d.len() - 32, "no UNMAP, BLOCK ERASE, CRYPTOGRAPHIC ERASE, SET TARGET PORT GROUPS");
     assert_eq!(find(&nd, 8, 0xa4, 0x0a), None);
     assert_eq!(find(&nd, 8, 0x48, 0x03), None);
-    assert_eq!(find(&nd, 8, 0x48, 0x02), Some(vec![0x48, 0, 0, 0x02, 0, 1, 0, 10]));
+    assert_eq!(find(&nd, 8, 0x48, 0x02), None);
+    assert_eq!(find(&nd, 8, 0x48, 0x01), Some(vec![0x48, 0, 0, 0x01, 0, 1, 0, 10]));
     assert_eq!(find(&nd, 8, 0x42, 0), None);
 
     // RCTD: every descriptor has CTDP and a command timeouts descriptor.

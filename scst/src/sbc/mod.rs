@@ -403,12 +403,14 @@ impl<S: BlockStore> DeviceHandler for Disk<S> {
     }
 
     fn supports(&self, op: &OpInfo) -> bool {
-        // UNMAP and CRYPTOGRAPHIC ERASE only on thin provisioned logical units (a fully
-        // provisioned one has nothing to deallocate, and no key to forget; libiscsi's Unmap.VPD
-        // checks UNMAP is refused there).
+        // UNMAP, BLOCK ERASE and CRYPTOGRAPHIC ERASE only on thin provisioned logical units: a
+        // fully provisioned one has nothing to deallocate and no key to forget, and an erase
+        // leaves every block deallocated (SBC-4 §4.11.5), which needs LBPME. libiscsi's
+        // Unmap.VPD checks UNMAP is refused there, Sanitize.BlockErase that a supported BLOCK
+        // ERASE comes with LBPME=1 and leaves no block mapped.
         match op.op {
             Op::Unmap => self.thin(),
-            Op::Sanitize => op.service_action != Some(0x03) || self.thin(),
+            Op::Sanitize => !matches!(op.service_action, Some(0x02 | 0x03)) || self.thin(),
             _ => true,
         }
     }

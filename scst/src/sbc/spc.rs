@@ -165,9 +165,10 @@ fn vpd<S: BlockStore>(disk: &Disk<S>, cmd: &mut Cmd, page: u8, alloc: usize) -> 
             // Block Device Characteristics.
             let mut p = [0u8; 60];
             put16(&mut p, 0, disk.store.caps().rotation_rate);
-            // WABEREQ 01b: a block erased by SANITIZE reads back GOOD (zeros); WACEREQ 01b
-            // likewise after a cryptographic erase, which thin LUs support.
-            p[3] = 0x40 | if disk.thin() { 0x10 } else { 0 };
+            // On a thin LU (the only kind that supports BLOCK ERASE and CRYPTOGRAPHIC ERASE),
+            // WABEREQ 01b and WACEREQ 01b: an erased block reads back GOOD (zeros). Elsewhere
+            // both 00b: not specified, as neither erase is supported.
+            p[3] = if disk.thin() { 0x50 } else { 0 };
             r.put(&p);
         }
         0xb2 => {

@@ -203,7 +203,7 @@ pub(super) fn get_lba_status<S: BlockStore>(d: &Disk<S>, cmd: &mut Cmd) -> Resul
 /// OVERWRITE writes the initialization pattern (inverted on alternate passes with INVERT) over
 /// every block, at most [`crate::DeviceConfig::sanitize_rate`] bytes per second. BLOCK ERASE and
 /// CRYPTOGRAPHIC ERASE deallocate every block of a thin LU (it then reads zeros: WABEREQ/WACEREQ
-/// 01b); BLOCK ERASE zeroes a fully provisioned one. With IMMED the command returns once the job
+/// 01b). With IMMED the command returns once the job
 /// started; otherwise when it ends (or when a task management function aborts the command).
 pub(super) fn sanitize<S: BlockStore>(d: &Disk<S>, cmd: &mut Cmd) -> Result<(), Fail> {
     let cdb = *cmd.cdb_padded();
