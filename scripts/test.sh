@@ -5,6 +5,8 @@
 #   CLIPPY   cargo clippy --all-targets -D warnings
 #   UNIT     cargo test --workspace (unit, integration, doc tests; BLOCKIO on a loop device)
 #   CONF     libiscsi conformance suite against iscsi-target (scripts/conformance.sh)
+#   MATRIX   the whole suite on default LUN kinds (scripts/conformance-matrix.sh; CI runs
+#            MATRIX_KINDS, a cheap subset; KINDS= of that script runs them all)
 #   LINUX    Linux's open-iscsi initiator in the rig VM (scripts/linux-initiator.sh)
 #   FUZZ     a short run of every fuzz target (fuzz/smoke.sh)
 set -euo pipefail
@@ -27,8 +29,12 @@ fi
 if step FMT; then banner "cargo fmt"; cargo fmt --all -- --check; fi
 if step CLIPPY; then banner "cargo clippy"; cargo clippy --workspace --all-targets --all-features -- -D warnings; fi
 if step UNIT; then banner "cargo test"; cargo test --workspace --all-features; fi
-if step CONF || step LINUX; then banner "release build"; cargo build --release -p scst-examples --all-features; fi
+if step CONF || step MATRIX || step LINUX; then banner "release build"; cargo build --release -p scst-examples --all-features; fi
 if step CONF; then banner "libiscsi conformance"; MIN_PASS=${MIN_PASS:-230} scripts/conformance.sh; fi
+if step MATRIX; then
+  banner "conformance matrix"
+  KINDS=${MATRIX_KINDS:-fileio-thick blockio-loop nullio} scripts/conformance-matrix.sh
+fi
 if step LINUX; then
   banner "Linux initiator (rig)"
   RIG=${RIG:-$PWD/../shared/rig}
