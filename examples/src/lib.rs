@@ -1,5 +1,7 @@
 //! Shared pieces of the example binaries: the LUN specification parser and device builder.
 
+pub mod daemon;
+pub mod scstconf;
 pub mod spec;
 
 /// The README's code examples, compiled and run as doc tests.

@@ -5,8 +5,11 @@
 //! with a straightforward reference matcher. Nothing is opened: `LunSpec::build` is never
 //! called.
 //!
-//! Input: byte 0 picks the parser (modulo 6: LUN spec, size, security group, port group, name
-//! patterns, glob); the rest is its argument (as UTF-8, invalid sequences replaced). For name
+//! Also `scst_examples::scstconf::parse` (scst.conf files): no panic; an error's position is
+//! inside the text; an accepted file maps only devices it defines.
+//!
+//! Input: byte 0 picks the parser (modulo 7: LUN spec, size, security group, port group, name
+//! patterns, glob, scst.conf); the rest is its argument (as UTF-8, invalid sequences replaced). For name
 //! patterns the argument is `LIST\nNAME`; for glob the raw bytes `PATTERN\0NAME`.
 #![no_main]
 
@@ -21,15 +24,33 @@ const MAX_GLOB: usize = 512;
 fuzz_target!(|data: &[u8]| {
     let Some((&sel, rest)) = data.split_first() else { return };
     let text = String::from_utf8_lossy(rest);
-    match sel % 6 {
+    match sel % 7 {
         0 => lun_spec(&text),
         1 => size(&text),
         2 => group(&text),
         3 => port_group(&text),
         4 => patterns(&text),
-        _ => glob_bytes(rest),
+        5 => glob_bytes(rest),
+        _ => scst_conf(&text),
     }
 });
+
+fn scst_conf(s: &str) {
+    match scst_examples::scstconf::parse("f", s) {
+        Ok(c) => {
+            for t in &c.targets {
+                for l in t.luns.iter().chain(t.groups.iter().flat_map(|g| &g.luns)) {
+                    assert!(c.devices.iter().any(|d| d.name == l.device), "LUN {} maps undefined {:?}", l.lun, l.device);
+                    assert!(l.lun <= scst::Lun::MAX);
+                }
+            }
+        }
+        Err(e) => {
+            let lines = s.split('\n').count() as u32;
+            assert!(e.pos.line <= lines.max(1), "error at line {} of {lines}: {e}", e.pos.line);
+        }
+    }
+}
 
 fn lun_spec(s: &str) {
     let Ok(spec) = LunSpec::parse(s) else { return };

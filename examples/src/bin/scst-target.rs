@@ -1,0 +1,208 @@
+//! `scst-target`: the target daemon, configured by an scst.conf file.
+//!
+//! `scst-target -c /etc/scst.conf` serves what the file names (iSCSI today), prints each
+//! target's first LUN as an `iscsi://` URL, tells systemd it is ready (`READY=1` on
+//! `$NOTIFY_SOCKET`, for `Type=notify`), re-reads the file on SIGHUP and applies the difference
+//! while sessions stay logged in (or, if the new file cannot be applied live, logs why and keeps
+//! the running configuration), and shuts down on SIGINT/SIGTERM (initiators asked to log out,
+//! devices flushed). `--check` parses the file, prints its warnings and exits.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+use nix::sys::signal::{SigSet, Signal};
+use scst::acl::NamePatterns;
+use scst::{SgvConfig, SgvPool};
+use scst_examples::daemon::{NewTarget, Runtime, port_ids};
+use scst_examples::scstconf::{self, ScstConfig};
+use scst_examples::spec::parse_size;
+use scst_transport_iscsi::{ChapConfig, ChapCredentials, IscsiConfig, IscsiServer, TargetEntry};
+
+/// Command line.
+#[derive(Parser, Debug)]
+#[command(name = "scst-target", version, about = "The scst-rs target daemon, configured by scst.conf")]
+struct Args {
+    /// The configuration file (SCST's scst.conf syntax).
+    #[arg(short = 'c', long = "config", value_name = "FILE", default_value = "/etc/scst.conf")]
+    config: PathBuf,
+    /// iSCSI portal to listen on (repeatable). Default 0.0.0.0:3260.
+    #[arg(long = "listen", value_name = "ADDR:PORT")]
+    listen: Vec<SocketAddr>,
+    /// Parse the file, print its warnings, and exit (0 if it is valid).
+    #[arg(long)]
+    check: bool,
+    /// Directory for state that survives restarts (persistent reservations with APTPL).
+    #[arg(long = "state-dir", value_name = "DIR")]
+    state_dir: Option<PathBuf>,
+    /// Memory for command buffers (SIZE); beyond it commands get BUSY.
+    #[arg(long = "buffer-memory", value_name = "SIZE", default_value = "1G")]
+    buffer_memory: String,
+    /// Seconds of idleness before the target pings an initiator (NOP-In).
+    #[arg(long = "nop-interval", value_name = "SECONDS", default_value_t = 30)]
+    nop_interval: u64,
+    /// Seconds a ping may stay unanswered before the connection is dropped.
+    #[arg(long = "nop-timeout", value_name = "SECONDS", default_value_t = 90)]
+    nop_timeout: u64,
+    /// Log level: error, warn, info, debug or trace (or a tracing filter directive).
+    #[arg(long, value_name = "LEVEL", default_value = "info")]
+    log: String,
+}
+
+fn load(path: &std::path::Path) -> Result<ScstConfig, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let cfg = scstconf::parse(&path.display().to_string(), &text).map_err(|e| e.to_string())?;
+    for w in &cfg.warnings {
+        tracing::warn!("{w}");
+    }
+    Ok(cfg)
+}
+
+fn entry(t: NewTarget) -> Result<TargetEntry, String> {
+    let creds = |(u, s): &(String, String)| ChapCredentials::new(u, s.as_bytes().to_vec());
+    let chap = t
+        .def
+        .incoming_user
+        .as_ref()
+        .map(|i| ChapConfig { initiator: creds(i), mutual: t.def.outgoing_user.as_ref().map(creds) });
+    Ok(TargetEntry {
+        target: t.target,
+        alias: None,
+        chap,
+        allow: NamePatterns::new::<[&str; 0], _>([]).map_err(|e| e.to_string())?,
+    })
+}
+
+/// Tells systemd (`Type=notify`) the daemon's state, if it started us with a notify socket.
+fn notify(state: &str) {
+    use std::os::linux::net::SocketAddrExt;
+    use std::os::unix::net::{SocketAddr as UnixAddr, UnixDatagram};
+    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else { return };
+    let path = path.to_string_lossy().into_owned();
+    let addr = match path.strip_prefix('@') {
+        Some(abs) => UnixAddr::from_abstract_name(abs.as_bytes()),
+        None => UnixAddr::from_pathname(&path),
+    };
+    let sent = UnixDatagram::unbound().and_then(|s| addr.and_then(|a| s.send_to_addr(state.as_bytes(), &a)));
+    if let Err(e) = sent {
+        tracing::warn!(error = %e, "cannot notify systemd");
+    }
+}
+
+fn run(args: Args) -> Result<(), String> {
+    let cfg = load(&args.config)?;
+    if args.check {
+        let mut out = std::io::stdout().lock();
+        for w in &cfg.warnings {
+            let _ = writeln!(out, "warning: {w}");
+        }
+        port_ids(&cfg)?;
+        let _ = writeln!(
+            out,
+            "{}: {} devices, {} targets ({} served), {} device groups",
+            args.config.display(),
+            cfg.devices.len(),
+            cfg.targets.len(),
+            cfg.targets.iter().filter(|t| cfg.iscsi_enabled && t.enabled).count(),
+            cfg.device_groups.len()
+        );
+        return Ok(());
+    }
+    let buffer_memory = parse_size(&args.buffer_memory).map_err(|e| e.to_string())?;
+    let sgv = SgvPool::new(SgvConfig {
+        mem_limit: usize::try_from(buffer_memory).unwrap_or(usize::MAX),
+        ..SgvConfig::default()
+    });
+    if let Some(dir) = &args.state_dir {
+        std::fs::create_dir_all(dir).map_err(|e| format!("--state-dir {}: {e}", dir.display()))?;
+    }
+    let ids = port_ids(&cfg)?;
+    let (mut rt, targets) = Runtime::start(cfg, sgv, args.state_dir.as_deref())?;
+    let mut icfg = IscsiConfig {
+        portal_group_tag: ids.rel_tgt_id,
+        alua_group: ids.tpg,
+        nop_interval: Duration::from_secs(args.nop_interval.max(1)),
+        nop_timeout: Duration::from_secs(args.nop_timeout.max(1)),
+        ..IscsiConfig::default()
+    };
+    icfg.portals = if args.listen.is_empty() {
+        vec!["0.0.0.0:3260".parse().expect("a socket address")]
+    } else {
+        args.listen.clone()
+    };
+    let server = IscsiServer::new(icfg);
+    let names: Vec<(String, u16)> =
+        targets.iter().map(|t| (t.target.name().to_string(), t.def.luns.first().map_or(0, |l| l.lun))).collect();
+    for t in targets {
+        server.add_target(entry(t)?);
+    }
+    let portals = server.listen().map_err(|e| format!("listen: {e}"))?;
+    let mut out = std::io::stdout().lock();
+    for p in &portals {
+        for (name, lun) in &names {
+            let _ = writeln!(out, "iscsi://{p}/{name}/{lun}");
+        }
+    }
+    let _ = out.flush();
+    drop(out);
+    notify("READY=1");
+    let mut signals = SigSet::empty();
+    for s in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
+        signals.add(s);
+    }
+    loop {
+        let sig = signals.wait().map_err(|e| format!("waiting for a signal: {e}"))?;
+        if sig != Signal::SIGHUP {
+            tracing::info!(signal = ?sig, "shutting down");
+            notify("STOPPING=1");
+            break;
+        }
+        notify("RELOADING=1");
+        match load(&args.config).and_then(|c| rt.reload(c)) {
+            Ok((added, log)) => {
+                for l in &log {
+                    tracing::info!("{l}");
+                }
+                for t in added {
+                    server.add_target(entry(t)?);
+                }
+                tracing::info!(changes = log.len(), "configuration re-read and applied");
+            }
+            Err(e) => tracing::error!("configuration not applied, the running one stays: {e}"),
+        }
+        notify("READY=1");
+    }
+    server.shutdown(Duration::from_secs(3));
+    for (name, d) in rt.devices() {
+        if let Err(e) = d.flush() {
+            tracing::error!(device = %name, error = %e, "flush failed");
+        }
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    // Every thread inherits the blocked mask, so the signals wait for `sigwait` in main.
+    let mut signals = SigSet::empty();
+    for s in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
+        signals.add(s);
+    }
+    if let Err(e) = signals.thread_block() {
+        eprintln!("scst-target: cannot block signals: {e}");
+        return ExitCode::FAILURE;
+    }
+    let args = Args::parse();
+    let filter = tracing_subscriber::EnvFilter::try_new(&args.log)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    match run(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("scst-target: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

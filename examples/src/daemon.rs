@@ -1,0 +1,404 @@
+//! What `scst-target` runs: the devices and targets of a [`ScstConfig`], and the changes a
+//! re-read file makes to them while sessions stay logged in.
+//!
+//! [`Runtime::start`] builds everything a configuration names. [`Runtime::reload`] compares a new
+//! configuration with the running one and applies the difference: devices added, LUNs mapped,
+//! unmapped or remapped (sessions get REPORTED LUNS DATA HAS CHANGED), security groups added,
+//! removed or given new initiators, ALUA states changed, targets added. What cannot change
+//! under live sessions (a device's definition, a target's removal or CHAP credentials, the port
+//! identifiers) is refused, and then nothing of the new file is applied: the whole plan is
+//! checked and every new device opened before the first change.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use scst::acl::NamePatterns;
+use scst::alua::{AluaConfig, PortGroup};
+use scst::{Device, Lun, SgvPool, Target};
+
+use crate::scstconf::{DeviceDef, LunDef, ScstConfig, TargetDef};
+
+/// A running configuration.
+pub struct Runtime {
+    cfg: ScstConfig,
+    devices: BTreeMap<String, Arc<Device>>,
+    targets: BTreeMap<String, Arc<Target>>,
+    sgv: SgvPool,
+    state_dir: Option<PathBuf>,
+}
+
+/// The port identity every served target shares (one iSCSI server: one portal group).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PortIds {
+    /// Relative target port id and iSCSI portal group tag (`rel_tgt_id`; default 1).
+    pub rel_tgt_id: u16,
+    /// The ALUA target port group of the port (the `TARGET_GROUP` listing the targets; 1 when
+    /// there is none).
+    pub tpg: u16,
+}
+
+/// A target the caller must hand to its fabric, with its CHAP credentials.
+pub struct NewTarget {
+    /// The target.
+    pub target: Arc<Target>,
+    /// Its definition (for `IncomingUser`/`OutgoingUser`).
+    pub def: TargetDef,
+}
+
+fn served(cfg: &ScstConfig) -> impl Iterator<Item = &TargetDef> {
+    cfg.targets.iter().filter(move |t| cfg.iscsi_enabled && t.enabled)
+}
+
+/// The port ids of a configuration's served targets, which must agree.
+///
+/// # Errors
+/// If served targets differ in `rel_tgt_id` or target port group.
+pub fn port_ids(cfg: &ScstConfig) -> Result<PortIds, String> {
+    let mut ids: Option<(PortIds, &str)> = None;
+    for t in served(cfg) {
+        let tpg = cfg
+            .device_groups
+            .iter()
+            .flat_map(|d| &d.target_groups)
+            .find(|g| g.targets.iter().any(|(n, _)| *n == t.name))
+            .map_or(1, |g| g.group_id);
+        let mine = PortIds { rel_tgt_id: t.rel_tgt_id.unwrap_or(1), tpg };
+        match ids {
+            Some((other, name)) if other != mine => {
+                return Err(format!(
+                    "targets {name} and {} differ in rel_tgt_id or target port group: scst-target serves one portal group",
+                    t.name
+                ));
+            }
+            _ => ids = Some((mine, &t.name)),
+        }
+    }
+    Ok(ids.map_or(PortIds { rel_tgt_id: 1, tpg: 1 }, |(i, _)| i))
+}
+
+fn alua_of(cfg: &ScstConfig, t: &TargetDef) -> Option<AluaConfig> {
+    let dg = cfg
+        .device_groups
+        .iter()
+        .find(|d| d.target_groups.iter().any(|g| g.targets.iter().any(|(n, _)| *n == t.name)))?;
+    let groups = dg
+        .target_groups
+        .iter()
+        .map(|g| PortGroup {
+            id: g.group_id,
+            state: g.state,
+            preferred: g.preferred,
+            // Ports of other nodes: members that are not this target, with their rel_tgt_id.
+            remote_ports: g.targets.iter().filter(|(n, _)| *n != t.name).filter_map(|(_, r)| *r).collect(),
+        })
+        .collect();
+    Some(AluaConfig { groups, explicit: false })
+}
+
+fn lun_map(luns: &[LunDef]) -> BTreeMap<u16, (&str, bool)> {
+    luns.iter().map(|l| (l.lun, (l.device.as_str(), l.read_only))).collect()
+}
+
+impl std::fmt::Debug for NewTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NewTarget").field("target", &self.target.name()).finish()
+    }
+}
+
+impl Runtime {
+    /// Builds every device and served target of `cfg`. Devices keep persistent state in
+    /// `state_dir`; all targets share the buffer pool `sgv`.
+    ///
+    /// # Errors
+    /// A device that cannot be opened, or a map or ALUA table the core refuses.
+    pub fn start(cfg: ScstConfig, sgv: SgvPool, state_dir: Option<&Path>) -> Result<(Self, Vec<NewTarget>), String> {
+        port_ids(&cfg)?;
+        let mut rt = Self {
+            cfg: ScstConfig::default(),
+            devices: BTreeMap::new(),
+            targets: BTreeMap::new(),
+            sgv,
+            state_dir: state_dir.map(Path::to_path_buf),
+        };
+        for d in &cfg.devices {
+            let dev = rt.open(d)?;
+            rt.devices.insert(d.name.clone(), dev);
+        }
+        let mut new = Vec::new();
+        for t in served(&cfg) {
+            let target = rt.build_target(&cfg, t)?;
+            rt.targets.insert(t.name.clone(), target.clone());
+            new.push(NewTarget { target, def: t.clone() });
+        }
+        rt.cfg = cfg;
+        Ok((rt, new))
+    }
+
+    fn open(&self, d: &DeviceDef) -> Result<Arc<Device>, String> {
+        d.spec.build(&d.name, self.state_dir.as_deref()).map_err(|e| format!("device {}: {e}", d.name))
+    }
+
+    fn build_target(&self, cfg: &ScstConfig, t: &TargetDef) -> Result<Arc<Target>, String> {
+        let target = Target::new(t.name.clone(), self.sgv.clone());
+        let err = |e: &dyn std::fmt::Display| format!("target {}: {e}", t.name);
+        for g in &t.groups {
+            target.add_group(&g.name, NamePatterns::new(&g.initiators).map_err(|e| err(&e))?).map_err(|e| err(&e))?;
+        }
+        for (group, luns) in
+            std::iter::once((None, &t.luns)).chain(t.groups.iter().map(|g| (Some(g.name.as_str()), &g.luns)))
+        {
+            for l in luns {
+                target
+                    .add_group_lun(group, Lun(l.lun), self.devices[&l.device].clone(), l.read_only)
+                    .map_err(|e| err(&e))?;
+            }
+        }
+        if let Some(alua) = alua_of(cfg, t) {
+            target.set_alua(Some(alua)).map_err(|e| err(&e))?;
+        }
+        Ok(target)
+    }
+
+    /// The running configuration.
+    pub fn config(&self) -> &ScstConfig {
+        &self.cfg
+    }
+
+    /// Every device, by name.
+    pub fn devices(&self) -> &BTreeMap<String, Arc<Device>> {
+        &self.devices
+    }
+
+    /// Every served target, by name.
+    pub fn targets(&self) -> &BTreeMap<String, Arc<Target>> {
+        &self.targets
+    }
+
+    /// Applies `new` to the running configuration; returns the targets to add to the fabric
+    /// and a line per change made.
+    ///
+    /// # Errors
+    /// What cannot change live, or a new device that cannot be opened; nothing is applied then.
+    pub fn reload(&mut self, new: ScstConfig) -> Result<(Vec<NewTarget>, Vec<String>), String> {
+        // 1. Check the whole plan.
+        if port_ids(&new)? != port_ids(&self.cfg)? {
+            return Err("rel_tgt_id or the port's target port group changed: restart to apply".into());
+        }
+        for d in &new.devices {
+            if let Some(old) = self.cfg.devices.iter().find(|o| o.name == d.name)
+                && (old.spec != d.spec || old.handler != d.handler)
+            {
+                return Err(format!(
+                    "device {} changed its definition: restart to apply (or give it a new name)",
+                    d.name
+                ));
+            }
+        }
+        for name in self.targets.keys() {
+            let Some(t) = served(&new).find(|t| t.name == *name) else {
+                return Err(format!("target {name} is gone or disabled: removing a target needs a restart"));
+            };
+            let old = served(&self.cfg).find(|t| t.name == *name).expect("a running target has a definition");
+            if (&t.incoming_user, &t.outgoing_user) != (&old.incoming_user, &old.outgoing_user) {
+                return Err(format!("target {name}: CHAP credentials changed: restart to apply"));
+            }
+            let (a, b) = (alua_of(&new, t), alua_of(&self.cfg, old));
+            let shape = |c: &Option<AluaConfig>| {
+                c.as_ref().map(|c| c.groups.iter().map(|g| (g.id, g.remote_ports.clone())).collect::<Vec<_>>())
+            };
+            if shape(&a) != shape(&b) {
+                return Err(format!(
+                    "target {name}: target port groups changed: restart to apply (states may change live)"
+                ));
+            }
+        }
+        // 2. Open the new devices (dropped again if anything fails).
+        let mut opened = BTreeMap::new();
+        for d in new.devices.iter().filter(|d| !self.devices.contains_key(&d.name)) {
+            opened.insert(d.name.clone(), self.open(d)?);
+        }
+        let mut devices = self.devices.clone();
+        devices.extend(opened);
+        // 3. Apply: maps, groups and states of running targets; then new targets.
+        let mut log = Vec::new();
+        let old_cfg = std::mem::take(&mut self.cfg);
+        self.devices = devices;
+        for (name, target) in &self.targets {
+            let t = served(&new).find(|t| t.name == *name).expect("checked above");
+            let old = served(&old_cfg).find(|t| t.name == *name).expect("checked above");
+            self.apply_target(target, old, t, &mut log)?;
+            if let Some(a) = alua_of(&new, t) {
+                let was = alua_of(&old_cfg, old);
+                for g in a.groups {
+                    let before = was.as_ref().and_then(|w| w.groups.iter().find(|x| x.id == g.id)).map(|x| x.state);
+                    if before != Some(g.state) {
+                        target.set_port_group_state(g.id, g.state).map_err(|e| format!("target {name}: {e}"))?;
+                        log.push(format!("target {name}: target port group {} now {:?}", g.id, g.state));
+                    }
+                }
+            }
+        }
+        let mut added = Vec::new();
+        let fresh: Vec<&TargetDef> = served(&new).filter(|t| !self.targets.contains_key(&t.name)).collect();
+        for t in fresh {
+            let target = self.build_target(&new, t)?;
+            self.targets.insert(t.name.clone(), target.clone());
+            log.push(format!("target {} added", t.name));
+            added.push(NewTarget { target, def: t.clone() });
+        }
+        // 4. Devices no longer defined: flushed and dropped (a running command keeps its own
+        // reference until it ends).
+        let unused: Vec<String> =
+            self.devices.keys().filter(|n| !new.devices.iter().any(|d| d.name == **n)).cloned().collect();
+        for n in unused {
+            if let Some(d) = self.devices.remove(&n) {
+                let _ = d.flush();
+                log.push(format!("device {n} removed"));
+            }
+        }
+        self.cfg = new;
+        Ok((added, log))
+    }
+
+    fn apply_target(
+        &self,
+        target: &Target,
+        old: &TargetDef,
+        new: &TargetDef,
+        log: &mut Vec<String>,
+    ) -> Result<(), String> {
+        let name = &new.name;
+        let err = |e: &dyn std::fmt::Display| format!("target {name}: {e}");
+        // Groups first, so that their maps exist. A group's order matters (the first match
+        // wins): groups that moved are re-created in the new order.
+        let old_names: Vec<&str> = old.groups.iter().map(|g| g.name.as_str()).collect();
+        let new_names: Vec<&str> = new.groups.iter().map(|g| g.name.as_str()).collect();
+        let keep = old_names.iter().zip(&new_names).take_while(|(a, b)| a == b).count();
+        for g in &old.groups[keep..] {
+            target.remove_group(&g.name).map_err(|e| err(&e))?;
+            log.push(format!("target {name}: group {} removed", g.name));
+        }
+        for g in &new.groups[keep..] {
+            target.add_group(&g.name, NamePatterns::new(&g.initiators).map_err(|e| err(&e))?).map_err(|e| err(&e))?;
+            for l in &g.luns {
+                target
+                    .add_group_lun(Some(&g.name), Lun(l.lun), self.devices[&l.device].clone(), l.read_only)
+                    .map_err(|e| err(&e))?;
+            }
+            log.push(format!("target {name}: group {} added", g.name));
+        }
+        let mut maps = vec![(None, &old.luns, &new.luns)];
+        for (o, n) in old.groups[..keep].iter().zip(&new.groups[..keep]) {
+            if o.initiators != n.initiators {
+                target
+                    .set_group_initiators(&n.name, NamePatterns::new(&n.initiators).map_err(|e| err(&e))?)
+                    .map_err(|e| err(&e))?;
+                log.push(format!("target {name}: group {} has new initiators", n.name));
+            }
+            maps.push((Some(n.name.as_str()), &o.luns, &n.luns));
+        }
+        for (group, o, n) in maps {
+            let (o, n) = (lun_map(o), lun_map(n));
+            let place = group.map_or("default map".to_string(), |g| format!("group {g}"));
+            for (lun, was) in &o {
+                if n.get(lun) != Some(was) {
+                    target.remove_group_lun(group, Lun(*lun)).map_err(|e| err(&e))?;
+                    log.push(format!("target {name}: LUN {lun} unmapped from the {place}"));
+                }
+            }
+            for (lun, (dev, ro)) in &n {
+                if o.get(lun) != Some(&(*dev, *ro)) {
+                    target.add_group_lun(group, Lun(*lun), self.devices[*dev].clone(), *ro).map_err(|e| err(&e))?;
+                    log.push(format!(
+                        "target {name}: LUN {lun} = {dev}{} in the {place}",
+                        if *ro { " (read-only)" } else { "" }
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scstconf::parse;
+    use scst::SgvConfig;
+
+    fn conf(luns: &str, groups: &str) -> ScstConfig {
+        let text = format!(
+            "HANDLER vdisk_nullio {{\n DEVICE a {{\n  size 1M\n }}\n DEVICE b {{\n  size 2M\n }}\n}}\n\
+             TARGET_DRIVER iscsi {{\n TARGET iqn.t {{\n  enabled 1\n{luns}{groups} }}\n}}\n"
+        );
+        parse("t", &text).unwrap()
+    }
+
+    fn names(m: &BTreeMap<Lun, scst::MappedLun>) -> Vec<(u16, String, bool)> {
+        m.iter().map(|(l, m)| (l.0, m.dev.name().to_string(), m.read_only)).collect()
+    }
+
+    #[test]
+    fn reload_maps_unmaps_and_regroups_live() {
+        let sgv = SgvPool::new(SgvConfig::default());
+        let (mut rt, new) = Runtime::start(conf("  LUN 0 a\n", ""), sgv, None).unwrap();
+        assert_eq!(new.len(), 1);
+        let t = rt.targets()["iqn.t"].clone();
+        assert_eq!(names(&t.luns()), [(0, "a".into(), false)]);
+
+        let (added, log) = rt
+            .reload(conf(
+                "  LUN 0 b\n  LUN 1 a { read_only 1 }\n",
+                "  GROUP g {\n   LUN 5 a\n   INITIATOR iqn.x*\n  }\n",
+            ))
+            .unwrap();
+        assert!(added.is_empty());
+        assert_eq!(names(&t.luns()), [(0, "b".into(), false), (1, "a".into(), true)], "{log:?}");
+        assert_eq!(t.group_of("iqn.xyz").as_deref(), Some("g"));
+        assert_eq!(names(&t.lun_map_for("iqn.xyz")), [(5, "a".into(), false)]);
+
+        let (_, log) =
+            rt.reload(conf("  LUN 1 a { read_only 1 }\n", "  GROUP g {\n   INITIATOR iqn.y*\n  }\n")).unwrap();
+        assert_eq!(names(&t.luns()), [(1, "a".into(), true)], "{log:?}");
+        assert_eq!(t.group_of("iqn.xyz"), None);
+        assert!(t.lun_map_for("iqn.yes").is_empty());
+    }
+
+    #[test]
+    fn a_refused_reload_changes_nothing() {
+        let sgv = SgvPool::new(SgvConfig::default());
+        let (mut rt, _) = Runtime::start(conf("  LUN 0 a\n", ""), sgv, None).unwrap();
+        let t = rt.targets()["iqn.t"].clone();
+        // A device's definition cannot change live.
+        let mut c = conf("  LUN 0 b\n", "");
+        c.devices[0].spec.read_only = true;
+        assert!(rt.reload(c).unwrap_err().contains("device a changed"));
+        assert_eq!(names(&t.luns()), [(0, "a".into(), false)]);
+        // Nor can a target go away.
+        let mut c = conf("  LUN 0 b\n", "");
+        c.targets[0].enabled = false;
+        assert!(rt.reload(c).unwrap_err().contains("needs a restart"));
+        assert_eq!(names(&t.luns()), [(0, "a".into(), false)]);
+        // A new device that cannot be opened: nothing applied either.
+        let mut c = conf("  LUN 0 b\n", "");
+        c.targets[0].luns[0].device = "c".into();
+        let mut bad = c.devices[0].clone();
+        bad.name = "c".into();
+        bad.spec.backend = crate::spec::Backend::Blockio { path: "/nonexistent/dev".into(), thin: false };
+        c.devices.push(bad);
+        assert!(rt.reload(c).unwrap_err().contains("device c"));
+        assert_eq!(names(&t.luns()), [(0, "a".into(), false)]);
+        assert!(!rt.devices().contains_key("c"));
+    }
+
+    #[test]
+    fn targets_must_share_one_port() {
+        let mut c = conf("", "");
+        let mut t2 = c.targets[0].clone();
+        t2.name = "iqn.t2".into();
+        t2.rel_tgt_id = Some(7);
+        c.targets.push(t2);
+        assert!(port_ids(&c).unwrap_err().contains("one portal group"));
+    }
+}

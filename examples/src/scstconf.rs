@@ -1,0 +1,1049 @@
+//! SCST's configuration file, `/etc/scst.conf`, in the syntax `scstadmin -write_config` writes:
+//!
+//! ```text
+//! HANDLER vdisk_fileio {
+//!     DEVICE disk01 {
+//!         filename /var/lib/disk01.img
+//!         thin_provisioned 1
+//!     }
+//! }
+//! TARGET_DRIVER iscsi {
+//!     enabled 1
+//!     TARGET iqn.2006-10.net.vlnb:tgt {
+//!         LUN 0 disk01
+//!         GROUP db {
+//!             LUN 0 disk01 { read_only 1 }
+//!             INITIATOR iqn.1991-05.com.microsoft:*
+//!         }
+//!         enabled 1
+//!     }
+//! }
+//! ```
+//!
+//! [`parse`] reads a whole file into a [`ScstConfig`] or fails with the first error, naming
+//! `file:line:column`; nothing is half applied because nothing is applied here at all (building
+//! the devices and targets is the caller's, after a successful parse). Every keyword and
+//! attribute is either honoured, accepted with a warning ([`ScstConfig::warnings`]: it has no
+//! effect here, and says why), or refused with an error; the table is [`KEYWORDS`].
+//!
+//! Syntax: `#` starts a comment; a line of words is an attribute (`name value...`), a line of
+//! words ending in `{` opens a section closed by a `}`; a word may be double-quoted (`"a b"`,
+//! with `\"` and `\\`).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::path::PathBuf;
+
+use scst::alua::AluaState;
+
+use crate::spec::{Backend, LunSpec, parse_size};
+
+/// A position in the file (1-based).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Pos {
+    /// Line.
+    pub line: u32,
+    /// Column (in characters).
+    pub col: u32,
+}
+
+/// The first error of a configuration file.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{file}:{}:{}: {msg}", pos.line, pos.col)]
+pub struct ConfError {
+    /// The file's name as given.
+    pub file: String,
+    /// Where.
+    pub pos: Pos,
+    /// What is wrong.
+    pub msg: String,
+}
+
+/// One line of the file: an attribute (`body == None`) or a section.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Item {
+    /// Where its first word is.
+    pub pos: Pos,
+    /// Its words (the keyword or attribute name first).
+    pub words: Vec<String>,
+    /// The items of a section.
+    pub body: Option<Vec<Self>>,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Tok {
+    Word(String),
+    Open,
+    Close,
+    Eol,
+}
+
+fn lex(text: &str) -> Result<Vec<(Pos, Tok)>, (Pos, String)> {
+    let mut out = Vec::new();
+    let mut chars = text.chars().peekable();
+    let (mut line, mut col) = (1u32, 1u32);
+    while let Some(&c) = chars.peek() {
+        let pos = Pos { line, col };
+        let mut bump = |chars: &mut std::iter::Peekable<std::str::Chars<'_>>| {
+            let c = chars.next();
+            if c == Some('\n') {
+                line += 1;
+                col = 1;
+            } else {
+                col += 1;
+            }
+            c
+        };
+        match c {
+            '\n' => {
+                bump(&mut chars);
+                out.push((pos, Tok::Eol));
+            }
+            c if c.is_whitespace() => {
+                bump(&mut chars);
+            }
+            '#' => {
+                while chars.peek().is_some_and(|&c| c != '\n') {
+                    bump(&mut chars);
+                }
+            }
+            '{' => {
+                bump(&mut chars);
+                out.push((pos, Tok::Open));
+            }
+            '}' => {
+                bump(&mut chars);
+                out.push((pos, Tok::Close));
+            }
+            '"' => {
+                bump(&mut chars);
+                let mut w = String::new();
+                loop {
+                    match bump(&mut chars) {
+                        None | Some('\n') => return Err((pos, "unterminated quoted word".into())),
+                        Some('"') => break,
+                        Some('\\') => match bump(&mut chars) {
+                            Some(c @ ('"' | '\\')) => w.push(c),
+                            _ => return Err((pos, "only \\\" and \\\\ may be escaped in a quoted word".into())),
+                        },
+                        Some(c) => w.push(c),
+                    }
+                }
+                out.push((pos, Tok::Word(w)));
+            }
+            _ => {
+                let mut w = String::new();
+                while let Some(&c) = chars.peek() {
+                    if c.is_whitespace() || matches!(c, '{' | '}' | '#' | '"') {
+                        break;
+                    }
+                    w.push(c);
+                    bump(&mut chars);
+                }
+                out.push((pos, Tok::Word(w)));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Parses the syntax of a file into its items, without interpreting any keyword.
+///
+/// # Errors
+/// The position and a description of the first syntax error.
+pub fn parse_items(text: &str) -> Result<Vec<Item>, (Pos, String)> {
+    let toks = lex(text)?;
+    let mut it = toks.into_iter().peekable();
+    let items = items(&mut it, None)?;
+    Ok(items)
+}
+
+fn items(
+    it: &mut std::iter::Peekable<std::vec::IntoIter<(Pos, Tok)>>,
+    open: Option<Pos>,
+) -> Result<Vec<Item>, (Pos, String)> {
+    let mut out = Vec::new();
+    let mut words: Vec<String> = Vec::new();
+    let mut first = Pos::default();
+    loop {
+        let Some((pos, tok)) = it.next() else {
+            if let Some(o) = open {
+                return Err((o, "section not closed (missing '}')".into()));
+            }
+            if !words.is_empty() {
+                out.push(Item { pos: first, words, body: None });
+            }
+            return Ok(out);
+        };
+        match tok {
+            Tok::Word(w) => {
+                if words.is_empty() {
+                    first = pos;
+                }
+                words.push(w);
+            }
+            Tok::Eol => {
+                if !words.is_empty() {
+                    out.push(Item { pos: first, words: std::mem::take(&mut words), body: None });
+                }
+            }
+            Tok::Open => {
+                if words.is_empty() {
+                    return Err((pos, "'{' without a keyword before it".into()));
+                }
+                let body = items(it, Some(first))?;
+                out.push(Item { pos: first, words: std::mem::take(&mut words), body: Some(body) });
+                match it.peek() {
+                    None | Some((_, Tok::Eol | Tok::Close)) => {}
+                    Some((p, _)) => return Err((*p, "nothing may follow '}' on its line".into())),
+                }
+            }
+            Tok::Close => {
+                if open.is_none() {
+                    return Err((pos, "'}' without a section to close".into()));
+                }
+                if !words.is_empty() {
+                    out.push(Item { pos: first, words, body: None });
+                }
+                return Ok(out);
+            }
+        }
+    }
+}
+
+/// How this implementation treats a keyword or attribute of scst.conf.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Support {
+    /// It does what SCST does with it.
+    Honoured,
+    /// Accepted, without effect here (a warning says so).
+    Ignored,
+}
+
+/// Every keyword and attribute accepted, where it may appear, whether it is honoured, and what
+/// it does (or why it is ignored). Anything not in this table is refused with an error.
+pub const KEYWORDS: &[(&str, &str, Support, &str)] = &[
+    (
+        "HANDLER",
+        "top level",
+        Support::Honoured,
+        "vdisk_fileio, vdisk_blockio, vdisk_nullio; other handlers are refused",
+    ),
+    ("DEVICE", "HANDLER", Support::Honoured, "a device, by a unique name"),
+    ("filename", "vdisk_fileio, vdisk_blockio DEVICE", Support::Honoured, "the file or block device (required)"),
+    (
+        "size",
+        "vdisk_fileio, vdisk_nullio DEVICE",
+        Support::Honoured,
+        "size in bytes (K/M/G/T suffixes too); a missing file is created with it",
+    ),
+    ("size_mb", "vdisk_fileio, vdisk_nullio DEVICE", Support::Honoured, "size in MiB"),
+    ("blocksize", "vdisk_fileio, vdisk_nullio DEVICE", Support::Honoured, "512 or 4096"),
+    ("read_only", "DEVICE; LUN", Support::Honoured, "write-protected device, or a read-only mapping"),
+    ("removable", "DEVICE", Support::Honoured, "RMB=1 (PREVENT ALLOW MEDIUM REMOVAL, START STOP UNIT LOEJ)"),
+    (
+        "thin_provisioned",
+        "vdisk_fileio, vdisk_blockio DEVICE",
+        Support::Honoured,
+        "sparse file or discard: UNMAP, WRITE SAME UNMAP, GET LBA STATUS",
+    ),
+    (
+        "write_through",
+        "vdisk_fileio DEVICE",
+        Support::Honoured,
+        "every write reaches stable storage before GOOD (WCE=0)",
+    ),
+    ("o_direct", "vdisk_fileio DEVICE", Support::Honoured, "O_DIRECT on the file"),
+    ("nv_cache", "DEVICE", Support::Ignored, "SYNCHRONIZE CACHE and FUA always reach the store here"),
+    ("rotational", "DEVICE", Support::Ignored, "the medium rotation rate comes from the store"),
+    ("t10_vend_id", "DEVICE", Support::Ignored, "INQUIRY data is fixed"),
+    ("t10_dev_id", "DEVICE", Support::Ignored, "identifiers derive from the device name"),
+    ("prod_id", "DEVICE", Support::Ignored, "INQUIRY data is fixed"),
+    ("usn", "DEVICE", Support::Ignored, "the serial number derives from the device name"),
+    ("naa_id", "DEVICE", Support::Ignored, "the NAA designator derives from the device name"),
+    ("eui64_id", "DEVICE", Support::Ignored, "the NAA designator derives from the device name"),
+    ("threads_num", "DEVICE", Support::Ignored, "worker threads are sized by the core"),
+    ("threads_pool_type", "DEVICE", Support::Ignored, "worker threads are sized by the core"),
+    ("dummy", "vdisk_nullio DEVICE", Support::Ignored, "NULLIO always answers"),
+    ("TARGET_DRIVER", "top level", Support::Honoured, "iscsi; other drivers are refused"),
+    ("enabled", "TARGET_DRIVER; TARGET", Support::Honoured, "0: not served"),
+    ("iSNSServer", "TARGET_DRIVER iscsi", Support::Ignored, "no iSNS client"),
+    (
+        "TARGET",
+        "TARGET_DRIVER; TARGET_GROUP",
+        Support::Honoured,
+        "an iSCSI target by name; in a TARGET_GROUP, a member port",
+    ),
+    ("rel_tgt_id", "TARGET", Support::Honoured, "relative target port id (also the iSCSI portal group tag)"),
+    ("IncomingUser", "TARGET", Support::Honoured, "\"USER SECRET\": CHAP required (one user)"),
+    ("OutgoingUser", "TARGET", Support::Honoured, "\"USER SECRET\": mutual CHAP"),
+    ("LUN", "TARGET; GROUP", Support::Honoured, "LUN N DEVICE [{ read_only 1 }]"),
+    ("GROUP", "TARGET", Support::Honoured, "a security group: its LUN map and INITIATOR patterns"),
+    ("INITIATOR", "GROUP", Support::Honoured, "a name pattern (*, ?, leading !)"),
+    ("HeaderDigest", "TARGET", Support::Ignored, "the initiator's offer is answered per RFC 7143 (None and CRC32C)"),
+    ("DataDigest", "TARGET", Support::Ignored, "the initiator's offer is answered per RFC 7143 (None and CRC32C)"),
+    ("MaxRecvDataSegmentLength", "TARGET", Support::Ignored, "negotiated with built-in limits"),
+    ("MaxXmitDataSegmentLength", "TARGET", Support::Ignored, "negotiated with built-in limits"),
+    ("FirstBurstLength", "TARGET", Support::Ignored, "negotiated with built-in limits"),
+    ("MaxBurstLength", "TARGET", Support::Ignored, "negotiated with built-in limits"),
+    ("InitialR2T", "TARGET", Support::Ignored, "negotiated with built-in limits"),
+    ("ImmediateData", "TARGET", Support::Ignored, "negotiated with built-in limits"),
+    ("MaxOutstandingR2T", "TARGET", Support::Ignored, "negotiated with built-in limits"),
+    ("QueuedCommands", "TARGET", Support::Ignored, "the command window is built in"),
+    ("NopInInterval", "TARGET", Support::Ignored, "set for the whole server (scst-target --nop-interval)"),
+    ("NopInTimeout", "TARGET", Support::Ignored, "set for the whole server (scst-target --nop-timeout)"),
+    ("RspTimeout", "TARGET", Support::Ignored, "no response timeout"),
+    ("MaxSessions", "TARGET", Support::Ignored, "no session limit"),
+    ("per_portal_acl", "TARGET", Support::Ignored, "ACLs are per target"),
+    ("allowed_portal", "TARGET", Support::Ignored, "every portal serves every target"),
+    ("addr_method", "TARGET; GROUP", Support::Ignored, "LUNs use the peripheral/flat addressing SAM-5 gives"),
+    ("io_grouping_type", "TARGET; GROUP", Support::Ignored, "no I/O grouping"),
+    ("cpu_mask", "TARGET; GROUP", Support::Ignored, "no CPU pinning"),
+    ("DEVICE_GROUP", "top level", Support::Honoured, "ALUA: the devices a set of target port groups serves"),
+    ("DEVICE", "DEVICE_GROUP", Support::Honoured, "a member device"),
+    ("TARGET_GROUP", "DEVICE_GROUP", Support::Honoured, "a target port group"),
+    ("group_id", "TARGET_GROUP", Support::Honoured, "its identifier (1-65535, required)"),
+    ("state", "TARGET_GROUP", Support::Honoured, "active, nonoptimized, standby, unavailable, offline, transitioning"),
+    ("preferred", "TARGET_GROUP", Support::Honoured, "PREF bit"),
+];
+
+/// A device of a `HANDLER` section.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeviceDef {
+    /// Its name (unique in the file).
+    pub name: String,
+    /// The handler (`vdisk_fileio`, ...).
+    pub handler: String,
+    /// What to build (its `lun` field is 0: the LUN comes from each mapping).
+    pub spec: LunSpec,
+    /// Where it is defined.
+    pub pos: Pos,
+}
+
+/// A `LUN N DEVICE` mapping.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LunDef {
+    /// The LUN.
+    pub lun: u16,
+    /// The device's name.
+    pub device: String,
+    /// Read-only in this map.
+    pub read_only: bool,
+}
+
+/// A security group of a target.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GroupDef {
+    /// Its name.
+    pub name: String,
+    /// Its LUN map.
+    pub luns: Vec<LunDef>,
+    /// Initiator name patterns.
+    pub initiators: Vec<String>,
+}
+
+/// A target of `TARGET_DRIVER iscsi`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TargetDef {
+    /// Its iSCSI name.
+    pub name: String,
+    /// `enabled` (SCST's default for a target is 0; scstadmin writes `enabled 1`).
+    pub enabled: bool,
+    /// `rel_tgt_id`, if given.
+    pub rel_tgt_id: Option<u16>,
+    /// The default LUN map.
+    pub luns: Vec<LunDef>,
+    /// Security groups, in file order.
+    pub groups: Vec<GroupDef>,
+    /// `IncomingUser`: (user, secret).
+    pub incoming_user: Option<(String, String)>,
+    /// `OutgoingUser`: (user, secret).
+    pub outgoing_user: Option<(String, String)>,
+    /// Where it is defined.
+    pub pos: Pos,
+}
+
+/// A target port group of a `DEVICE_GROUP`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TargetGroupDef {
+    /// Its name.
+    pub name: String,
+    /// `group_id`.
+    pub group_id: u16,
+    /// `state`.
+    pub state: AluaState,
+    /// `preferred`.
+    pub preferred: bool,
+    /// Member ports: target name and `rel_tgt_id` if given there.
+    pub targets: Vec<(String, Option<u16>)>,
+}
+
+/// An ALUA device group.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeviceGroupDef {
+    /// Its name.
+    pub name: String,
+    /// Member devices.
+    pub devices: Vec<String>,
+    /// Its target port groups.
+    pub target_groups: Vec<TargetGroupDef>,
+}
+
+/// A parsed and checked scst.conf.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ScstConfig {
+    /// Devices, in file order.
+    pub devices: Vec<DeviceDef>,
+    /// Whether `TARGET_DRIVER iscsi` is enabled (`enabled 0` turns every iSCSI target off).
+    pub iscsi_enabled: bool,
+    /// iSCSI targets, in file order.
+    pub targets: Vec<TargetDef>,
+    /// ALUA device groups.
+    pub device_groups: Vec<DeviceGroupDef>,
+    /// `file:line:column: ...` for every accepted but ignored attribute.
+    pub warnings: Vec<String>,
+}
+
+struct Ctx<'a> {
+    file: &'a str,
+    warnings: Vec<String>,
+}
+
+impl Ctx<'_> {
+    fn err(&self, pos: Pos, msg: impl Into<String>) -> ConfError {
+        ConfError { file: self.file.to_string(), pos, msg: msg.into() }
+    }
+
+    fn ignored(&mut self, it: &Item, section: &str) {
+        let why =
+            KEYWORDS.iter().find(|k| k.0 == it.words[0] && k.2 == Support::Ignored).map_or("no effect here", |k| k.3);
+        self.warnings
+            .push(format!("{}:{}:{}: {} in {section} ignored: {why}", self.file, it.pos.line, it.pos.col, it.words[0]));
+    }
+
+    fn is_ignored(name: &str, place: &str) -> bool {
+        KEYWORDS.iter().any(|k| k.0 == name && k.2 == Support::Ignored && k.1.contains(place))
+    }
+
+    /// The one value of an attribute.
+    fn value<'i>(&self, it: &'i Item) -> Result<&'i str, ConfError> {
+        if it.body.is_some() {
+            return Err(self.err(it.pos, format!("{} is an attribute, not a section", it.words[0])));
+        }
+        match it.words.as_slice() {
+            [_, v] => Ok(v),
+            _ => Err(self.err(it.pos, format!("{} takes one value", it.words[0]))),
+        }
+    }
+
+    fn flag(&self, it: &Item) -> Result<bool, ConfError> {
+        match self.value(it)? {
+            "0" => Ok(false),
+            "1" => Ok(true),
+            v => Err(self.err(it.pos, format!("{}: expected 0 or 1, not {v:?}", it.words[0]))),
+        }
+    }
+
+    fn number<T: std::str::FromStr>(&self, it: &Item, what: &str) -> Result<T, ConfError> {
+        let v = self.value(it)?;
+        v.parse().map_err(|_| self.err(it.pos, format!("{}: expected {what}, not {v:?}", it.words[0])))
+    }
+}
+
+/// Parses and checks a whole scst.conf; `file` names it in errors and warnings.
+///
+/// # Errors
+/// The first syntax or meaning error, with its position.
+pub fn parse(file: &str, text: &str) -> Result<ScstConfig, ConfError> {
+    let mut cx = Ctx { file, warnings: Vec::new() };
+    let items = parse_items(text).map_err(|(pos, msg)| cx.err(pos, msg))?;
+    let mut cfg = ScstConfig { iscsi_enabled: true, ..ScstConfig::default() };
+    let mut iscsi_seen = false;
+    for it in &items {
+        let Some(body) = &it.body else {
+            return Err(cx.err(it.pos, format!("unknown top-level attribute {:?}", it.words[0])));
+        };
+        match (it.words[0].as_str(), it.words.len()) {
+            ("HANDLER", 2) => handler(&mut cx, &it.words[1], body, &mut cfg)?,
+            ("TARGET_DRIVER", 2) if it.words[1] == "iscsi" => {
+                if iscsi_seen {
+                    return Err(cx.err(it.pos, "TARGET_DRIVER iscsi given twice"));
+                }
+                iscsi_seen = true;
+                driver(&mut cx, body, &mut cfg)?;
+            }
+            ("TARGET_DRIVER", 2) => {
+                return Err(cx.err(
+                    it.pos,
+                    format!("target driver {:?} is not served by scst-target (only iscsi)", it.words[1]),
+                ));
+            }
+            ("DEVICE_GROUP", 2) => device_group(&mut cx, &it.words[1], body, &mut cfg)?,
+            ("HANDLER" | "TARGET_DRIVER" | "DEVICE_GROUP", _) => {
+                return Err(cx.err(it.pos, format!("{} takes one name", it.words[0])));
+            }
+            (k, _) => return Err(cx.err(it.pos, format!("unknown section {k:?}"))),
+        }
+    }
+    check(&cx, &cfg)?;
+    cfg.warnings = cx.warnings;
+    Ok(cfg)
+}
+
+fn handler(cx: &mut Ctx<'_>, name: &str, body: &[Item], cfg: &mut ScstConfig) -> Result<(), ConfError> {
+    let kind = match name {
+        "vdisk_fileio" => "fileio",
+        "vdisk_blockio" => "blockio",
+        "vdisk_nullio" => "nullio",
+        _ => {
+            let pos = body.first().map_or(Pos::default(), |i| i.pos);
+            return Err(
+                cx.err(pos, format!("handler {name:?} is not supported (vdisk_fileio, vdisk_blockio, vdisk_nullio)"))
+            );
+        }
+    };
+    for it in body {
+        match (&it.body, it.words.as_slice()) {
+            (Some(attrs), [k, dev]) if k == "DEVICE" => {
+                if cfg.devices.iter().any(|d| d.name == *dev) {
+                    return Err(cx.err(it.pos, format!("device {dev:?} defined twice")));
+                }
+                let spec = device(cx, kind, attrs, it.pos)?;
+                cfg.devices.push(DeviceDef { name: dev.clone(), handler: name.to_string(), spec, pos: it.pos });
+            }
+            (None, [k, _]) if k == "DEVICE" => return Err(cx.err(it.pos, "DEVICE needs a { ... } section")),
+            _ => return Err(cx.err(it.pos, format!("unknown entry {:?} in HANDLER {name}", it.words[0]))),
+        }
+    }
+    Ok(())
+}
+
+fn device(cx: &mut Ctx<'_>, kind: &'static str, attrs: &[Item], pos: Pos) -> Result<LunSpec, ConfError> {
+    let mut spec = LunSpec {
+        lun: 0,
+        backend: Backend::Ram { size: 0 },
+        block_size: 512,
+        read_only: false,
+        removable: false,
+        sanitize_rate: None,
+        groups: Vec::new(),
+    };
+    let (mut filename, mut size, mut thin, mut wt, mut direct) = (None::<PathBuf>, None::<u64>, false, false, false);
+    let mut seen = BTreeSet::new();
+    for it in attrs {
+        let k = it.words[0].as_str();
+        if !seen.insert(k) {
+            return Err(cx.err(it.pos, format!("{k} given twice")));
+        }
+        match (k, kind) {
+            ("filename", "fileio" | "blockio") => filename = Some(cx.value(it)?.into()),
+            ("size", "fileio" | "nullio") => {
+                let v = cx.value(it)?;
+                size = Some(parse_size(v).map_err(|e| cx.err(it.pos, e.to_string()))?);
+            }
+            ("size_mb", "fileio" | "nullio") => {
+                let mb: u64 = cx.number(it, "a number of MiB")?;
+                size = Some(
+                    mb.checked_mul(1 << 20).filter(|s| *s > 0).ok_or_else(|| cx.err(it.pos, "size_mb out of range"))?,
+                );
+            }
+            ("blocksize", "fileio" | "nullio") => {
+                spec.block_size = match cx.value(it)? {
+                    "512" => 512,
+                    "4096" => 4096,
+                    v => return Err(cx.err(it.pos, format!("blocksize: 512 or 4096, not {v:?}"))),
+                }
+            }
+            ("read_only", _) => spec.read_only = cx.flag(it)?,
+            ("removable", _) => spec.removable = cx.flag(it)?,
+            ("thin_provisioned", "fileio" | "blockio") => thin = cx.flag(it)?,
+            ("write_through", "fileio") => wt = cx.flag(it)?,
+            ("o_direct", "fileio") => direct = cx.flag(it)?,
+            ("dummy", "nullio") => cx.ignored(it, "vdisk_nullio DEVICE"),
+            (k, _) if k != "dummy" && Ctx::is_ignored(k, "DEVICE") => {
+                cx.value(it)?;
+                cx.ignored(it, "DEVICE");
+            }
+            (k, _) => return Err(cx.err(it.pos, format!("attribute {k:?} is not supported for a vdisk_{kind} device"))),
+        }
+    }
+    spec.backend = match kind {
+        "fileio" => Backend::Fileio {
+            path: filename.ok_or_else(|| cx.err(pos, "a vdisk_fileio device needs filename"))?,
+            size,
+            thin,
+            write_through: wt,
+            direct,
+            physical_block_size: 0,
+        },
+        "blockio" => Backend::Blockio {
+            path: filename.ok_or_else(|| cx.err(pos, "a vdisk_blockio device needs filename"))?,
+            thin,
+        },
+        _ => Backend::Nullio { size: size.ok_or_else(|| cx.err(pos, "a vdisk_nullio device needs size or size_mb"))? },
+    };
+    Ok(spec)
+}
+
+fn driver(cx: &mut Ctx<'_>, body: &[Item], cfg: &mut ScstConfig) -> Result<(), ConfError> {
+    for it in body {
+        match (&it.body, it.words[0].as_str()) {
+            (None, "enabled") => cfg.iscsi_enabled = cx.flag(it)?,
+            (None, "iSNSServer") => cx.ignored(it, "TARGET_DRIVER iscsi"),
+            (Some(b), "TARGET") if it.words.len() == 2 => {
+                let name = &it.words[1];
+                if cfg.targets.iter().any(|t| t.name == *name) {
+                    return Err(cx.err(it.pos, format!("target {name:?} defined twice")));
+                }
+                let t = target(cx, name, b, it.pos)?;
+                cfg.targets.push(t);
+            }
+            (None, "TARGET") => return Err(cx.err(it.pos, "TARGET needs a name and a { ... } section")),
+            (_, k) => return Err(cx.err(it.pos, format!("unknown entry {k:?} in TARGET_DRIVER iscsi"))),
+        }
+    }
+    Ok(())
+}
+
+fn lun(cx: &Ctx<'_>, it: &Item) -> Result<LunDef, ConfError> {
+    let [_, n, dev] = it.words.as_slice() else {
+        return Err(cx.err(it.pos, "expected LUN N DEVICE"));
+    };
+    let lun = n
+        .parse::<u16>()
+        .ok()
+        .filter(|l| *l <= scst::Lun::MAX)
+        .ok_or_else(|| cx.err(it.pos, format!("LUN {n:?}: expected 0..={}", scst::Lun::MAX)))?;
+    let mut read_only = false;
+    for a in it.body.iter().flatten() {
+        match a.words[0].as_str() {
+            "read_only" => read_only = cx.flag(a)?,
+            k => return Err(cx.err(a.pos, format!("attribute {k:?} is not supported for a LUN"))),
+        }
+    }
+    Ok(LunDef { lun, device: dev.clone(), read_only })
+}
+
+fn user(cx: &Ctx<'_>, it: &Item) -> Result<(String, String), ConfError> {
+    // scstadmin writes `IncomingUser "joe secret"`; two separate words are accepted too.
+    let parts: Vec<&str> = it.words[1..].iter().flat_map(|w| w.split_whitespace()).collect();
+    match parts.as_slice() {
+        [u, s] => Ok((u.to_string(), s.to_string())),
+        _ => Err(cx.err(it.pos, format!("{} takes \"USER SECRET\"", it.words[0]))),
+    }
+}
+
+fn target(cx: &mut Ctx<'_>, name: &str, body: &[Item], pos: Pos) -> Result<TargetDef, ConfError> {
+    let mut t = TargetDef {
+        name: name.to_string(),
+        enabled: false,
+        rel_tgt_id: None,
+        luns: Vec::new(),
+        groups: Vec::new(),
+        incoming_user: None,
+        outgoing_user: None,
+        pos,
+    };
+    for it in body {
+        match (&it.body, it.words[0].as_str()) {
+            (_, "LUN") => t.luns.push(lun(cx, it)?),
+            (None, "enabled") => t.enabled = cx.flag(it)?,
+            (None, "rel_tgt_id") => {
+                let id: u16 = cx.number(it, "1..65535")?;
+                if id == 0 {
+                    return Err(cx.err(it.pos, "rel_tgt_id: expected 1..65535"));
+                }
+                t.rel_tgt_id = Some(id);
+            }
+            (None, "IncomingUser") => {
+                if t.incoming_user.is_some() {
+                    return Err(cx.err(it.pos, "only one IncomingUser per target is supported"));
+                }
+                t.incoming_user = Some(user(cx, it)?);
+            }
+            (None, "OutgoingUser") => t.outgoing_user = Some(user(cx, it)?),
+            (Some(b), "GROUP") if it.words.len() == 2 => {
+                let g = group(cx, &it.words[1], b)?;
+                if t.groups.iter().any(|x| x.name == g.name) {
+                    return Err(cx.err(it.pos, format!("group {:?} defined twice", g.name)));
+                }
+                t.groups.push(g);
+            }
+            (None, k) if Ctx::is_ignored(k, "TARGET") => cx.ignored(it, "TARGET"),
+            (_, k) => return Err(cx.err(it.pos, format!("unknown entry {k:?} in TARGET {name}"))),
+        }
+    }
+    if t.outgoing_user.is_some() && t.incoming_user.is_none() {
+        return Err(cx.err(pos, "OutgoingUser (mutual CHAP) needs IncomingUser"));
+    }
+    Ok(t)
+}
+
+fn group(cx: &mut Ctx<'_>, name: &str, body: &[Item]) -> Result<GroupDef, ConfError> {
+    let mut g = GroupDef { name: name.to_string(), luns: Vec::new(), initiators: Vec::new() };
+    for it in body {
+        match (&it.body, it.words[0].as_str()) {
+            (_, "LUN") => g.luns.push(lun(cx, it)?),
+            (None, "INITIATOR") => {
+                let p = cx.value(it)?;
+                scst::acl::NamePatterns::new([p]).map_err(|e| cx.err(it.pos, format!("INITIATOR {p:?}: {e}")))?;
+                g.initiators.push(p.to_string());
+            }
+            (None, k) if Ctx::is_ignored(k, "GROUP") => cx.ignored(it, "GROUP"),
+            (_, k) => return Err(cx.err(it.pos, format!("unknown entry {k:?} in GROUP {name}"))),
+        }
+    }
+    Ok(g)
+}
+
+fn device_group(cx: &mut Ctx<'_>, name: &str, body: &[Item], cfg: &mut ScstConfig) -> Result<(), ConfError> {
+    let mut dg = DeviceGroupDef { name: name.to_string(), devices: Vec::new(), target_groups: Vec::new() };
+    for it in body {
+        match (&it.body, it.words.as_slice()) {
+            (None, [k, d]) if k == "DEVICE" => dg.devices.push(d.clone()),
+            (Some(b), [k, tg]) if k == "TARGET_GROUP" => {
+                let mut g = TargetGroupDef {
+                    name: tg.clone(),
+                    group_id: 0,
+                    state: AluaState::ActiveOptimized,
+                    preferred: false,
+                    targets: Vec::new(),
+                };
+                for a in b {
+                    match (&a.body, a.words.as_slice()) {
+                        (None, [k, _]) if k == "group_id" => g.group_id = cx.number(a, "1..65535")?,
+                        (None, [k, s]) if k == "state" => g.state = match s.as_str() {
+                            "active" => AluaState::ActiveOptimized,
+                            "nonoptimized" => AluaState::ActiveNonOptimized,
+                            "standby" => AluaState::Standby,
+                            "unavailable" => AluaState::Unavailable,
+                            "offline" => AluaState::Offline,
+                            "transitioning" => AluaState::Transitioning,
+                            _ => return Err(cx.err(
+                                a.pos,
+                                format!(
+                                    "state {s:?}: active, nonoptimized, standby, unavailable, offline or transitioning"
+                                ),
+                            )),
+                        },
+                        (None, [k, _]) if k == "preferred" => g.preferred = cx.flag(a)?,
+                        (body, [k, t]) if k == "TARGET" => {
+                            let mut rel = None;
+                            for r in body.iter().flatten() {
+                                match r.words[0].as_str() {
+                                    "rel_tgt_id" => rel = Some(cx.number(r, "1..65535")?),
+                                    k => {
+                                        return Err(
+                                            cx.err(r.pos, format!("unknown entry {k:?} in a TARGET_GROUP's TARGET"))
+                                        );
+                                    }
+                                }
+                            }
+                            g.targets.push((t.clone(), rel));
+                        }
+                        _ => return Err(cx.err(a.pos, format!("unknown entry {:?} in TARGET_GROUP {tg}", a.words[0]))),
+                    }
+                }
+                if g.group_id == 0 {
+                    return Err(cx.err(it.pos, format!("TARGET_GROUP {tg} needs group_id 1..65535")));
+                }
+                dg.target_groups.push(g);
+            }
+            _ => return Err(cx.err(it.pos, format!("unknown entry {:?} in DEVICE_GROUP {name}", it.words[0]))),
+        }
+    }
+    cfg.device_groups.push(dg);
+    Ok(())
+}
+
+/// Cross-references: mapped devices exist, LUNs are unique per map, ALUA groups are consistent.
+fn check(cx: &Ctx<'_>, cfg: &ScstConfig) -> Result<(), ConfError> {
+    let devices: BTreeSet<&str> = cfg.devices.iter().map(|d| d.name.as_str()).collect();
+    for t in &cfg.targets {
+        let maps = std::iter::once(("the default map".to_string(), &t.luns))
+            .chain(t.groups.iter().map(|g| (format!("group {}", g.name), &g.luns)));
+        for (what, luns) in maps {
+            let mut seen = BTreeMap::new();
+            for l in luns {
+                if !devices.contains(l.device.as_str()) {
+                    return Err(cx.err(
+                        t.pos,
+                        format!("target {}: LUN {} names an undefined device {:?}", t.name, l.lun, l.device),
+                    ));
+                }
+                if seen.insert(l.lun, ()).is_some() {
+                    return Err(cx.err(t.pos, format!("target {}: LUN {} mapped twice in {what}", t.name, l.lun)));
+                }
+            }
+        }
+    }
+    let mut ids = BTreeSet::new();
+    let mut grouped = BTreeSet::new();
+    for dg in &cfg.device_groups {
+        for d in &dg.devices {
+            if !devices.contains(d.as_str()) {
+                return Err(cx.err(Pos::default(), format!("DEVICE_GROUP {}: undefined device {d:?}", dg.name)));
+            }
+            if !grouped.insert(d.as_str()) {
+                return Err(cx.err(Pos::default(), format!("device {d:?} is in two device groups")));
+            }
+        }
+        for g in &dg.target_groups {
+            if !ids.insert(g.group_id) {
+                return Err(cx.err(Pos::default(), format!("group_id {} used twice", g.group_id)));
+            }
+        }
+    }
+    Ok(())
+}
+
+impl fmt::Display for Support {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Honoured => "honoured",
+            Self::Ignored => "ignored (warning)",
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A configuration as scstadmin writes it (hand-written from SCST's documentation), with
+    /// every section kind this implementation takes.
+    const FULL: &str = r#"# Automatically generated by SCST Configurator v3.x.
+
+HANDLER vdisk_fileio {
+	DEVICE disk01 {
+		filename /var/lib/scst/disk01.img
+		nv_cache 1
+		size_mb 64
+		thin_provisioned 1
+	}
+
+	DEVICE disk02 {
+		filename "/var/lib/scst/disk 02.img"
+		blocksize 4096
+		write_through 1
+		o_direct 1
+		t10_dev_id "disk02 0815"
+	}
+}
+
+HANDLER vdisk_blockio {
+	DEVICE bdev {
+		filename /dev/loop7
+		read_only 1
+	}
+}
+
+HANDLER vdisk_nullio {
+	DEVICE null0 {
+		size 1T
+		removable 1
+	}
+}
+
+TARGET_DRIVER iscsi {
+	enabled 1
+	iSNSServer 10.0.0.1
+
+	TARGET iqn.2006-10.net.vlnb:tgt1 {
+		HeaderDigest "CRC32C,None"
+		IncomingUser "joe s3cret-pass"
+		OutgoingUser "tgt mutual-secret"
+		LUN 0 disk01
+		LUN 1 null0 {
+			read_only 1
+		}
+		rel_tgt_id 2
+		enabled 1
+
+		GROUP db {
+			LUN 0 disk02
+			LUN 3 bdev
+			INITIATOR iqn.1991-05.com.microsoft:db*
+			INITIATOR !iqn.1991-05.com.microsoft:db-test
+			addr_method PERIPHERAL
+		}
+	}
+
+	TARGET iqn.2006-10.net.vlnb:tgt2 {
+		LUN 0 disk02
+	}
+}
+
+DEVICE_GROUP dg1 {
+	DEVICE disk01
+	TARGET_GROUP local {
+		group_id 1
+		state active
+		preferred 1
+		TARGET iqn.2006-10.net.vlnb:tgt1
+	}
+	TARGET_GROUP remote {
+		group_id 2
+		state standby
+		TARGET iqn.2006-10.net.vlnb:tgt1-node2 {
+			rel_tgt_id 5
+		}
+	}
+}
+"#;
+
+    #[test]
+    fn a_full_scstadmin_file_parses_into_what_it_says() {
+        let c = parse("scst.conf", FULL).unwrap();
+        let names: Vec<_> = c.devices.iter().map(|d| (d.name.as_str(), d.handler.as_str())).collect();
+        assert_eq!(
+            names,
+            [
+                ("disk01", "vdisk_fileio"),
+                ("disk02", "vdisk_fileio"),
+                ("bdev", "vdisk_blockio"),
+                ("null0", "vdisk_nullio")
+            ]
+        );
+        assert_eq!(
+            c.devices[0].spec.backend,
+            Backend::Fileio {
+                path: "/var/lib/scst/disk01.img".into(),
+                size: Some(64 << 20),
+                thin: true,
+                write_through: false,
+                direct: false,
+                physical_block_size: 0
+            }
+        );
+        let d2 = &c.devices[1].spec;
+        assert_eq!(d2.block_size, 4096);
+        assert!(
+            matches!(&d2.backend, Backend::Fileio { path, write_through: true, direct: true, thin: false, .. } if path.to_str() == Some("/var/lib/scst/disk 02.img"))
+        );
+        assert_eq!(c.devices[2].spec.backend, Backend::Blockio { path: "/dev/loop7".into(), thin: false });
+        assert!(c.devices[2].spec.read_only);
+        assert_eq!(c.devices[3].spec.backend, Backend::Nullio { size: 1 << 40 });
+        assert!(c.devices[3].spec.removable);
+
+        assert!(c.iscsi_enabled);
+        let t = &c.targets[0];
+        assert_eq!(t.name, "iqn.2006-10.net.vlnb:tgt1");
+        assert!(t.enabled);
+        assert_eq!(t.rel_tgt_id, Some(2));
+        assert_eq!(t.incoming_user, Some(("joe".into(), "s3cret-pass".into())));
+        assert_eq!(t.outgoing_user, Some(("tgt".into(), "mutual-secret".into())));
+        assert_eq!(
+            t.luns,
+            [
+                LunDef { lun: 0, device: "disk01".into(), read_only: false },
+                LunDef { lun: 1, device: "null0".into(), read_only: true }
+            ]
+        );
+        assert_eq!(t.groups.len(), 1);
+        assert_eq!(t.groups[0].name, "db");
+        assert_eq!(t.groups[0].initiators, ["iqn.1991-05.com.microsoft:db*", "!iqn.1991-05.com.microsoft:db-test"]);
+        assert_eq!(t.groups[0].luns.iter().map(|l| l.lun).collect::<Vec<_>>(), [0, 3]);
+        // A target without `enabled 1` is off, as in SCST.
+        assert!(!c.targets[1].enabled);
+
+        let dg = &c.device_groups[0];
+        assert_eq!(dg.devices, ["disk01"]);
+        assert_eq!(dg.target_groups[0].group_id, 1);
+        assert!(dg.target_groups[0].preferred);
+        assert_eq!(dg.target_groups[1].state, AluaState::Standby);
+        assert_eq!(dg.target_groups[1].targets, [("iqn.2006-10.net.vlnb:tgt1-node2".to_string(), Some(5))]);
+
+        // Every ignored attribute is named with its position and the reason.
+        let w = c.warnings.join("\n");
+        for (what, at) in [
+            ("nv_cache", "scst.conf:6:3"),
+            ("t10_dev_id", "scst.conf:16:3"),
+            ("iSNSServer", "scst.conf:36:2"),
+            ("HeaderDigest", "scst.conf:39:3"),
+            ("addr_method", "scst.conf:54:4"),
+        ] {
+            assert!(w.contains(&format!("{at}: {what} in")), "{what} at {at}: {w}");
+        }
+        assert_eq!(c.warnings.len(), 5, "{w}");
+    }
+
+    fn err(text: &str) -> String {
+        parse("f", text).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn errors_name_the_line_and_column() {
+        assert_eq!(
+            err("HANDLER vdisk_fileio {\n  DEVICE d {\n    filename /x\n"),
+            "f:2:3: section not closed (missing '}')"
+        );
+        assert_eq!(err("}\n"), "f:1:1: '}' without a section to close");
+        assert_eq!(
+            err("HANDLER vdisk_fileio {\n DEVICE d {\n  filename \"/x\n }\n}\n"),
+            "f:3:12: unterminated quoted word"
+        );
+        assert_eq!(err("  {\n}"), "f:1:3: '{' without a keyword before it");
+        assert_eq!(
+            err("HANDLER vdisk_fileio {\n DEVICE d {\n  filename /x\n  bogus 1\n }\n}\n"),
+            "f:4:3: attribute \"bogus\" is not supported for a vdisk_fileio device"
+        );
+        assert_eq!(
+            err("HANDLER dev_tape {\n DEVICE 1:0:0:0\n}\n"),
+            "f:2:2: handler \"dev_tape\" is not supported (vdisk_fileio, vdisk_blockio, vdisk_nullio)"
+        );
+        assert_eq!(
+            err("TARGET_DRIVER qla2x00t {\n}\n"),
+            "f:1:1: target driver \"qla2x00t\" is not served by scst-target (only iscsi)"
+        );
+        assert_eq!(
+            err("HANDLER vdisk_nullio {\n DEVICE n {\n  size 1G\n  read_only 2\n }\n}\n"),
+            "f:4:3: read_only: expected 0 or 1, not \"2\""
+        );
+        assert_eq!(err("HANDLER vdisk_fileio {\n DEVICE d {\n }\n}\n"), "f:2:2: a vdisk_fileio device needs filename");
+        assert_eq!(
+            err("TARGET_DRIVER iscsi {\n TARGET t {\n  LUN 0 nodev\n }\n}\n"),
+            "f:2:2: target t: LUN 0 names an undefined device \"nodev\""
+        );
+        assert_eq!(
+            err(
+                "HANDLER vdisk_nullio {\n DEVICE n {\n  size 1G\n }\n}\nTARGET_DRIVER iscsi {\n TARGET t {\n  LUN 0 n\n  LUN 0 n\n }\n}\n"
+            ),
+            "f:7:2: target t: LUN 0 mapped twice in the default map"
+        );
+        assert_eq!(
+            err("TARGET_DRIVER iscsi {\n TARGET t {\n  LUN 99999 n\n }\n}\n"),
+            "f:3:3: LUN \"99999\": expected 0..=16383"
+        );
+        assert_eq!(err("HANDLER vdisk_fileio {\n} x\n"), "f:2:3: nothing may follow '}' on its line");
+        assert_eq!(
+            err("DEVICE_GROUP g {\n TARGET_GROUP a {\n  state active\n }\n}\n"),
+            "f:2:2: TARGET_GROUP a needs group_id 1..65535"
+        );
+    }
+
+    #[test]
+    fn comments_blank_lines_and_quotes() {
+        let c =
+            parse("f", "# c\n\nHANDLER vdisk_nullio { # trailing\n DEVICE \"n 1\" {\n  size_mb 1 # one MiB\n }\n}\n")
+                .unwrap();
+        assert_eq!(c.devices[0].name, "n 1");
+        assert_eq!(c.devices[0].spec.backend, Backend::Nullio { size: 1 << 20 });
+        assert_eq!(parse_items("a \"b \\\"c\\\\\"\n").unwrap()[0].words, ["a", "b \"c\\"]);
+    }
+
+    #[test]
+    fn an_empty_file_is_an_empty_configuration() {
+        let c = parse("f", "").unwrap();
+        assert!(c.devices.is_empty() && c.targets.is_empty() && c.iscsi_enabled);
+    }
+
+    #[test]
+    fn keyword_table_lists_every_ignored_attribute_once_per_place() {
+        let mut seen = BTreeSet::new();
+        for (k, place, _, what) in KEYWORDS {
+            assert!(seen.insert((*k, *place)), "{k} in {place} twice");
+            assert!(!what.is_empty());
+        }
+    }
+}
