@@ -321,6 +321,136 @@ impl Runtime {
     }
 }
 
+/// What a management command asks of the fabric besides its reply.
+#[derive(Debug, Default)]
+pub struct Reply {
+    /// The text to send back (`ok` or `error: ...` first, then the body).
+    pub text: String,
+    /// Targets a successful `apply` added, for the fabric.
+    pub added: Vec<NewTarget>,
+}
+
+/// The management commands `scstctl` sends, one line each.
+pub const COMMANDS: &str = "\
+apply [FILE]        re-read the configuration file (or FILE) and apply the difference live
+write-config        the running configuration in scst.conf syntax
+targets             served targets: LUNs, groups, sessions
+luns TARGET         a target's LUN maps (default map and groups)
+sessions [TARGET]   I_T nexuses: id, initiator, LUNs, commands, in flight
+devices             devices: handler, commands, bytes read/written, errors
+help                this list";
+
+impl Runtime {
+    /// Runs one management command line. `load(None)` reads the configuration file,
+    /// `load(Some(path))` another one.
+    pub fn command(&mut self, line: &str, load: impl Fn(Option<&str>) -> Result<ScstConfig, String>) -> Reply {
+        use std::fmt::Write as _;
+        use std::sync::atomic::Ordering::Relaxed;
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let mut body = String::new();
+        let mut added = Vec::new();
+        let r: Result<(), String> = match words.as_slice() {
+            ["apply", rest @ ..] if rest.len() <= 1 => {
+                load(rest.first().copied()).and_then(|c| self.reload(c)).map(|(a, log)| {
+                    for l in &log {
+                        let _ = writeln!(body, "{l}");
+                    }
+                    let _ = writeln!(body, "{} changes", log.len());
+                    added = a;
+                })
+            }
+            ["write-config"] => {
+                body = crate::scstconf::write_config(&self.cfg);
+                Ok(())
+            }
+            ["targets"] => {
+                for (name, t) in &self.targets {
+                    let _ = writeln!(
+                        body,
+                        "{name}\tluns={}\tgroups={}\tsessions={}",
+                        t.luns().len(),
+                        t.groups().len(),
+                        t.sessions().len()
+                    );
+                }
+                Ok(())
+            }
+            ["luns", name] => match (self.targets.get(*name), served(&self.cfg).find(|t| t.name == *name)) {
+                (Some(t), Some(def)) => {
+                    // The default map as the core has it; each group's map as applied from the file.
+                    for (lun, l) in t.luns() {
+                        let _ = writeln!(
+                            body,
+                            "(default)\t{}\t{}{}",
+                            lun.0,
+                            l.dev.name(),
+                            if l.read_only { "\tro" } else { "" }
+                        );
+                    }
+                    for g in &def.groups {
+                        for l in &g.luns {
+                            let _ = writeln!(
+                                body,
+                                "{}\t{}\t{}{}",
+                                g.name,
+                                l.lun,
+                                l.device,
+                                if l.read_only { "\tro" } else { "" }
+                            );
+                        }
+                    }
+                    Ok(())
+                }
+                _ => Err(format!("no target {name}")),
+            },
+            ["sessions", rest @ ..] if rest.len() <= 1 => {
+                for (name, t) in self.targets.iter().filter(|(n, _)| rest.first().is_none_or(|w| *w == n.as_str())) {
+                    for s in t.sessions() {
+                        let _ = writeln!(
+                            body,
+                            "{}\t{name}\t{}\tluns={}\tcommands={}\tin_flight={}",
+                            s.id(),
+                            s.config().initiator_name,
+                            s.luns().len(),
+                            s.stats().commands.load(Relaxed),
+                            s.outstanding()
+                        );
+                    }
+                }
+                Ok(())
+            }
+            ["devices"] => {
+                for d in &self.cfg.devices {
+                    if let Some(dev) = self.devices.get(&d.name) {
+                        let st = dev.stats();
+                        let _ = writeln!(
+                            body,
+                            "{}\t{}\tcommands={}\tread_bytes={}\twrite_bytes={}\terrors={}",
+                            d.name,
+                            d.handler,
+                            st.commands.load(Relaxed),
+                            st.read_bytes.load(Relaxed),
+                            st.write_bytes.load(Relaxed),
+                            st.errors.load(Relaxed)
+                        );
+                    }
+                }
+                Ok(())
+            }
+            ["help"] => {
+                body = format!("{COMMANDS}\n");
+                Ok(())
+            }
+            _ => Err(format!("unknown command {line:?}; try help")),
+        };
+        let text = match r {
+            Ok(()) => format!("ok\n{body}"),
+            Err(e) => format!("error: {e}\n"),
+        };
+        Reply { text, added }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -390,6 +520,34 @@ mod tests {
         assert!(rt.reload(c).unwrap_err().contains("device c"));
         assert_eq!(names(&t.luns()), [(0, "a".into(), false)]);
         assert!(!rt.devices().contains_key("c"));
+    }
+
+    #[test]
+    fn management_commands_show_and_apply() {
+        let sgv = SgvPool::new(SgvConfig::default());
+        let (mut rt, _) =
+            Runtime::start(conf("  LUN 0 a\n", "  GROUP g {\n   LUN 2 b { read_only 1 }\n  }\n"), sgv, None).unwrap();
+        let r = rt.command("targets", |_| unreachable!());
+        assert_eq!(r.text, "ok\niqn.t\tluns=1\tgroups=1\tsessions=0\n");
+        let r = rt.command("luns iqn.t", |_| unreachable!());
+        assert_eq!(r.text, "ok\n(default)\t0\ta\ng\t2\tb\tro\n");
+        let r = rt.command("devices", |_| unreachable!());
+        assert!(r.text.starts_with("ok\na\tvdisk_nullio\tcommands=0\t"), "{}", r.text);
+        assert_eq!(rt.command("luns nope", |_| unreachable!()).text, "error: no target nope\n");
+        assert!(rt.command("frobnicate", |_| unreachable!()).text.starts_with("error: unknown command"));
+        // write-config gives back a file that applies as no change at all.
+        let written = rt.command("write-config", |_| unreachable!()).text;
+        let file = written.strip_prefix("ok\n").unwrap().to_string();
+        let r = rt.command("apply", |p| {
+            assert_eq!(p, None);
+            parse("w", &file).map_err(|e| e.to_string())
+        });
+        assert_eq!(r.text, "ok\n0 changes\n");
+        let r = rt.command("apply /x", |p| {
+            assert_eq!(p, Some("/x"));
+            Ok(conf("  LUN 0 a\n  LUN 1 b\n", "  GROUP g {\n   LUN 2 b { read_only 1 }\n  }\n"))
+        });
+        assert_eq!(r.text, "ok\ntarget iqn.t: LUN 1 = b in the default map\n1 changes\n");
     }
 
     #[test]

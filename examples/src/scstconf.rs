@@ -797,6 +797,139 @@ fn check(cx: &Ctx<'_>, cfg: &ScstConfig) -> Result<(), ConfError> {
     Ok(())
 }
 
+fn quote(w: &str) -> String {
+    if !w.is_empty() && !w.chars().any(|c| c.is_whitespace() || matches!(c, '"' | '\\' | '{' | '}' | '#')) {
+        return w.to_string();
+    }
+    let mut q = String::from("\"");
+    for c in w.chars() {
+        if matches!(c, '"' | '\\') {
+            q.push('\\');
+        }
+        q.push(c);
+    }
+    q.push('"');
+    q
+}
+
+fn state_name(s: AluaState) -> &'static str {
+    match s {
+        AluaState::ActiveOptimized => "active",
+        AluaState::ActiveNonOptimized => "nonoptimized",
+        AluaState::Standby => "standby",
+        AluaState::Unavailable => "unavailable",
+        AluaState::Offline => "offline",
+        AluaState::Transitioning => "transitioning",
+    }
+}
+
+fn write_luns(out: &mut String, luns: &[LunDef], indent: &str) {
+    for l in luns {
+        out.push_str(&format!("{indent}LUN {} {}", l.lun, quote(&l.device)));
+        out.push_str(if l.read_only { " {\n" } else { "\n" });
+        if l.read_only {
+            out.push_str(&format!("{indent}\tread_only 1\n{indent}}}\n"));
+        }
+    }
+}
+
+/// Writes `cfg` back in scst.conf syntax (what `scstctl write-config` prints): every honoured
+/// setting, none of the ignored ones. Parsing the result gives the same configuration.
+pub fn write_config(cfg: &ScstConfig) -> String {
+    let mut out = String::from("# Written by scst-target (scst-rs)\n");
+    let mut i = 0;
+    while i < cfg.devices.len() {
+        let handler = &cfg.devices[i].handler;
+        out.push_str(&format!("\nHANDLER {handler} {{\n"));
+        while let Some(d) = cfg.devices.get(i).filter(|d| d.handler == *handler) {
+            out.push_str(&format!("\tDEVICE {} {{\n", quote(&d.name)));
+            let s = &d.spec;
+            let mut attr = |k: &str, v: String| out.push_str(&format!("\t\t{k} {v}\n"));
+            match &s.backend {
+                Backend::Fileio { path, size, thin, write_through, direct, .. } => {
+                    attr("filename", quote(&path.to_string_lossy()));
+                    if let Some(n) = size {
+                        attr("size", n.to_string());
+                    }
+                    for (k, on) in [("thin_provisioned", thin), ("write_through", write_through), ("o_direct", direct)]
+                    {
+                        if *on {
+                            attr(k, "1".into());
+                        }
+                    }
+                }
+                Backend::Blockio { path, thin } => {
+                    attr("filename", quote(&path.to_string_lossy()));
+                    if *thin {
+                        attr("thin_provisioned", "1".into());
+                    }
+                }
+                Backend::Nullio { size } | Backend::Ram { size } => attr("size", size.to_string()),
+            }
+            if s.block_size != 512 {
+                attr("blocksize", s.block_size.to_string());
+            }
+            for (k, on) in [("read_only", s.read_only), ("removable", s.removable)] {
+                if on {
+                    attr(k, "1".into());
+                }
+            }
+            out.push_str("\t}\n");
+            i += 1;
+        }
+        out.push_str("}\n");
+    }
+    out.push_str(&format!("\nTARGET_DRIVER iscsi {{\n\tenabled {}\n", u8::from(cfg.iscsi_enabled)));
+    for t in &cfg.targets {
+        out.push_str(&format!("\n\tTARGET {} {{\n", quote(&t.name)));
+        if let Some(id) = t.rel_tgt_id {
+            out.push_str(&format!("\t\trel_tgt_id {id}\n"));
+        }
+        for (k, u) in [("IncomingUser", &t.incoming_user), ("OutgoingUser", &t.outgoing_user)] {
+            if let Some((user, secret)) = u {
+                out.push_str(&format!("\t\t{k} {}\n", quote(&format!("{user} {secret}"))));
+            }
+        }
+        write_luns(&mut out, &t.luns, "\t\t");
+        for g in &t.groups {
+            out.push_str(&format!("\t\tGROUP {} {{\n", quote(&g.name)));
+            write_luns(&mut out, &g.luns, "\t\t\t");
+            for p in &g.initiators {
+                out.push_str(&format!("\t\t\tINITIATOR {}\n", quote(p)));
+            }
+            out.push_str("\t\t}\n");
+        }
+        out.push_str(&format!("\t\tenabled {}\n\t}}\n", u8::from(t.enabled)));
+    }
+    out.push_str("}\n");
+    for dg in &cfg.device_groups {
+        out.push_str(&format!("\nDEVICE_GROUP {} {{\n", quote(&dg.name)));
+        for d in &dg.devices {
+            out.push_str(&format!("\tDEVICE {}\n", quote(d)));
+        }
+        for g in &dg.target_groups {
+            out.push_str(&format!(
+                "\tTARGET_GROUP {} {{\n\t\tgroup_id {}\n\t\tstate {}\n",
+                quote(&g.name),
+                g.group_id,
+                state_name(g.state)
+            ));
+            if g.preferred {
+                out.push_str("\t\tpreferred 1\n");
+            }
+            for (t, rel) in &g.targets {
+                match rel {
+                    Some(r) => out.push_str(&format!("\t\tTARGET {} {{\n\t\t\trel_tgt_id {r}\n\t\t}}\n", quote(t))),
+                    None => out.push_str(&format!("\t\tTARGET {}\n", quote(t))),
+                }
+            }
+            out.push_str("\t}\n");
+        }
+        out.push_str("}\n");
+    }
+    out
+}
+
 impl fmt::Display for Support {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
@@ -966,6 +1099,29 @@ DEVICE_GROUP dg1 {
             assert!(w.contains(&format!("{at}: {what} in")), "{what} at {at}: {w}");
         }
         assert_eq!(c.warnings.len(), 5, "{w}");
+    }
+
+    /// Positions and warnings are the only things a written file does not reproduce.
+    fn normalized(mut c: ScstConfig) -> ScstConfig {
+        c.warnings.clear();
+        for d in &mut c.devices {
+            d.pos = Pos::default();
+        }
+        for t in &mut c.targets {
+            t.pos = Pos::default();
+        }
+        c
+    }
+
+    #[test]
+    fn write_config_round_trips() {
+        let c = parse("scst.conf", FULL).unwrap();
+        let text = write_config(&c);
+        let again = parse("written", &text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+        assert!(again.warnings.is_empty(), "{:?}", again.warnings);
+        assert_eq!(normalized(again), normalized(c), "{text}");
+        assert!(text.contains("\t\tfilename \"/var/lib/scst/disk 02.img\"\n"), "{text}");
+        assert!(text.contains("\t\tIncomingUser \"joe s3cret-pass\"\n"), "{text}");
     }
 
     fn err(text: &str) -> String {

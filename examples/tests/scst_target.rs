@@ -23,9 +23,12 @@ impl Drop for Daemon {
 }
 
 fn start(conf: &Path) -> (Daemon, SocketAddr) {
+    let sock = conf.with_file_name("control.sock");
     let mut child = Command::new(env!("CARGO_BIN_EXE_scst-target"))
         .args(["--listen", "127.0.0.1:0", "--log", "warn", "-c"])
         .arg(conf)
+        .arg("--control")
+        .arg(sock)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -105,4 +108,72 @@ fn check_reports_the_first_error_with_its_position() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("scst.conf:4:3: attribute \"bogus\" is not supported"), "{err}");
+}
+
+fn scstctl(sock: &Path, args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_scstctl")).arg("--socket").arg(sock).args(args).output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn scstctl_shows_applies_and_writes_the_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("scst.conf");
+    let sock = dir.path().join("control.sock");
+    std::fs::write(&path, conf(dir.path(), "\t\tLUN 0 disk01\n")).unwrap();
+    let (_d, addr) = start(&path);
+    let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&sock).unwrap().permissions());
+    assert_eq!(mode & 0o777, 0o600, "the management socket is the owner's only");
+    let mut c = Conn::login(addr, &LoginOpts::normal()).expect("login");
+    c.clear_ua(0);
+
+    let (ok, out, _) = scstctl(&sock, &["targets"]);
+    assert!(ok);
+    assert_eq!(out, format!("{TARGET_NAME}\tluns=1\tgroups=0\tsessions=1\n"));
+    let (ok, out, _) = scstctl(&sock, &["sessions"]);
+    assert!(ok && out.contains(&format!("\t{TARGET_NAME}\t{}\tluns=1\t", LoginOpts::normal().initiator)), "{out}");
+    let (ok, out, _) = scstctl(&sock, &["devices"]);
+    assert!(ok && out.starts_with("disk01\tvdisk_fileio\tcommands="), "{out}");
+
+    // apply FILE (relative to the caller) maps a LUN live.
+    let other = dir.path().join("other.conf");
+    std::fs::write(&other, conf(dir.path(), "\t\tLUN 0 disk01\n\t\tLUN 2 null0\n")).unwrap();
+    let (ok, out, err) = scstctl(&sock, &["apply", other.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    assert_eq!(out, format!("target {TARGET_NAME}: LUN 2 = null0 in the default map\n1 changes\n"));
+    c.tur(0).assert_check(0x06, 0x3f, 0x0e);
+    assert_eq!(report_luns(&mut c), [0, 2]);
+
+    // write-config: the running state, which applies as no change.
+    let (ok, written, _) = scstctl(&sock, &["write-config"]);
+    assert!(ok && written.contains("\t\tLUN 2 null0\n"), "{written}");
+    std::fs::write(&other, &written).unwrap();
+    let (ok, out, _) = scstctl(&sock, &["apply", other.to_str().unwrap()]);
+    assert!(ok);
+    assert_eq!(out, "0 changes\n");
+
+    // Another user is refused (by the socket's mode, and by the peer credential check).
+    if nix::unistd::geteuid().is_root() && Path::new("/usr/bin/setpriv").exists() {
+        let out = Command::new("/usr/bin/setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups", env!("CARGO_BIN_EXE_scstctl"), "--socket"])
+            .arg(&sock)
+            .arg("targets")
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && out.stdout.is_empty(), "{out:?}");
+        assert!(err.starts_with("scstctl: ") && err.to_lowercase().contains("permission denied"), "{err}");
+    }
+
+    // Errors: the daemon's message, exit status 1.
+    let (ok, _, err) = scstctl(&sock, &["luns", "iqn.nope"]);
+    assert!(!ok && err == "scstctl: no target iqn.nope\n", "{err}");
+    std::fs::write(&other, "TARGET_DRIVER iscsi {\n\tTARGET x {\n\t\tLUN 0 ghost\n\t}\n}\n").unwrap();
+    let (ok, _, err) = scstctl(&sock, &["apply", other.to_str().unwrap()]);
+    assert!(!ok && err.contains("other.conf:2:2: target x: LUN 0 names an undefined device \"ghost\""), "{err}");
+    assert_eq!(report_luns(&mut c), [0, 2]);
 }

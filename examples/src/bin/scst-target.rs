@@ -6,15 +6,23 @@
 //! while sessions stay logged in (or, if the new file cannot be applied live, logs why and keeps
 //! the running configuration), and shuts down on SIGINT/SIGTERM (initiators asked to log out,
 //! devices flushed). `--check` parses the file, prints its warnings and exits.
+//!
+//! Management: a Unix socket (`--control`, default `/run/scst-target.sock`, mode 0600; a peer
+//! whose uid is neither root's nor the daemon's is refused) takes one command line per
+//! connection, as `scstctl` sends them (see `scst_examples::daemon::COMMANDS`).
 
-use std::io::Write;
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
 use nix::sys::signal::{SigSet, Signal};
+use parking_lot::Mutex;
 use scst::acl::NamePatterns;
 use scst::{SgvConfig, SgvPool};
 use scst_examples::daemon::{NewTarget, Runtime, port_ids};
@@ -47,12 +55,53 @@ struct Args {
     /// Seconds a ping may stay unanswered before the connection is dropped.
     #[arg(long = "nop-timeout", value_name = "SECONDS", default_value_t = 90)]
     nop_timeout: u64,
+    /// The management socket (`scstctl --socket`).
+    #[arg(long = "control", value_name = "PATH", default_value = "/run/scst-target.sock")]
+    control: PathBuf,
     /// Log level: error, warn, info, debug or trace (or a tracing filter directive).
     #[arg(long, value_name = "LEVEL", default_value = "info")]
     log: String,
 }
 
-fn load(path: &std::path::Path) -> Result<ScstConfig, String> {
+/// Serves the management socket: one command line per connection, the reply, close.
+fn control(listener: UnixListener, rt: Arc<Mutex<Runtime>>, server: Arc<IscsiServer>, config: PathBuf) {
+    let me = nix::unistd::geteuid().as_raw();
+    for stream in listener.incoming() {
+        let Ok(mut stream) = stream else { continue };
+        let peer = nix::sys::socket::getsockopt(&stream, nix::sys::socket::sockopt::PeerCredentials);
+        if !peer.is_ok_and(|c| c.uid() == 0 || c.uid() == me) {
+            let _ = stream.write_all(b"error: permission denied\n");
+            continue;
+        }
+        let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+        let mut line = String::new();
+        if BufReader::new((&stream).take(4096)).read_line(&mut line).is_err() {
+            continue;
+        }
+        let reply = rt.lock().command(line.trim(), |p| load(p.map_or(config.as_path(), Path::new)));
+        tracing::info!(command = line.trim(), ok = reply.text.starts_with("ok"), "management");
+        for t in reply.added {
+            match entry(t) {
+                Ok(e) => server.add_target(e),
+                Err(e) => tracing::error!("{e}"),
+            }
+        }
+        let _ = stream.write_all(reply.text.as_bytes());
+    }
+}
+
+fn bind_control(path: &Path) -> Result<UnixListener, String> {
+    // A socket left by a daemon that died: nothing answers on it.
+    if path.exists() && UnixStream::connect(path).is_err() {
+        let _ = std::fs::remove_file(path);
+    }
+    let l = UnixListener::bind(path).map_err(|e| format!("--control {}: {e}", path.display()))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+        .map_err(|e| format!("--control {}: {e}", path.display()))?;
+    Ok(l)
+}
+
+fn load(path: &Path) -> Result<ScstConfig, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let cfg = scstconf::parse(&path.display().to_string(), &text).map_err(|e| e.to_string())?;
     for w in &cfg.warnings {
@@ -120,7 +169,8 @@ fn run(args: Args) -> Result<(), String> {
         std::fs::create_dir_all(dir).map_err(|e| format!("--state-dir {}: {e}", dir.display()))?;
     }
     let ids = port_ids(&cfg)?;
-    let (mut rt, targets) = Runtime::start(cfg, sgv, args.state_dir.as_deref())?;
+    let (rt, targets) = Runtime::start(cfg, sgv, args.state_dir.as_deref())?;
+    let rt = Arc::new(Mutex::new(rt));
     let mut icfg = IscsiConfig {
         portal_group_tag: ids.rel_tgt_id,
         alua_group: ids.tpg,
@@ -133,13 +183,21 @@ fn run(args: Args) -> Result<(), String> {
     } else {
         args.listen.clone()
     };
-    let server = IscsiServer::new(icfg);
+    let server = Arc::new(IscsiServer::new(icfg));
     let names: Vec<(String, u16)> =
         targets.iter().map(|t| (t.target.name().to_string(), t.def.luns.first().map_or(0, |l| l.lun))).collect();
     for t in targets {
         server.add_target(entry(t)?);
     }
     let portals = server.listen().map_err(|e| format!("listen: {e}"))?;
+    let listener = bind_control(&args.control)?;
+    {
+        let (rt, server, config) = (rt.clone(), server.clone(), args.config.clone());
+        std::thread::Builder::new()
+            .name("control".into())
+            .spawn(move || control(listener, rt, server, config))
+            .map_err(|e| format!("control thread: {e}"))?;
+    }
     let mut out = std::io::stdout().lock();
     for p in &portals {
         for (name, lun) in &names {
@@ -161,7 +219,7 @@ fn run(args: Args) -> Result<(), String> {
             break;
         }
         notify("RELOADING=1");
-        match load(&args.config).and_then(|c| rt.reload(c)) {
+        match load(&args.config).and_then(|c| rt.lock().reload(c)) {
             Ok((added, log)) => {
                 for l in &log {
                     tracing::info!("{l}");
@@ -176,7 +234,8 @@ fn run(args: Args) -> Result<(), String> {
         notify("READY=1");
     }
     server.shutdown(Duration::from_secs(3));
-    for (name, d) in rt.devices() {
+    let _ = std::fs::remove_file(&args.control);
+    for (name, d) in rt.lock().devices() {
         if let Err(e) = d.flush() {
             tracing::error!(device = %name, error = %e, "flush failed");
         }
