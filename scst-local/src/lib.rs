@@ -26,6 +26,8 @@
 //! ```
 #![deny(unsafe_code)]
 
+pub mod virtio_scsi;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
