@@ -26,6 +26,8 @@
 //! ```
 #![deny(unsafe_code)]
 
+#[cfg(feature = "vhost-user")]
+pub mod vhost_user;
 pub mod virtio_scsi;
 
 use std::sync::Arc;

@@ -1,0 +1,165 @@
+//! `vhost-user-scsi-target`: a VM's virtio-scsi controller served by scst-rs.
+//!
+//! ```text
+//! vhost-user-scsi-target --socket /tmp/vus.sock --lun 0=ram:1G
+//! qemu-system-x86_64 -object memory-backend-memfd,id=mem,size=2G,share=on -numa node,memdev=mem \
+//!     -chardev socket,id=vus,path=/tmp/vus.sock -device vhost-user-scsi-pci,chardev=vus ...
+//! ```
+//!
+//! The socket is one I_T nexus. When the VM disconnects, the target waits for the next
+//! connection on the same socket (the nexus, its reservations and unit attentions stay). Ctrl-C
+//! or SIGTERM flushes every device and exits (with --once, so does the end of the first
+//! connection).
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Parser;
+use nix::sys::signal::{SigSet, Signal, kill};
+use nix::unistd::Pid;
+use scst::{Lun, SgvConfig, SgvPool, Target};
+use scst_examples::spec::{LunSpec, parse_size};
+use scst_local::vhost_user::{VhostScsiConfig, VhostUserScsi};
+
+const LONG_ABOUT: &str = "\
+Serves SCSI logical units to a virtual machine over vhost-user-scsi (QEMU's
+-device vhost-user-scsi-pci, cloud-hypervisor). The VM's memory must be shared
+(memory-backend-memfd or -file with share=on).
+
+LUN specifications (--lun N=SPEC), as for iscsi-target:
+  ram:SIZE[,bs=512|4096][,ro][,removable]        in memory, sparse (the default: 0=ram:1G)
+  nullio:SIZE[,bs=512|4096][,ro][,removable]     reads zeros, discards writes
+  fileio:PATH[,size=SIZE][,thin][,ro][,wt][,direct][,bs=512|4096][,pbs=N][,removable]
+  blockio:DEVICE[,thin][,ro][,removable]
+SIZE is like 64M, 1G, 1T.";
+
+/// Command line.
+#[derive(Parser, Debug)]
+#[command(name = "vhost-user-scsi-target", version, about = "A vhost-user-scsi target (scst-rs)", long_about = LONG_ABOUT)]
+struct Args {
+    /// The vhost-user Unix socket to listen on (created; a stale file is replaced).
+    #[arg(long, value_name = "PATH")]
+    socket: PathBuf,
+    /// A logical unit (repeatable). Default 0=ram:1G.
+    #[arg(long = "lun", value_name = "N=SPEC")]
+    luns: Vec<String>,
+    /// SCSI target name (names the target port and the devices).
+    #[arg(long, value_name = "NAME", default_value = "iqn.2026-11.rs.scst:vhost")]
+    target: String,
+    /// Initiator name of the nexus (default: vhost-user-scsi:<socket path>).
+    #[arg(long, value_name = "NAME")]
+    initiator: Option<String>,
+    /// Request queues offered to the guest (it uses at most one per vCPU).
+    #[arg(long, value_name = "N", default_value_t = 4)]
+    queues: usize,
+    /// Serve one connection, then exit (default: wait for the next one).
+    #[arg(long)]
+    once: bool,
+    /// Log level: error, warn, info, debug or trace (or a tracing filter directive).
+    #[arg(long, value_name = "LEVEL", default_value = "info")]
+    log: String,
+    /// Memory for command buffers (SIZE); beyond it commands get BUSY.
+    #[arg(long = "buffer-memory", value_name = "SIZE", default_value = "1G")]
+    buffer_memory: String,
+}
+
+fn run(args: Args) -> Result<(), String> {
+    let buffer_memory = parse_size(&args.buffer_memory).map_err(|e| e.to_string())?;
+    let sgv = SgvPool::new(SgvConfig {
+        mem_limit: usize::try_from(buffer_memory).unwrap_or(usize::MAX),
+        ..SgvConfig::default()
+    });
+    let target = Target::new(args.target.clone(), sgv);
+    let luns = if args.luns.is_empty() { vec!["0=ram:1G".to_string()] } else { args.luns.clone() };
+    let mut devices = Vec::new();
+    for l in &luns {
+        let spec = LunSpec::parse(l).map_err(|e| format!("--lun {l}: {e}"))?;
+        if !spec.groups.is_empty() {
+            return Err(format!("--lun {l}: group= needs security groups, which this target does not configure"));
+        }
+        let dev = spec.build(&format!("{}:{}", args.target, spec.lun), None).map_err(|e| format!("--lun {l}: {e}"))?;
+        target.add_lun(Lun(spec.lun), dev.clone(), false).map_err(|e| format!("--lun {l}: {e}"))?;
+        devices.push(dev);
+    }
+    let cfg = VhostScsiConfig {
+        initiator_name: args.initiator.clone(),
+        request_queues: args.queues,
+        ..VhostScsiConfig::default()
+    };
+    let ctrl = VhostUserScsi::new(&target, &args.socket, cfg).map_err(|e| e.to_string())?;
+    let serve = {
+        let ctrl = Arc::clone(&ctrl);
+        let socket = args.socket.clone();
+        let once = args.once;
+        std::thread::Builder::new()
+            .name("vhost-user".into())
+            .spawn(move || {
+                loop {
+                    tracing::info!(socket = %socket.display(), "waiting for a vhost-user frontend");
+                    let r = ctrl.serve(&socket);
+                    match &r {
+                        Ok(()) => tracing::info!("frontend disconnected"),
+                        Err(e) => tracing::error!(error = %e, "vhost-user connection failed"),
+                    }
+                    if once {
+                        // Wake the main thread's sigwait: it flushes the devices and exits.
+                        let _ = kill(Pid::this(), Signal::SIGTERM);
+                        return r;
+                    }
+                    // Do not spin on a socket that cannot be set up.
+                    if r.is_err() {
+                        std::thread::sleep(Duration::from_secs(1));
+                    }
+                }
+            })
+            .map_err(|e| format!("spawning the vhost-user thread: {e}"))?
+    };
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "vhost-user-scsi {}", args.socket.display());
+    let _ = out.flush();
+    drop(out);
+    let mut signals = SigSet::empty();
+    signals.add(Signal::SIGINT);
+    signals.add(Signal::SIGTERM);
+    let sig = signals.wait().map_err(|e| format!("waiting for a signal: {e}"))?;
+    tracing::info!(signal = ?sig, "shutting down");
+    let result = if serve.is_finished() {
+        match serve.join() {
+            Ok(r) => r.map_err(|e| e.to_string()),
+            Err(_) => Err("the vhost-user thread panicked".into()),
+        }
+    } else {
+        Ok(())
+    };
+    for d in &devices {
+        if let Err(e) = d.flush() {
+            tracing::error!(device = d.name(), error = %e, "flush failed");
+        }
+    }
+    result
+}
+
+fn main() -> ExitCode {
+    // Every thread inherits the blocked mask, so the signals wait for `sigwait` in main.
+    let mut signals = SigSet::empty();
+    signals.add(Signal::SIGINT);
+    signals.add(Signal::SIGTERM);
+    if let Err(e) = signals.thread_block() {
+        eprintln!("vhost-user-scsi-target: cannot block signals: {e}");
+        return ExitCode::FAILURE;
+    }
+    let args = Args::parse();
+    let filter = tracing_subscriber::EnvFilter::try_new(&args.log)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    match run(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("vhost-user-scsi-target: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
