@@ -1,0 +1,69 @@
+#!/bin/bash
+# Runs INSIDE the rig's guest: Linux's virtio_scsi driver against vhost-user-scsi-target on the
+# host (QEMU -device vhost-user-scsi-pci). LUN 0 is the FILEIO disk under test, LUN 1 a RAM disk.
+# usage: guest-vhost-scsi.sh PATTERN_FILE RESULT_DIR
+# 1. the SCSI scan finds both LUNs; INQUIRY and VPD 83h;
+# 2. raw I/O: PATTERN_FILE written to LUN 0 with O_DIRECT, read back and compared;
+# 3. ext4 past the pattern (loop device at 32 MiB): files written, synced, remounted after a cache
+#    drop, checksums verified, fsck;
+# 4. fio with verification at iodepth 32 (4 KiB random writes, crc32c), on LUN 1;
+# 5. sg_reset -d (LOGICAL UNIT RESET through the control queue) while fio runs with
+#    verification on LUN 1: fio must still verify everything.
+# Prints "VHOST SCSI OK" at the end.
+set -euxo pipefail
+pat=$1 out=$2
+modprobe -a virtio_scsi sd_mod sg loop ext4
+dev_of() {   # the block device of SCSI address $1
+  for _ in $(seq 100); do
+    for b in /sys/class/scsi_device/"$1"/device/block/*; do
+      [ -e "$b" ] && { echo "/dev/${b##*/}"; return 0; }
+    done
+    sleep 0.1
+  done
+  return 1
+}
+d0=$(dev_of 0:0:0:0)
+d1=$(dev_of 0:0:0:1)
+for _ in $(seq 100); do [ -b "$d0" ] && [ -b "$d1" ] && break; sleep 0.1; done
+lsscsi | tee "$out/lsscsi.txt"
+sg_inq "$d0" | tee "$out/inquiry.txt"
+sg_vpd -p di "$d0" | tee "$out/vpd83.txt"
+cat /sys/block/"${d0#/dev/}"/queue/logical_block_size /sys/block/"${d0#/dev/}"/size > "$out/geometry.txt"
+cat /sys/class/scsi_host/host0/proc_name > "$out/host.txt" 2>/dev/null || true
+# Raw data path, O_DIRECT both ways.
+n=$(stat -c %s "$pat")
+dd if="$pat" of="$d0" bs=1M oflag=direct status=none
+cmp <(dd if="$d0" bs=1M count=$((n >> 20)) iflag=direct status=none) "$pat"
+# A file system on the rest of the disk, checked after a remount.
+losetup -o $((32 << 20)) /dev/loop0 "$d0"
+mkfs.ext4 -q -F /dev/loop0
+mkdir -p /mnt/t
+mount /dev/loop0 /mnt/t
+for i in $(seq 8); do head -c 1M "$pat" > "/mnt/t/f$i"; done
+dd if=/dev/urandom of=/mnt/t/big bs=1M count=16 status=none
+sha256sum /mnt/t/f* /mnt/t/big > /tmp/sums
+sync
+umount /mnt/t
+echo 3 > /proc/sys/vm/drop_caches
+mount /dev/loop0 /mnt/t
+sha256sum -c /tmp/sums
+umount /mnt/t
+e2fsck -fn /dev/loop0
+losetup -d /dev/loop0
+# Several commands in flight on one queue, with verification.
+fio --name=qd32 --filename="$d1" --direct=1 --ioengine=libaio --iodepth=32 --rw=randwrite --bs=4k \
+  --size=32M --verify=crc32c --verify_fatal=1 --do_verify=1 --output="$out/fio-qd32.txt"
+grep -E "IOPS|err=" "$out/fio-qd32.txt"
+grep -q "err= 0" "$out/fio-qd32.txt"
+# LOGICAL UNIT RESET while I/O is in flight: the aborted commands are retried by the guest.
+fio --name=reset --filename="$d1" --direct=1 --ioengine=libaio --iodepth=32 --rw=randwrite --bs=4k \
+  --size=16M --verify=crc32c --verify_fatal=1 --do_verify=1 --loops=3 --output="$out/fio-reset.txt" &
+fpid=$!
+sleep 2
+sg_reset -d "$d1"
+wait $fpid
+grep -q "err= 0" "$out/fio-reset.txt"
+# virtio_scsi logs the LUN reset it sent; sg_reset fails unless the TMF answered OK.
+dmesg | grep -iE "device reset|abort" | tail -n 5 | tee "$out/reset-dmesg.txt"
+grep -q "device reset" "$out/reset-dmesg.txt"
+echo "VHOST SCSI OK"
