@@ -509,19 +509,31 @@ impl VhostUserScsi {
         daemon.serve(socket_path).map_err(|e| VhostError::Daemon(e.to_string()))
     }
 
-    /// Compares the nexus's LUNs with the last call's and posts a hot-plug (RESCAN) or
-    /// hot-unplug (REMOVED) event for each difference, so the guest adds or removes the disk
-    /// without a reboot. Returns the events posted; events that found no buffer are reported
-    /// to the guest as EVENTS_MISSED with the next event (the guest then rescans everything).
+    /// Tells the guest about changes since the last call: a hot-plug (TRANSPORT_RESET, RESCAN)
+    /// or hot-unplug (REMOVED) event for each LUN that appeared in or left the nexus's view, and
+    /// for each LUN that stayed, re-reads its capacity ([`scst::Device::rescan`], which may
+    /// block) and posts PARAM_CHANGE with CAPACITY DATA HAS CHANGED (2Ah/09h) if it changed, on
+    /// which Linux revalidates the disk. Returns the events posted; events that found no buffer
+    /// are reported to the guest as EVENTS_MISSED with the next event (the guest then rescans
+    /// the whole bus).
+    ///
+    /// The core has no hook that reports LUN map or capacity changes to a fabric, so the
+    /// application calls this (the example target does it periodically and on SIGHUP). A
+    /// capacity change that another caller of `Device::rescan` noticed first is not seen here.
     pub fn rescan(&self) -> usize {
-        let now = self.session.luns();
+        let map = self.session.target().lun_map_for(&self.session.config().initiator_name);
+        let now: Vec<Lun> = self.session.luns();
         let mut known = self.known_luns.lock();
         let mut posted = 0;
         for l in known.iter().filter(|l| !now.contains(l)) {
             posted += usize::from(self.shared.post_event(Event::lun_change(l.0, false)));
         }
-        for l in now.iter().filter(|l| !known.contains(l)) {
-            posted += usize::from(self.shared.post_event(Event::lun_change(l.0, true)));
+        for l in &now {
+            if !known.contains(l) {
+                posted += usize::from(self.shared.post_event(Event::lun_change(l.0, true)));
+            } else if map.get(l).is_some_and(|m| m.dev.rescan()) {
+                posted += usize::from(self.post_param_change(l.0, 0x2a, 0x09));
+            }
         }
         *known = now;
         posted

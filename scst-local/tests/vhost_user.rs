@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use common::{config, target, unique};
 use fault::FaultStore;
 use scst::{Device, Disk, Lun, Target};
-use scst_backends::RamStore;
+use scst_backends::{FileOptions, FileStore, RamStore};
 use scst_local::vhost_user::{Mem, VhostScsiConfig, VhostUserScsi, Vring};
 use scst_local::virtio_scsi::{CMD_RESP_LEN, Response, VirtioLun};
 use vhost_user_backend::{VhostUserBackend, VringT};
@@ -569,4 +569,23 @@ fn lun_hot_plug_and_parameter_change_events() {
     assert!(g.ctrl.post_param_change(0, 0x2a, 0x09));
     assert_eq!(g.wait_used(1, 3)[2].1, 16);
     assert_eq!(g.get(e3, 16), [3, 0, 0, 0x80, 1, 0, 0x40, 0, 0, 0, 0, 0, 0x2a, 0x09, 0, 0]);
+}
+
+#[test]
+fn capacity_change_is_a_param_change_event() {
+    let t = target();
+    let f = tempfile::NamedTempFile::new().expect("temp file");
+    let store = FileStore::open(f.path(), FileOptions { size: Some(1 << 20), ..FileOptions::default() }).expect("file");
+    t.add_lun(Lun(0), Device::new(config(), Disk::new(store)).expect("device"), false).expect("map");
+    let mut g = Guest::new(&t, 1);
+    let e = g.alloc(16);
+    g.chain(1, &[Buf(e, 16, true)]);
+    g.kick(1);
+    assert_eq!(g.ctrl.rescan(), 0, "same size: no event");
+    f.as_file().set_len(2 << 20).expect("grow");
+    assert_eq!(g.ctrl.rescan(), 1);
+    assert_eq!(g.wait_used(1, 1)[0], (0, 16));
+    // PARAM_CHANGE, LUN 0, ASC 2Ah ASCQ 09h (CAPACITY DATA HAS CHANGED).
+    assert_eq!(g.get(e, 16), [3, 0, 0, 0, 1, 0, 0x40, 0, 0, 0, 0, 0, 0x2a, 0x09, 0, 0]);
+    assert_eq!(g.ctrl.rescan(), 0, "reported once");
 }

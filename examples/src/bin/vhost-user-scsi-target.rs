@@ -9,10 +9,12 @@
 //! The socket is one I_T nexus. When the VM disconnects, the target waits for the next
 //! connection on the same socket (the nexus, its reservations and unit attentions stay). Ctrl-C
 //! or SIGTERM flushes every device and exits (with --once, so does the end of the first
-//! connection).
+//! connection). SIGHUP re-reads --lun-file and hot-adds or removes LUNs; capacity changes are
+//! checked every --rescan-interval seconds. The guest learns both from the event queue.
 
+use std::collections::BTreeMap;
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -55,6 +57,14 @@ struct Args {
     /// Request queues offered to the guest (it uses at most one per vCPU).
     #[arg(long, value_name = "N", default_value_t = 4)]
     queues: usize,
+    /// A file of further LUNs, one N=SPEC per line (`#` comments); re-read on SIGHUP: LUNs it
+    /// gained are hot-added, LUNs it lost hot-removed (the guest is told on the event queue).
+    #[arg(long = "lun-file", value_name = "FILE")]
+    lun_file: Option<PathBuf>,
+    /// Seconds between checks for capacity changes of the LUNs (a grown file or device), which
+    /// the guest is told about on the event queue; 0 = never.
+    #[arg(long = "rescan-interval", value_name = "SECONDS", default_value_t = 2)]
+    rescan_interval: u64,
     /// Serve one connection, then exit (default: wait for the next one).
     #[arg(long)]
     once: bool,
@@ -73,16 +83,14 @@ fn run(args: Args) -> Result<(), String> {
         ..SgvConfig::default()
     });
     let target = Target::new(args.target.clone(), sgv);
-    let luns = if args.luns.is_empty() { vec!["0=ram:1G".to_string()] } else { args.luns.clone() };
-    let mut devices = Vec::new();
+    let luns =
+        if args.luns.is_empty() && args.lun_file.is_none() { vec!["0=ram:1G".to_string()] } else { args.luns.clone() };
     for l in &luns {
-        let spec = LunSpec::parse(l).map_err(|e| format!("--lun {l}: {e}"))?;
-        if !spec.groups.is_empty() {
-            return Err(format!("--lun {l}: group= needs security groups, which this target does not configure"));
-        }
-        let dev = spec.build(&format!("{}:{}", args.target, spec.lun), None).map_err(|e| format!("--lun {l}: {e}"))?;
-        target.add_lun(Lun(spec.lun), dev.clone(), false).map_err(|e| format!("--lun {l}: {e}"))?;
-        devices.push(dev);
+        map_lun(&target, &args.target, l)?;
+    }
+    let mut file_luns = BTreeMap::new();
+    if let Some(f) = &args.lun_file {
+        reload(&target, &args.target, f, &mut file_luns)?;
     }
     let cfg = VhostScsiConfig {
         initiator_name: args.initiator.clone(),
@@ -117,14 +125,39 @@ fn run(args: Args) -> Result<(), String> {
             })
             .map_err(|e| format!("spawning the vhost-user thread: {e}"))?
     };
+    if args.rescan_interval > 0 {
+        let ctrl = Arc::clone(&ctrl);
+        let every = Duration::from_secs(args.rescan_interval);
+        std::thread::Builder::new()
+            .name("rescan".into())
+            .spawn(move || {
+                loop {
+                    std::thread::sleep(every);
+                    ctrl.rescan();
+                }
+            })
+            .map_err(|e| format!("spawning the rescan thread: {e}"))?;
+    }
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "vhost-user-scsi {}", args.socket.display());
     let _ = out.flush();
     drop(out);
-    let mut signals = SigSet::empty();
-    signals.add(Signal::SIGINT);
-    signals.add(Signal::SIGTERM);
-    let sig = signals.wait().map_err(|e| format!("waiting for a signal: {e}"))?;
+    let sig = loop {
+        let sig = signal_set().wait().map_err(|e| format!("waiting for a signal: {e}"))?;
+        if sig != Signal::SIGHUP {
+            break sig;
+        }
+        match &args.lun_file {
+            Some(f) => match reload(&target, &args.target, f, &mut file_luns) {
+                Ok(()) => {
+                    let n = ctrl.rescan();
+                    tracing::info!(luns = ?ctrl.session().luns(), events = n, "LUN file reloaded");
+                }
+                Err(e) => tracing::error!(error = %e, "--lun-file not reloaded"),
+            },
+            None => tracing::info!("SIGHUP without --lun-file: nothing to reload"),
+        }
+    };
     tracing::info!(signal = ?sig, "shutting down");
     let result = if serve.is_finished() {
         match serve.join() {
@@ -134,7 +167,7 @@ fn run(args: Args) -> Result<(), String> {
     } else {
         Ok(())
     };
-    for d in &devices {
+    for d in &target.devices() {
         if let Err(e) = d.flush() {
             tracing::error!(device = d.name(), error = %e, "flush failed");
         }
@@ -142,12 +175,54 @@ fn run(args: Args) -> Result<(), String> {
     result
 }
 
-fn main() -> ExitCode {
-    // Every thread inherits the blocked mask, so the signals wait for `sigwait` in main.
+/// SIGINT and SIGTERM (shut down), SIGHUP (reload --lun-file).
+fn signal_set() -> SigSet {
     let mut signals = SigSet::empty();
     signals.add(Signal::SIGINT);
     signals.add(Signal::SIGTERM);
-    if let Err(e) = signals.thread_block() {
+    signals.add(Signal::SIGHUP);
+    signals
+}
+
+/// Builds the device of one `N=SPEC` and maps it.
+fn map_lun(target: &Arc<Target>, name: &str, l: &str) -> Result<(), String> {
+    let spec = LunSpec::parse(l).map_err(|e| format!("--lun {l}: {e}"))?;
+    if !spec.groups.is_empty() {
+        return Err(format!("--lun {l}: group= needs security groups, which this target does not configure"));
+    }
+    let dev = spec.build(&format!("{name}:{}", spec.lun), None).map_err(|e| format!("--lun {l}: {e}"))?;
+    target.add_lun(Lun(spec.lun), dev, false).map_err(|e| format!("--lun {l}: {e}"))
+}
+
+/// Applies `file` to the LUNs it mapped before (`mapped`, by LUN and spec line): maps the new
+/// lines, unmaps the LUNs whose line went away (a changed line is unmapped, then mapped anew).
+fn reload(target: &Arc<Target>, name: &str, file: &Path, mapped: &mut BTreeMap<u16, String>) -> Result<(), String> {
+    let text = std::fs::read_to_string(file).map_err(|e| format!("--lun-file {}: {e}", file.display()))?;
+    let lines: Vec<&str> = text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).collect();
+    let mut want = BTreeMap::new();
+    for l in &lines {
+        let spec = LunSpec::parse(l).map_err(|e| format!("--lun-file: {l}: {e}"))?;
+        want.insert(spec.lun, (*l).to_string());
+    }
+    let gone: Vec<u16> = mapped.iter().filter(|(n, l)| want.get(n) != Some(*l)).map(|(n, _)| *n).collect();
+    for n in gone {
+        mapped.remove(&n);
+        if let Ok(dev) = target.remove_lun(Lun(n)) {
+            let _ = dev.flush();
+        }
+    }
+    for (n, l) in want {
+        if let std::collections::btree_map::Entry::Vacant(e) = mapped.entry(n) {
+            map_lun(target, name, &l)?;
+            e.insert(l);
+        }
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    // Every thread inherits the blocked mask, so the signals wait for `sigwait` in main.
+    if let Err(e) = signal_set().thread_block() {
         eprintln!("vhost-user-scsi-target: cannot block signals: {e}");
         return ExitCode::FAILURE;
     }
