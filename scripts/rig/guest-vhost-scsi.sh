@@ -1,17 +1,25 @@
 #!/bin/bash
 # Runs INSIDE the rig's guest: Linux's virtio_scsi driver against vhost-user-scsi-target on the
 # host (QEMU -device vhost-user-scsi-pci). LUN 0 is the FILEIO disk under test, LUN 1 a RAM disk.
-# usage: guest-vhost-scsi.sh PATTERN_FILE RESULT_DIR
+# usage: guest-vhost-scsi.sh main|reconnect PATTERN_FILE RESULT_DIR
+# main (the first boot):
 # 1. the SCSI scan finds both LUNs; INQUIRY and VPD 83h;
 # 2. raw I/O: PATTERN_FILE written to LUN 0 with O_DIRECT, read back and compared;
 # 3. ext4 past the pattern (loop device at 32 MiB): files written, synced, remounted after a cache
 #    drop, checksums verified, fsck;
 # 4. fio with verification at iodepth 32 (4 KiB random writes, crc32c), on LUN 1;
 # 5. sg_reset -d (LOGICAL UNIT RESET through the control queue) while fio runs with
-#    verification on LUN 1: fio must still verify everything.
+#    verification on LUN 1: fio must still verify everything;
+# 6. the pattern written to LUN 1 (RAM) for the reconnect boot;
+# 7. hot-add: the guest asks the host (file ready-hotplug in RESULT_DIR) to add LUN 2 and
+#    waits for 0:0:0:2 to appear without a rescan of its own (TRANSPORT_RESET event);
+# 8. capacity: the guest asks the host (ready-grow) to grow LUN 0's file and waits for the disk
+#    size to change (PARAM_CHANGE event, Linux revalidates).
+# reconnect (a second boot against the same target process): LUN 1 still holds the pattern,
+# LUN 2 is there from the start, LUN 0 has its new size.
 # Prints "VHOST SCSI OK" at the end.
 set -euxo pipefail
-pat=$1 out=$2
+mode=$1 pat=$2 out=$3
 modprobe -a virtio_scsi sd_mod sg loop ext4
 dev_of() {   # the block device of SCSI address $1
   for _ in $(seq 100); do
@@ -25,6 +33,14 @@ dev_of() {   # the block device of SCSI address $1
 d0=$(dev_of 0:0:0:0)
 d1=$(dev_of 0:0:0:1)
 for _ in $(seq 100); do [ -b "$d0" ] && [ -b "$d1" ] && break; sleep 0.1; done
+if [ "$mode" = reconnect ]; then
+  lsscsi | tee "$out/lsscsi-reconnect.txt"
+  cmp <(dd if="$d1" bs=1M count=4 iflag=direct status=none) <(head -c 4M "$pat")
+  d2=$(dev_of 0:0:0:2)
+  [ "$(cat /sys/block/"${d0#/dev/}"/size)" = $((384 << 11)) ]
+  echo "VHOST SCSI OK"
+  exit 0
+fi
 lsscsi | tee "$out/lsscsi.txt"
 sg_inq "$d0" | tee "$out/inquiry.txt"
 sg_vpd -p di "$d0" | tee "$out/vpd83.txt"
@@ -66,4 +82,19 @@ grep -q "err= 0" "$out/fio-reset.txt"
 # virtio_scsi logs the LUN reset it sent; sg_reset fails unless the TMF answered OK.
 dmesg | grep -iE "device reset|abort" | tail -n 5 | tee "$out/reset-dmesg.txt"
 grep -q "device reset" "$out/reset-dmesg.txt"
+# Data that must survive the reconnect.
+head -c 4M "$pat" | dd of="$d1" bs=1M oflag=direct status=none
+# Hot-add: the host maps LUN 2; the event queue tells the guest.
+touch "$out/ready-hotplug"
+for _ in $(seq 300); do [ -e /sys/class/scsi_device/0:0:0:2 ] && break; sleep 0.1; done
+[ -e /sys/class/scsi_device/0:0:0:2 ]
+d2=$(dev_of 0:0:0:2)
+sg_inq "$d2" | grep -i "product identification"
+# Capacity change: the host grows LUN 0's file from 256 MiB to 384 MiB.
+s0=$(cat /sys/block/"${d0#/dev/}"/size)
+[ "$s0" = $((256 << 11)) ]
+touch "$out/ready-grow"
+for _ in $(seq 300); do [ "$(cat /sys/block/"${d0#/dev/}"/size)" != "$s0" ] && break; sleep 0.1; done
+[ "$(cat /sys/block/"${d0#/dev/}"/size)" = $((384 << 11)) ]
+dmesg | grep -iE "capacity|detected capacity|sd 0:0:0:0" | tail -n 3 | tee "$out/grow-dmesg.txt" || true
 echo "VHOST SCSI OK"

@@ -192,9 +192,18 @@ impl VirtioLun {
         Ok(Self { target: lun[1], sam })
     }
 
-    /// Encodes `lun` of target 0 as Linux does (flat space method).
+    /// Encodes `lun` of target 0 as Linux's driver does in requests (flat space method, 0x40,
+    /// for every LUN).
     pub fn encode(lun: u16) -> [u8; 8] {
         [1, 0, 0x40 | ((lun >> 8) as u8 & 0x3f), lun as u8, 0, 0, 0, 0]
+    }
+
+    /// Encodes `lun` of target 0 for an event: peripheral addressing below 256, flat space
+    /// above (as QEMU's own virtio-scsi does). Linux's event handlers take `lun[2] << 8 | lun[3]`
+    /// as the LUN number, so the flat space bit on a small LUN would name LUN 0x4000 + n.
+    pub fn encode_event(lun: u16) -> [u8; 8] {
+        let sam = scst::Lun(lun).to_sam();
+        [1, 0, sam[0], sam[1], 0, 0, 0, 0]
     }
 }
 
@@ -384,14 +393,14 @@ impl Event {
     pub fn lun_change(lun: u16, added: bool) -> Self {
         Self {
             event: T_TRANSPORT_RESET,
-            lun: VirtioLun::encode(lun),
+            lun: VirtioLun::encode_event(lun),
             reason: if added { EVT_RESET_RESCAN } else { EVT_RESET_REMOVED },
         }
     }
 
     /// A parameter change (unit attention with `asc`/`ascq`) for `lun` of target 0.
     pub fn param_change(lun: u16, asc: u8, ascq: u8) -> Self {
-        Self { event: T_PARAM_CHANGE, lun: VirtioLun::encode(lun), reason: u32::from(asc) | u32::from(ascq) << 8 }
+        Self { event: T_PARAM_CHANGE, lun: VirtioLun::encode_event(lun), reason: u32::from(asc) | u32::from(ascq) << 8 }
     }
 
     /// The wire form.
@@ -539,12 +548,14 @@ mod tests {
 
     #[test]
     fn events() {
-        assert_eq!(Event::lun_change(1, true).to_bytes(), [1, 0, 0, 0, 1, 0, 0x40, 1, 0, 0, 0, 0, 1, 0, 0, 0]);
+        assert_eq!(Event::lun_change(1, true).to_bytes(), [1, 0, 0, 0, 1, 0, 0, 1, 0, 0, 0, 0, 1, 0, 0, 0]);
         assert_eq!(Event::lun_change(1, false).to_bytes()[12], 2);
+        // LUN 300 needs the flat space method.
+        assert_eq!(&Event::lun_change(300, true).to_bytes()[4..8], &[1, 0, 0x41, 0x2c]);
         // CAPACITY DATA HAS CHANGED: ASC 2Ah ASCQ 09h.
         assert_eq!(
             Event::param_change(0, 0x2a, 0x09).to_bytes(),
-            [3, 0, 0, 0, 1, 0, 0x40, 0, 0, 0, 0, 0, 0x2a, 0x09, 0, 0]
+            [3, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0x2a, 0x09, 0, 0]
         );
     }
 }

@@ -555,11 +555,11 @@ fn lun_hot_plug_and_parameter_change_events() {
     assert_eq!(g.ctrl.rescan(), 1);
     assert_eq!(g.wait_used(1, 1)[0], (0, 16));
     // TRANSPORT_RESET, LUN 1 of target 0, reason RESCAN.
-    assert_eq!(g.get(e1, 16), [1, 0, 0, 0, 1, 0, 0x40, 1, 0, 0, 0, 0, 1, 0, 0, 0]);
+    assert_eq!(g.get(e1, 16), [1, 0, 0, 0, 1, 0, 0, 1, 0, 0, 0, 0, 1, 0, 0, 0]);
     t.remove_lun(Lun(1)).expect("unmap");
     assert_eq!(g.ctrl.rescan(), 1);
     assert_eq!(g.wait_used(1, 2)[1], (1, 16));
-    assert_eq!(g.get(e2, 16), [1, 0, 0, 0, 1, 0, 0x40, 1, 0, 0, 0, 0, 2, 0, 0, 0]);
+    assert_eq!(g.get(e2, 16), [1, 0, 0, 0, 1, 0, 0, 1, 0, 0, 0, 0, 2, 0, 0, 0]);
     // No buffer left: the event is missed, and the next one says so.
     assert!(!g.ctrl.post_param_change(0, 0x2a, 0x09));
     assert_eq!(g.ctrl.stats().events_missed.load(std::sync::atomic::Ordering::Relaxed), 1);
@@ -568,7 +568,7 @@ fn lun_hot_plug_and_parameter_change_events() {
     g.kick(1);
     assert!(g.ctrl.post_param_change(0, 0x2a, 0x09));
     assert_eq!(g.wait_used(1, 3)[2].1, 16);
-    assert_eq!(g.get(e3, 16), [3, 0, 0, 0x80, 1, 0, 0x40, 0, 0, 0, 0, 0, 0x2a, 0x09, 0, 0]);
+    assert_eq!(g.get(e3, 16), [3, 0, 0, 0x80, 1, 0, 0, 0, 0, 0, 0, 0, 0x2a, 0x09, 0, 0]);
 }
 
 #[test]
@@ -586,6 +586,6 @@ fn capacity_change_is_a_param_change_event() {
     assert_eq!(g.ctrl.rescan(), 1);
     assert_eq!(g.wait_used(1, 1)[0], (0, 16));
     // PARAM_CHANGE, LUN 0, ASC 2Ah ASCQ 09h (CAPACITY DATA HAS CHANGED).
-    assert_eq!(g.get(e, 16), [3, 0, 0, 0, 1, 0, 0x40, 0, 0, 0, 0, 0, 0x2a, 0x09, 0, 0]);
+    assert_eq!(g.get(e, 16), [3, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0x2a, 0x09, 0, 0]);
     assert_eq!(g.ctrl.rescan(), 0, "reported once");
 }
