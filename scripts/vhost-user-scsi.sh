@@ -5,7 +5,8 @@
 # --lun-file, boots the guest with -device vhost-user-scsi-pci (guest RAM shared) and runs
 # scripts/rig/guest-vhost-scsi.sh main there; when the guest asks, hot-adds LUN 2 (SIGHUP) and
 # grows LUN 0's file. A second boot (reconnect to the same target process) runs the script's
-# reconnect checks. Then the target is stopped (SIGTERM, exit 0) and the host checks that the
+# reconnect checks, a third one with a second controller on the target's second socket the
+# two-path and persistent reservation checks. Then the target is stopped (SIGTERM, exit 0) and the host checks that the
 # pattern the guest wrote is in the backing file.
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -19,9 +20,9 @@ cleanup() { [ -n "$PID" ] && kill "$PID" 2>/dev/null && wait "$PID" 2>/dev/null;
 trap cleanup EXIT
 t0=$(date +%s)
 head -c 8M /dev/urandom > "$W/pattern"
-SOCK=$W/vus.sock
+SOCK=$W/vus.sock SOCK2=$W/vus2.sock
 : > "$W/luns"
-"$BIN" --socket "$SOCK" --lun "0=fileio:$W/lun.img,size=256M,thin" --lun 1=ram:64M --queues 2 \
+"$BIN" --socket "$SOCK" --socket "$SOCK2" --lun "0=fileio:$W/lun.img,size=256M,thin" --lun 1=ram:64M --queues 2 \
   --lun-file "$W/luns" --rescan-interval 1 --log info > "$W/target.out" 2> "$W/target.err" &
 PID=$!
 for _ in $(seq 100); do [ -S "$SOCK" ] && break; sleep 0.1; done
@@ -35,13 +36,14 @@ mkdir -p "$W/result"
   truncate -s 384M "$W/lun.img"
 ) &
 HELPER=$!
-boot() {   # boot MODE: one guest run of guest-vhost-scsi.sh MODE
-  local rc=0
+boot() {   # boot MODE [QEMU ARG...]: one guest run of guest-vhost-scsi.sh MODE
+  local rc=0 mode=$1
+  shift
   "$RIG/run-vm.sh" -t 400 --shared-mem -s "$W/result" \
-    -q -chardev -q "socket,id=vus,path=$SOCK" -q -device -q vhost-user-scsi-pci,chardev=vus,num_queues=2 \
-    "bash $HERE/rig/guest-vhost-scsi.sh $1 $W/pattern $W/result" > "$W/guest-$1.log" 2>&1 || rc=$?
-  if [ $rc -ne 0 ] || ! grep -q "VHOST SCSI OK" "$W/guest-$1.log"; then
-    echo "FAIL: guest run ($1) rc=$rc"; tail -n 40 "$W/guest-$1.log"; echo "--- target log"; tail -n 20 "$W/target.err"
+    -q -chardev -q "socket,id=vus,path=$SOCK" -q -device -q vhost-user-scsi-pci,chardev=vus,num_queues=2 "$@" \
+    "bash $HERE/rig/guest-vhost-scsi.sh $mode $W/pattern $W/result" > "$W/guest-$mode.log" 2>&1 || rc=$?
+  if [ $rc -ne 0 ] || ! grep -q "VHOST SCSI OK" "$W/guest-$mode.log"; then
+    echo "FAIL: guest run ($mode) rc=$rc"; tail -n 40 "$W/guest-$mode.log"; echo "--- target log"; tail -n 20 "$W/target.err"
     exit 1
   fi
 }
@@ -49,6 +51,8 @@ boot main
 kill "$HELPER" 2>/dev/null || true
 t1=$(date +%s)
 boot reconnect
+t2=$(date +%s)
+boot paths -q -chardev -q "socket,id=vus2,path=$SOCK2" -q -device -q vhost-user-scsi-pci,chardev=vus2,num_queues=1
 kill "$PID"
 trc=0; wait "$PID" || trc=$?; PID=
 [ $trc -eq 0 ] || { echo "FAIL: target exit status $trc"; tail -n 20 "$W/target.err"; exit 1; }
@@ -57,6 +61,9 @@ grep -E "Vendor|Product" "$W/result/inquiry.txt" || true
 grep -E "IOPS" "$W/result/fio-qd32.txt" | head -n 2 || true
 sed 's/^/reset: /' "$W/result/reset-dmesg.txt"
 sed 's/^/grow: /' "$W/result/grow-dmesg.txt"
+grep -i "relative target port" "$W/result/vpd83-a.txt" "$W/result/vpd83-b.txt" | sed 's/^/paths: /'
+grep -i "conflict" "$W/result/write-b.txt" | sed 's/^/paths: /'
+tp=$(( $(date +%s) - t2 ))
 echo "PASS vhost-user-scsi (virtio_scsi: 2 LUNs, VPD 83h, 8 MiB O_DIRECT round trip, ext4 remount/verify/fsck," \
-  "fio verify QD32, sg_reset -d under fio verify, hot-add, capacity change, reconnect) in" \
-  "$(( $(date +%s) - t0 ))s (reconnect boot $(( $(date +%s) - t1 ))s)"
+  "fio verify QD32, sg_reset -d under fio verify, hot-add, capacity change, reconnect, two paths + PR) in" \
+  "$(( $(date +%s) - t0 ))s (reconnect boot $(( t2 - t1 ))s, two-path boot ${tp}s)"

@@ -1,7 +1,7 @@
 #!/bin/bash
 # Runs INSIDE the rig's guest: Linux's virtio_scsi driver against vhost-user-scsi-target on the
 # host (QEMU -device vhost-user-scsi-pci). LUN 0 is the FILEIO disk under test, LUN 1 a RAM disk.
-# usage: guest-vhost-scsi.sh main|reconnect PATTERN_FILE RESULT_DIR
+# usage: guest-vhost-scsi.sh main|reconnect|paths PATTERN_FILE RESULT_DIR
 # main (the first boot):
 # 1. the SCSI scan finds both LUNs; INQUIRY and VPD 83h;
 # 2. raw I/O: PATTERN_FILE written to LUN 0 with O_DIRECT, read back and compared;
@@ -17,6 +17,10 @@
 #    size to change (PARAM_CHANGE event, Linux revalidates).
 # reconnect (a second boot against the same target process): LUN 1 still holds the pattern,
 # LUN 2 is there from the start, LUN 0 has its new size.
+# paths (a third boot with two controllers, i.e. two sockets of the target): LUN 1 through both
+# HBAs has the same logical unit designator and different relative target ports; a persistent
+# reservation (WRITE EXCLUSIVE) taken through path 1 makes a write through path 2 a RESERVATION
+# CONFLICT while reads still work; after the release, path 2 writes again.
 # Prints "VHOST SCSI OK" at the end.
 set -euxo pipefail
 mode=$1 pat=$2 out=$3
@@ -30,6 +34,35 @@ dev_of() {   # the block device of SCSI address $1
   done
   return 1
 }
+if [ "$mode" = paths ]; then
+  pa=$(dev_of 0:0:0:1)
+  pb=$(dev_of 1:0:0:1)
+  lsscsi | tee "$out/lsscsi-paths.txt"
+  sg_vpd -p di "$pa" | tee "$out/vpd83-a.txt"
+  sg_vpd -p di "$pb" | tee "$out/vpd83-b.txt"
+  # The same logical unit (its NAA designator), two target ports.
+  lu() { sed -n '/Addressed logical unit/,/Target port/p' "$1" | grep -A1 -i "NAA" ; }
+  [ -n "$(lu "$out/vpd83-a.txt")" ]
+  [ "$(lu "$out/vpd83-a.txt")" = "$(lu "$out/vpd83-b.txt")" ]
+  grep -i "relative target port: 0x1" "$out/vpd83-a.txt"
+  grep -i "relative target port: 0x2" "$out/vpd83-b.txt"
+  sg_persist --out --register --param-sark=0xabc "$pa"
+  sg_persist --out --reserve --param-rk=0xabc --prout-type=1 "$pa"
+  sg_persist --in --read-reservation "$pb" | tee "$out/pr-b.txt"
+  grep -i "0xabc" "$out/pr-b.txt"
+  # WRITE(10) of one block through path 2: RESERVATION CONFLICT; READ(10) is allowed.
+  head -c 512 /dev/zero > /tmp/blk
+  rc=0; sg_raw -s 512 -i /tmp/blk "$pb" 2a 00 00 00 00 00 00 00 01 00 > "$out/write-b.txt" 2>&1 || rc=$?
+  cat "$out/write-b.txt"
+  [ $rc -ne 0 ] && grep -qi "reservation conflict" "$out/write-b.txt"
+  sg_raw -r 512 "$pb" 28 00 00 00 00 00 00 00 01 00
+  sg_raw -s 512 -i /tmp/blk "$pa" 2a 00 00 00 00 00 00 00 01 00
+  sg_persist --out --release --param-rk=0xabc --prout-type=1 "$pa"
+  sg_raw -s 512 -i /tmp/blk "$pb" 2a 00 00 00 00 00 00 00 01 00
+  sg_persist --out --register --param-rk=0xabc --param-sark=0 "$pa"
+  echo "VHOST SCSI OK"
+  exit 0
+fi
 d0=$(dev_of 0:0:0:0)
 d1=$(dev_of 0:0:0:1)
 for _ in $(seq 100); do [ -b "$d0" ] && [ -b "$d1" ] && break; sleep 0.1; done

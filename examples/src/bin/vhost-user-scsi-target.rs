@@ -17,6 +17,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use clap::Parser;
@@ -42,16 +43,18 @@ SIZE is like 64M, 1G, 1T.";
 #[derive(Parser, Debug)]
 #[command(name = "vhost-user-scsi-target", version, about = "A vhost-user-scsi target (scst-rs)", long_about = LONG_ABOUT)]
 struct Args {
-    /// The vhost-user Unix socket to listen on (created; a stale file is replaced).
-    #[arg(long, value_name = "PATH")]
-    socket: PathBuf,
+    /// A vhost-user Unix socket to listen on (created; a stale file is replaced). Repeatable:
+    /// each socket is its own controller, I_T nexus and target port (relative port ids 1, 2,
+    /// ... in the order given), all to the same LUNs: two controllers give a guest two paths.
+    #[arg(long = "socket", value_name = "PATH", required = true)]
+    sockets: Vec<PathBuf>,
     /// A logical unit (repeatable). Default 0=ram:1G.
     #[arg(long = "lun", value_name = "N=SPEC")]
     luns: Vec<String>,
     /// SCSI target name (names the target port and the devices).
     #[arg(long, value_name = "NAME", default_value = "iqn.2026-11.rs.scst:vhost")]
     target: String,
-    /// Initiator name of the nexus (default: vhost-user-scsi:<socket path>).
+    /// Initiator name of the nexuses (default: vhost-user-scsi:<socket path>, one per socket).
     #[arg(long, value_name = "NAME")]
     initiator: Option<String>,
     /// Request queues offered to the guest (it uses at most one per vCPU).
@@ -65,7 +68,7 @@ struct Args {
     /// the guest is told about on the event queue; 0 = never.
     #[arg(long = "rescan-interval", value_name = "SECONDS", default_value_t = 2)]
     rescan_interval: u64,
-    /// Serve one connection, then exit (default: wait for the next one).
+    /// Serve one connection per socket, then exit (default: wait for the next one).
     #[arg(long)]
     once: bool,
     /// Log level: error, warn, info, debug or trace (or a tracing filter directive).
@@ -92,29 +95,44 @@ fn run(args: Args) -> Result<(), String> {
     if let Some(f) = &args.lun_file {
         reload(&target, &args.target, f, &mut file_luns)?;
     }
-    let cfg = VhostScsiConfig {
-        initiator_name: args.initiator.clone(),
-        request_queues: args.queues,
-        ..VhostScsiConfig::default()
-    };
-    let ctrl = VhostUserScsi::new(&target, &args.socket, cfg).map_err(|e| e.to_string())?;
-    let serve = {
-        let ctrl = Arc::clone(&ctrl);
-        let socket = args.socket.clone();
+    // One controller (I_T nexus, target port) per socket: relative port ids 1, 2, ...
+    let mut ctrls = Vec::new();
+    for (i, socket) in args.sockets.iter().enumerate() {
+        let rel_port_id = u16::try_from(i + 1).map_err(|_| "too many --socket".to_string())?;
+        let cfg = VhostScsiConfig {
+            initiator_name: args.initiator.clone(),
+            request_queues: args.queues,
+            rel_port_id,
+            ..VhostScsiConfig::default()
+        };
+        ctrls
+            .push(VhostUserScsi::new(&target, socket, cfg).map_err(|e| format!("--socket {}: {e}", socket.display()))?);
+    }
+    let live = Arc::new(AtomicUsize::new(ctrls.len()));
+    let mut servers = Vec::new();
+    for (ctrl, socket) in ctrls.iter().zip(&args.sockets) {
+        let ctrl = Arc::clone(ctrl);
+        let socket = socket.clone();
         let once = args.once;
-        std::thread::Builder::new()
+        let live = Arc::clone(&live);
+        let t = std::thread::Builder::new()
             .name("vhost-user".into())
             .spawn(move || {
                 loop {
                     tracing::info!(socket = %socket.display(), "waiting for a vhost-user frontend");
                     let r = ctrl.serve(&socket);
                     match &r {
-                        Ok(()) => tracing::info!("frontend disconnected"),
-                        Err(e) => tracing::error!(error = %e, "vhost-user connection failed"),
+                        Ok(()) => tracing::info!(socket = %socket.display(), "frontend disconnected"),
+                        Err(e) => {
+                            tracing::error!(socket = %socket.display(), error = %e, "vhost-user connection failed")
+                        }
                     }
                     if once {
-                        // Wake the main thread's sigwait: it flushes the devices and exits.
-                        let _ = kill(Pid::this(), Signal::SIGTERM);
+                        // After the last socket's connection, wake the main thread's sigwait: it
+                        // flushes the devices and exits.
+                        if live.fetch_sub(1, Ordering::AcqRel) == 1 {
+                            let _ = kill(Pid::this(), Signal::SIGTERM);
+                        }
                         return r;
                     }
                     // Do not spin on a socket that cannot be set up.
@@ -123,23 +141,28 @@ fn run(args: Args) -> Result<(), String> {
                     }
                 }
             })
-            .map_err(|e| format!("spawning the vhost-user thread: {e}"))?
-    };
+            .map_err(|e| format!("spawning the vhost-user thread: {e}"))?;
+        servers.push(t);
+    }
     if args.rescan_interval > 0 {
-        let ctrl = Arc::clone(&ctrl);
+        let ctrls = ctrls.clone();
         let every = Duration::from_secs(args.rescan_interval);
         std::thread::Builder::new()
             .name("rescan".into())
             .spawn(move || {
                 loop {
                     std::thread::sleep(every);
-                    ctrl.rescan();
+                    for c in &ctrls {
+                        c.rescan();
+                    }
                 }
             })
             .map_err(|e| format!("spawning the rescan thread: {e}"))?;
     }
     let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "vhost-user-scsi {}", args.socket.display());
+    for socket in &args.sockets {
+        let _ = writeln!(out, "vhost-user-scsi {}", socket.display());
+    }
     let _ = out.flush();
     drop(out);
     let sig = loop {
@@ -150,8 +173,10 @@ fn run(args: Args) -> Result<(), String> {
         match &args.lun_file {
             Some(f) => match reload(&target, &args.target, f, &mut file_luns) {
                 Ok(()) => {
-                    let n = ctrl.rescan();
-                    tracing::info!(luns = ?ctrl.session().luns(), events = n, "LUN file reloaded");
+                    for c in &ctrls {
+                        let n = c.rescan();
+                        tracing::info!(luns = ?c.session().luns(), events = n, "LUN file reloaded");
+                    }
                 }
                 Err(e) => tracing::error!(error = %e, "--lun-file not reloaded"),
             },
@@ -159,14 +184,16 @@ fn run(args: Args) -> Result<(), String> {
         }
     };
     tracing::info!(signal = ?sig, "shutting down");
-    let result = if serve.is_finished() {
-        match serve.join() {
-            Ok(r) => r.map_err(|e| e.to_string()),
-            Err(_) => Err("the vhost-user thread panicked".into()),
+    let mut result = Ok(());
+    for t in servers {
+        if t.is_finished() {
+            match t.join() {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => result = Err(e.to_string()),
+                Err(_) => result = Err("a vhost-user thread panicked".into()),
+            }
         }
-    } else {
-        Ok(())
-    };
+    }
     for d in &target.devices() {
         if let Err(e) = d.flush() {
             tracing::error!(device = d.name(), error = %e, "flush failed");
