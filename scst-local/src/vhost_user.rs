@@ -7,7 +7,7 @@
 //! ```text
 //!  guest virtio-scsi ── vhost-user socket ── rust-vmm VhostUserDaemon (one thread per queue set)
 //!     queue 0 control: TMF → Session::submit_tm; AN query/subscribe → no event classes
-//!     queue 1 event:   buffers kept in the ring until VhostUserScsi::rescan/post_event uses one
+//!     queue 1 event:   buffers kept in the ring until VhostUserScsi::rescan uses one
 //!     queue 2.. request: pop chain → parse → Session::submit ─┐ (many in flight per queue)
 //!                         used ring + call eventfd ◄─ inline Step::Done, or xmit_response from
 //!                                                      a device worker
@@ -24,11 +24,19 @@
 //! a response, is returned with length 0). Nothing the guest writes can panic the backend.
 //!
 //! Reconnection: [`VhostUserScsi::serve`] handles one frontend connection at a time and can be
-//! called again for the next one; the session (and so reservations and unit attentions) lives
-//! as long as the [`VhostUserScsi`]. When the frontend stops a queue (`GET_VRING_BASE`), the
-//! backend waits up to [`STOP_TIMEOUT`] for the queue's commands in flight; completions of
-//! commands that outlive that are discarded rather than written to a ring that may have been
-//! handed to another guest.
+//! called again for the next one (QEMU restarted, or a chardev with `reconnect=`). The session
+//! lives as long as the [`VhostUserScsi`], so persistent reservations stay; each connection
+//! after the first starts with an I_T NEXUS RESET of it (the old incarnation's commands are
+//! aborted, its removal preventions dropped, the guest sees I_T NEXUS LOSS OCCURRED). When the
+//! frontend stops a queue (`GET_VRING_BASE`), the backend waits up to [`STOP_TIMEOUT`] for the
+//! queue's commands in flight; completions of commands that outlive that, or that belong to an
+//! earlier connection, are discarded rather than written to rings that now belong to another
+//! guest. Backend restarts (a new process) are QEMU's business: it re-sends the whole setup.
+//!
+//! Events: the core does not tell a fabric about LUN map or capacity changes, so
+//! [`VhostUserScsi::rescan`] (called by the application) compares and posts TRANSPORT_RESET
+//! (hot-plug, hot-unplug) and PARAM_CHANGE (capacity) events; event buffers stay in the ring
+//! until then.
 
 use std::io;
 use std::path::Path;
@@ -39,7 +47,7 @@ use std::time::{Duration, Instant};
 use parking_lot::{Condvar, Mutex, RwLock};
 use scst::{
     CmdBox, CmdHeader, DataDir, Lun, ProtocolId, ScsiStatus, Session, SessionConfig, Step, Target, TargetDriver,
-    TargetPort, TmOutcome, TmRequest, TmResponse, TmStatus,
+    TargetPort, TmFunction, TmOutcome, TmRequest, TmResponse, TmStatus,
 };
 use vhost::vhost_user::message::{VhostUserProtocolFeatures, VhostUserVirtioFeatures};
 use vhost_user_backend::{VhostUserBackend, VhostUserDaemon, VringMutex, VringState, VringT};
@@ -190,7 +198,8 @@ impl QueueState {
     }
 
     fn finished(&self) {
-        if self.inflight.fetch_sub(1, Ordering::AcqRel) == 1 {
+        let before = self.inflight.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| Some(n.saturating_sub(1)));
+        if before == Ok(1) {
             let _g = self.idle_lock.lock();
             self.idle.notify_all();
         }
@@ -430,6 +439,7 @@ pub struct VhostUserScsi {
     session: Arc<Session>,
     cfg: VhostScsiConfig,
     known_luns: Mutex<Vec<Lun>>,
+    connections: AtomicUsize,
 }
 
 impl std::fmt::Debug for VhostUserScsi {
@@ -482,7 +492,7 @@ impl VhostUserScsi {
         let scfg = SessionConfig { initiator_port: format!("{name},i,vhost"), initiator_name: name, port, depth };
         let session = target.register_session(scfg, Arc::new(Fabric(shared.clone())));
         let known_luns = Mutex::new(session.luns());
-        Ok(Arc::new(Self { shared, session, cfg, known_luns }))
+        Ok(Arc::new(Self { shared, session, cfg, known_luns, connections: AtomicUsize::new(0) }))
     }
 
     /// The I_T nexus.
@@ -501,8 +511,23 @@ impl VhostUserScsi {
     /// # Errors
     /// [`VhostError::Daemon`] when the socket cannot be set up or the protocol fails.
     pub fn serve(self: &Arc<Self>, socket_path: &Path) -> Result<(), VhostError> {
-        // A new connection gets new vrings (the daemon creates them).
+        // Completions of commands the previous frontend left in flight must not reach the next
+        // one's rings (a frontend that vanished without stopping its queues).
+        for qs in &self.shared.queues {
+            qs.epoch.fetch_add(1, Ordering::AcqRel);
+            qs.inflight.store(0, Ordering::Release);
+        }
+        // A new connection gets new vrings (the daemon creates them) and a new memory table.
         self.shared.vrings.write().iter_mut().for_each(|v| *v = None);
+        *self.shared.mem.write() = None;
+        self.shared.events_missed.store(false, Ordering::Release);
+        if self.connections.fetch_add(1, Ordering::AcqRel) > 0 {
+            // A new frontend is a new incarnation of the initiator: the old nexus is lost. Its
+            // commands are aborted, its removal preventions dropped, and the next command sees
+            // I_T NEXUS LOSS OCCURRED. (The tag names no queue: a late answer is dropped.)
+            let req = TmRequest { function: TmFunction::I_T_NEXUS_RESET, lun: [0; 8], ref_tag: 0, tag: u64::MAX };
+            let _ = self.session.submit_tm(req);
+        }
         let mem = GuestMemoryAtomic::new(GuestMemoryMmap::new());
         let mut daemon = VhostUserDaemon::new("vhost-user-scsi".into(), self.clone(), mem)
             .map_err(|e| VhostError::Daemon(e.to_string()))?;
