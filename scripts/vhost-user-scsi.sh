@@ -56,6 +56,11 @@ boot paths -q -chardev -q "socket,id=vus2,path=$SOCK2" -q -device -q vhost-user-
 kill "$PID"
 trc=0; wait "$PID" || trc=$?; PID=
 [ $trc -eq 0 ] || { echo "FAIL: target exit status $trc"; tail -n 20 "$W/target.err"; exit 1; }
+# Multiqueue: both request queues of the first socket served commands (chains=[ctl, evt, q2, q3]).
+chains=$(sed 's/\x1b\[[0-9;]*m//g' "$W/target.err" | grep -F "socket=$SOCK " | grep -o 'chains=\[[0-9, ]*\]' | head -n 1)
+echo "multiqueue: $chains"
+echo "$chains" | grep -qE '^chains=\[[0-9]+, [0-9]+, [1-9][0-9]*, [1-9][0-9]*' ||
+  { echo "FAIL: not every request queue served commands: $chains"; exit 1; }
 cmp -n $((8 << 20)) "$W/pattern" "$W/lun.img" || { echo "FAIL: backing file differs from what the guest wrote"; exit 1; }
 grep -E "Vendor|Product" "$W/result/inquiry.txt" || true
 grep -E "IOPS" "$W/result/fio-qd32.txt" | head -n 2 || true
@@ -65,5 +70,5 @@ grep -i "relative target port" "$W/result/vpd83-a.txt" "$W/result/vpd83-b.txt" |
 grep -i "conflict" "$W/result/write-b.txt" | sed 's/^/paths: /'
 tp=$(( $(date +%s) - t2 ))
 echo "PASS vhost-user-scsi (virtio_scsi: 2 LUNs, VPD 83h, 8 MiB O_DIRECT round trip, ext4 remount/verify/fsck," \
-  "fio verify QD32, sg_reset -d under fio verify, hot-add, capacity change, reconnect, two paths + PR) in" \
+  "fio verify QD32, sg_reset -d under fio verify, hot-add, capacity change, reconnect, two paths + PR, both request queues used) in" \
   "$(( $(date +%s) - t0 ))s (reconnect boot $(( t2 - t1 ))s, two-path boot ${tp}s)"

@@ -99,6 +99,9 @@ sha256sum -c /tmp/sums
 umount /mnt/t
 e2fsck -fn /dev/loop0
 losetup -d /dev/loop0
+# Each vCPU submits through its own request queue (the host checks both served commands).
+taskset -c 0 dd if="$d1" of=/dev/null bs=4k count=256 iflag=direct status=none
+taskset -c 1 dd if="$d1" of=/dev/null bs=4k count=256 iflag=direct status=none
 # Several commands in flight on one queue, with verification.
 fio --name=qd32 --filename="$d1" --direct=1 --ioengine=libaio --iodepth=32 --rw=randwrite --bs=4k \
   --size=32M --verify=crc32c --verify_fatal=1 --do_verify=1 --output="$out/fio-qd32.txt"

@@ -218,6 +218,8 @@ fn uncookie(c: u64) -> (u32, usize, u16) {
 /// Counters of one controller.
 #[derive(Debug, Default)]
 pub struct VhostStats {
+    /// Chains taken from each queue (index = queue index: 0 control, 1 event, 2.. requests).
+    pub chains: Box<[AtomicUsize]>,
     /// Requests refused at the virtio level (malformed chains, bad targets).
     pub bad_requests: AtomicUsize,
     /// Events dropped for lack of an event buffer (reported to the guest as EVENTS_MISSED).
@@ -478,7 +480,7 @@ impl VhostUserScsi {
             mem: RwLock::new(None),
             event_idx: AtomicBool::new(false),
             events_missed: AtomicBool::new(false),
-            stats: VhostStats::default(),
+            stats: VhostStats { chains: (0..nq).map(|_| AtomicUsize::new(0)).collect(), ..VhostStats::default() },
         });
         let name = cfg.initiator_name.clone().unwrap_or_else(|| format!("vhost-user-scsi:{}", socket_path.display()));
         let port = Arc::new(TargetPort {
@@ -606,6 +608,9 @@ impl VhostUserScsi {
                 let chain = vring.get_mut().get_queue_mut().pop_descriptor_chain(mem.clone());
                 let Some(chain) = chain else { break };
                 any = true;
+                if let Some(c) = self.shared.stats.chains.get(q) {
+                    c.fetch_add(1, Ordering::Relaxed);
+                }
                 if q == CONTROL_QUEUE {
                     self.control(q, chain, &mem);
                 } else {

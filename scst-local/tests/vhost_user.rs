@@ -337,6 +337,9 @@ fn unit_attention_then_write_and_read_through_split_buffers() {
     let r = g.resp(&nl);
     assert_eq!((r.response, r.status, r.sense[2] & 0xf, r.sense[12]), (0, 2, 5, 0x25), "{r:?}");
     assert_eq!(g.ctrl.stats().bad_requests.load(std::sync::atomic::Ordering::Relaxed), 0);
+    let chains: Vec<usize> =
+        g.ctrl.stats().chains.iter().map(|c| c.load(std::sync::atomic::Ordering::Relaxed)).collect();
+    assert_eq!(chains, vec![0, 0, base + 4]);
 }
 
 #[test]

@@ -184,6 +184,10 @@ fn run(args: Args) -> Result<(), String> {
         }
     };
     tracing::info!(signal = ?sig, "shutting down");
+    for (c, socket) in ctrls.iter().zip(&args.sockets) {
+        let chains: Vec<usize> = c.stats().chains.iter().map(|n| n.load(Ordering::Relaxed)).collect();
+        tracing::info!(socket = %socket.display(), ?chains, "chains served per queue (control, event, requests...)");
+    }
     let mut result = Ok(());
     for t in servers {
         if t.is_finished() {
