@@ -22,7 +22,8 @@ t0=$(date +%s)
 head -c 8M /dev/urandom > "$W/pattern"
 SOCK=$W/vus.sock SOCK2=$W/vus2.sock
 : > "$W/luns"
-"$BIN" --socket "$SOCK" --socket "$SOCK2" --lun "0=fileio:$W/lun.img,size=256M,thin" --lun 1=ram:64M --queues 2 \
+"$BIN" --socket "$SOCK" --socket "$SOCK2" --port-group 1=active,pref --port-group 2=active --tpg 1 --tpg 2 \
+  --explicit-alua --lun "0=fileio:$W/lun.img,size=256M,thin" --lun 1=ram:64M --queues 2 \
   --lun-file "$W/luns" --rescan-interval 1 --log info > "$W/target.out" 2> "$W/target.err" &
 PID=$!
 for _ in $(seq 100); do [ -S "$SOCK" ] && break; sleep 0.1; done
@@ -68,7 +69,10 @@ sed 's/^/reset: /' "$W/result/reset-dmesg.txt"
 sed 's/^/grow: /' "$W/result/grow-dmesg.txt"
 grep -i "relative target port" "$W/result/vpd83-a.txt" "$W/result/vpd83-b.txt" | sed 's/^/paths: /'
 grep -i "conflict" "$W/result/write-b.txt" | sed 's/^/paths: /'
+grep -i "asymmetric access state changed" "$W/result/rtpg-ua.txt" | sed 's/^/alua: /'
+grep -A1 "target port group id : 0x2" "$W/result/rtpg-after.txt" | sed 's/^/alua: /'
+grep -iE "standby|not ready" "$W/result/read-standby.txt" | sed 's/^/alua: /'
 tp=$(( $(date +%s) - t2 ))
 echo "PASS vhost-user-scsi (virtio_scsi: 2 LUNs, VPD 83h, 8 MiB O_DIRECT round trip, ext4 remount/verify/fsck," \
-  "fio verify QD32, sg_reset -d under fio verify, hot-add, capacity change, reconnect, two paths + PR, both request queues used) in" \
+  "fio verify QD32, sg_reset -d under fio verify, hot-add, capacity change, reconnect, two paths + PR + ALUA, both request queues used) in" \
   "$(( $(date +%s) - t0 ))s (reconnect boot $(( t2 - t1 ))s, two-path boot ${tp}s)"

@@ -60,6 +60,26 @@ if [ "$mode" = paths ]; then
   sg_persist --out --release --param-rk=0xabc --prout-type=1 "$pa"
   sg_raw -s 512 -i /tmp/blk "$pb" 2a 00 00 00 00 00 00 00 01 00
   sg_persist --out --register --param-rk=0xabc --param-sark=0 "$pa"
+  # ALUA: port group 1 (path 1) and 2 (path 2) both active/optimized; SET TARGET PORT GROUPS
+  # through path 1 puts group 2 in standby: path 2 gets the state-change unit attention, then
+# REPORT TARGET PORT GROUPS through path 2 shows the new state,
+  # a READ through path 2 is NOT READY (04h/0Bh), through path 1 it works; then back.
+  sg_rtpg -d "$pb" | tee "$out/rtpg-before.txt"
+  sg_stpg --standby --tp=2 "$pa"
+  # Path 2's nexus first gets the unit attention ASYMMETRIC ACCESS STATE CHANGED (2Ah/06h).
+  rc=0; sg_rtpg -d "$pb" > "$out/rtpg-ua.txt" 2>&1 || rc=$?
+  cat "$out/rtpg-ua.txt"
+  [ $rc -ne 0 ] && grep -qi "asymmetric access state changed" "$out/rtpg-ua.txt"
+  sg_rtpg -d "$pb" | tee "$out/rtpg-after.txt"
+  grep -A1 "target port group id : 0x2" "$out/rtpg-after.txt" | grep -qi "standby"
+  rc=0; sg_raw -r 512 "$pb" 28 00 00 00 00 00 00 00 01 00 > "$out/read-standby.txt" 2>&1 || rc=$?
+  cat "$out/read-standby.txt"
+  [ $rc -ne 0 ] && grep -qi "standby" "$out/read-standby.txt"
+  sg_raw -r 512 "$pa" 28 00 00 00 00 00 00 00 01 00
+  sg_stpg --optimized --tp=2 "$pa"
+  # Again the state-change unit attention first, then path 2 reads.
+  { sg_raw -r 512 "$pb" 28 00 00 00 00 00 00 00 01 00 2>&1 || true; } | grep -qi "asymmetric access state changed"
+  sg_raw -r 512 "$pb" 28 00 00 00 00 00 00 00 01 00
   echo "VHOST SCSI OK"
   exit 0
 fi

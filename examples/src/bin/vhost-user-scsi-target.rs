@@ -23,8 +23,9 @@ use std::time::Duration;
 use clap::Parser;
 use nix::sys::signal::{SigSet, Signal, kill};
 use nix::unistd::Pid;
+use scst::alua::AluaConfig;
 use scst::{Lun, SgvConfig, SgvPool, Target};
-use scst_examples::spec::{LunSpec, parse_size};
+use scst_examples::spec::{LunSpec, parse_port_group, parse_size};
 use scst_local::vhost_user::{VhostScsiConfig, VhostUserScsi};
 
 const LONG_ABOUT: &str = "\
@@ -37,7 +38,11 @@ LUN specifications (--lun N=SPEC), as for iscsi-target:
   nullio:SIZE[,bs=512|4096][,ro][,removable]     reads zeros, discards writes
   fileio:PATH[,size=SIZE][,thin][,ro][,wt][,direct][,bs=512|4096][,pbs=N][,removable]
   blockio:DEVICE[,thin][,ro][,removable]
-SIZE is like 64M, 1G, 1T.";
+SIZE is like 64M, 1G, 1T.
+
+Several --socket: one controller each (its own I_T nexus and target port, relative port ids
+1, 2, ... in order) to the same LUNs, i.e. several paths for one guest. ALUA: --port-group
+defines target port groups, --tpg puts each socket's port in one (in --socket order).";
 
 /// Command line.
 #[derive(Parser, Debug)]
@@ -68,6 +73,17 @@ struct Args {
     /// the guest is told about on the event queue; 0 = never.
     #[arg(long = "rescan-interval", value_name = "SECONDS", default_value_t = 2)]
     rescan_interval: u64,
+    /// An ALUA target port group (repeatable): ID=STATE[,pref][,remote=N[+N]], STATE one of
+    /// active, nonoptimized, standby, unavailable, offline, transitioning.
+    #[arg(long = "port-group", value_name = "ID=STATE[,pref][,remote=N[+N]]")]
+    port_groups: Vec<String>,
+    /// Allow SET TARGET PORT GROUPS (explicit ALUA).
+    #[arg(long = "explicit-alua")]
+    explicit_alua: bool,
+    /// The ALUA target port group of each socket's port, in --socket order (repeatable; the last
+    /// one given also applies to the sockets after it).
+    #[arg(long = "tpg", value_name = "ID")]
+    tpgs: Vec<u16>,
     /// Serve one connection per socket, then exit (default: wait for the next one).
     #[arg(long)]
     once: bool,
@@ -95,6 +111,21 @@ fn run(args: Args) -> Result<(), String> {
     if let Some(f) = &args.lun_file {
         reload(&target, &args.target, f, &mut file_luns)?;
     }
+    if !args.port_groups.is_empty() {
+        let groups = args
+            .port_groups
+            .iter()
+            .map(|g| parse_port_group(g).map_err(|e| format!("--port-group: {e}")))
+            .collect::<Result<Vec<_>, _>>()?;
+        target
+            .set_alua(Some(AluaConfig { groups, explicit: args.explicit_alua }))
+            .map_err(|e| format!("--port-group: {e}"))?;
+    } else if args.explicit_alua || !args.tpgs.is_empty() {
+        return Err("--explicit-alua and --tpg need --port-group".into());
+    }
+    if args.tpgs.contains(&0) {
+        return Err("--tpg must be 1..65535".into());
+    }
     // One controller (I_T nexus, target port) per socket: relative port ids 1, 2, ...
     let mut ctrls = Vec::new();
     for (i, socket) in args.sockets.iter().enumerate() {
@@ -103,6 +134,7 @@ fn run(args: Args) -> Result<(), String> {
             initiator_name: args.initiator.clone(),
             request_queues: args.queues,
             rel_port_id,
+            tpg_id: args.tpgs.get(i).or(args.tpgs.last()).copied().unwrap_or(1),
             ..VhostScsiConfig::default()
         };
         ctrls
