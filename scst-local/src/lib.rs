@@ -26,6 +26,10 @@
 //! ```
 #![deny(unsafe_code)]
 
+#[cfg(feature = "vhost-user")]
+pub mod vhost_user;
+pub mod virtio_scsi;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
