@@ -7,7 +7,8 @@
 #   CONF     libiscsi conformance suite against iscsi-target (scripts/conformance.sh)
 #   MATRIX   the whole suite on default LUN kinds (scripts/conformance-matrix.sh; CI runs
 #            MATRIX_KINDS, a cheap subset; KINDS= of that script runs them all)
-#   LINUX    Linux's open-iscsi initiator in the rig VM (scripts/linux-initiator.sh)
+#   LINUX    Linux's own initiators in the rig VM: open-iscsi (scripts/linux-initiator.sh),
+#            virtio_scsi through vhost-user-scsi-target (scripts/vhost-user-scsi.sh)
 #   FUZZ     a short run of every fuzz target (fuzz/smoke.sh)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -40,6 +41,8 @@ if step LINUX; then
   RIG=${RIG:-$PWD/../shared/rig}
   "$RIG/build-initramfs.sh" > /tmp/scst-rig-build.log 2>&1 || { tail -n 30 /tmp/scst-rig-build.log; exit 1; }
   RIG=$RIG scripts/linux-initiator.sh
+  banner "virtio-scsi over vhost-user (rig)"
+  RIG=$RIG scripts/vhost-user-scsi.sh
 fi
 if step FUZZ && [ -x fuzz/smoke.sh ]; then banner "fuzz smoke"; fuzz/smoke.sh "${FUZZ_SECONDS:-30}"; fi
 banner "all tests passed"
