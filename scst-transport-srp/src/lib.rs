@@ -18,3 +18,6 @@ pub mod port;
 
 pub use channel::{Action, Channel, ChannelError, ChannelStats, Wake, XferId};
 pub use port::{LoginOutcome, PortConfig, SrpPort, initiator_name};
+
+#[cfg(feature = "rdma")]
+pub mod rdma;
