@@ -207,6 +207,12 @@ pub struct ChannelStats {
     pub credits_granted: u64,
     /// Requests received while the initiator had no credit left.
     pub credit_overruns: u64,
+    /// Commands whose data buffer was described by an indirect descriptor.
+    pub indirect: u64,
+    /// RDMA READ transfers (WRITE data) asked for.
+    pub rdma_reads: u64,
+    /// RDMA WRITE transfers (Data-In) asked for.
+    pub rdma_writes: u64,
 }
 
 impl std::fmt::Debug for Channel {
@@ -478,6 +484,9 @@ impl Channel {
             self.refuse(tag, sol_not, SenseCode::INVALID_FIELD_IN_INFORMATION_UNIT);
             return Err(ChannelError::Refused(why));
         }
+        if [out, inn].iter().any(|b| matches!(b, DataBuf::Indirect { .. })) {
+            self.stats.indirect += 1;
+        }
         let (dir, len) = if !out.is_empty() {
             (DataDir::Out, out.len())
         } else if !inn.is_empty() {
@@ -550,6 +559,7 @@ impl Channel {
                 }
                 e.stage = Stage::Reading;
                 e.cmd = Some(cmd);
+                self.stats.rdma_reads += 1;
                 self.queue.push_back(Action::RdmaRead { xfer: XferId(slot), remote, len: want });
             }
         }
@@ -599,6 +609,7 @@ impl Channel {
         if n > 0 {
             e.stage = Stage::Writing;
             e.cmd = Some(cmd);
+            self.stats.rdma_writes += 1;
             self.queue.push_back(Action::RdmaWrite { xfer: XferId(slot), remote, len: n });
             self.respond_raw(tag, sol_not, status.0, &[], &sense, (flags, dout, din));
         } else {
@@ -771,6 +782,18 @@ impl Channel {
             return;
         }
         self.state = State::Closed;
+        let st = self.stats;
+        tracing::info!(
+            channel = self.shared.id,
+            initiator = %self.session.config().initiator_name,
+            commands = st.commands,
+            indirect = st.indirect,
+            rdma_reads = st.rdma_reads,
+            rdma_writes = st.rdma_writes,
+            task_mgmt = st.task_mgmt,
+            credits = st.credits_granted,
+            "SRP channel closed"
+        );
         self.queue.clear();
         for e in self.entries.iter_mut() {
             *e = None;

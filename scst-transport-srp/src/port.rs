@@ -266,7 +266,7 @@ impl SrpPort {
             }
             old.session.close();
         }
-        tracing::debug!(initiator = %name, channel = id, multi, "SRP login accepted");
+        tracing::info!(initiator = %name, channel = id, multi, flags, "SRP login accepted");
         let rsp = LoginRsp {
             req_lim_delta: depth - 1,
             tag: req.tag,

@@ -389,6 +389,8 @@ fn write_and_read_with_indirect_descriptors() {
         back.extend_from_slice(&ini.mem[&(10 + i)].1);
     }
     assert_eq!(back, data);
+    let st = ini.ch.stats();
+    assert_eq!((st.indirect, st.rdma_reads, st.rdma_writes), (2, 1, 1));
 }
 
 #[test]
