@@ -580,29 +580,51 @@ impl Channel {
         }
         let Some(e) = self.entries.get_mut(slot as usize).and_then(Option::as_mut) else { return };
         let (tag, sol_not) = (e.tag, e.sol_not);
-        let n = if tas { 0 } else { cmd.data_in_len() as u32 };
+        // Data-In goes only to a data-in buffer the initiator described.
+        let n = if tas || cmd.expected_dir() != DataDir::In { 0 } else { cmd.data_in_len() as u32 };
         let remote = if n > 0 { cover(e.inn.iter().copied(), n) } else { Vec::new() };
         let status = if tas { ScsiStatus::TASK_ABORTED } else { cmd.status() };
         let (mut flags, mut dout, mut din) = (0, 0, 0);
         if !tas {
             let (over, count) = cmd.residual();
-            if count > 0 {
-                match cmd.expected_dir() {
-                    DataDir::Out => {
-                        flags = if over { rsp_flag::DOOVER } else { rsp_flag::DOUNDER };
-                        dout = count;
-                    }
-                    DataDir::In => {
+            let exp = cmd.expected_len();
+            match (cmd.info().dir, cmd.expected_dir()) {
+                (DataDir::In, DataDir::In) => {
+                    if count > 0 {
                         flags = if over { rsp_flag::DIOVER } else { rsp_flag::DIUNDER };
                         din = count;
                     }
-                    // No buffer: whatever the command wanted is an overflow of an empty buffer;
-                    // report it as data-in or data-out by the command's own direction.
-                    DataDir::None => match cmd.info().dir {
-                        DataDir::Out => (flags, dout) = (rsp_flag::DOOVER, count),
-                        _ => (flags, din) = (rsp_flag::DIOVER, count),
-                    },
                 }
+                (DataDir::Out, DataDir::Out) => {
+                    if count > 0 {
+                        flags = if over { rsp_flag::DOOVER } else { rsp_flag::DOUNDER };
+                        dout = count;
+                    }
+                }
+                // The command's direction has no buffer: all it produced or wanted overflowed
+                // (and the buffer of the other direction went unused).
+                (DataDir::In, other) => {
+                    let produced = if over { exp.saturating_add(count) } else { exp - count.min(exp) };
+                    if produced > 0 {
+                        (flags, din) = (rsp_flag::DIOVER, produced);
+                    }
+                    if other == DataDir::Out && exp > 0 {
+                        (flags, dout) = (flags | rsp_flag::DOUNDER, exp);
+                    }
+                }
+                (DataDir::Out, other) => {
+                    let wanted = cmd.info().data_len;
+                    if wanted > 0 {
+                        (flags, dout) = (rsp_flag::DOOVER, wanted);
+                    }
+                    if other == DataDir::In && exp > 0 {
+                        (flags, din) = (flags | rsp_flag::DIUNDER, exp);
+                    }
+                }
+                // Nothing moved: the whole buffer is a residual.
+                (_, DataDir::In) if exp > 0 => (flags, din) = (rsp_flag::DIUNDER, exp),
+                (_, DataDir::Out) if exp > 0 => (flags, dout) = (rsp_flag::DOUNDER, exp),
+                _ => {}
             }
         }
         let sense: Vec<u8> = if tas { Vec::new() } else { cmd.sense().to_vec() };

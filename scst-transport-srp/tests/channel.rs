@@ -446,6 +446,41 @@ fn residuals_sense_and_task_set_errors() {
     assert_eq!(RspView::parse(&r).unwrap().status(), 2);
 }
 
+/// Found by the `srp_iu` fuzz target: a READ whose initiator described only a data-out
+/// buffer must not RDMA-write anything (there is no data-in buffer to write to).
+#[test]
+fn data_in_without_a_data_in_buffer_moves_nothing() {
+    let port = port_with(16);
+    let (mut ini, _) = login(&port, IPID, 0);
+    ini.clear_ua();
+    let d = ini.region(1, 0, vec![0x33; 512]);
+    let b = CmdBuilder {
+        tag: 70,
+        cdb: vec![0x28, 0, 0, 0, 0, 0, 0, 0, 1, 0],
+        data_out: Some((DescFormat::Direct, vec![d])),
+        ..CmdBuilder::default()
+    }
+    .build();
+    ini.ch.receive(&b).unwrap();
+    ini.ch.recv_reposted();
+    let mut rsp = None;
+    while let Some(a) = ini.ch.poll() {
+        match a {
+            Action::Send { id, bytes, .. } => {
+                ini.ch.send_done(id, true);
+                rsp = Some(bytes);
+            }
+            other => panic!("no data transfer expected, got {other:?}"),
+        }
+    }
+    let r = rsp.expect("a response");
+    let v = RspView::parse(&r).unwrap();
+    assert_eq!(v.status(), 0);
+    assert_eq!(v.flags(), rsp_flag::DIOVER | rsp_flag::DOUNDER);
+    assert_eq!((v.data_in_res(), v.data_out_res()), (512, 512));
+    assert_eq!(ini.mem[&1].1, vec![0x33; 512], "the data-out buffer untouched");
+}
+
 #[test]
 fn solicited_notification_follows_the_command_flags() {
     let port = port_with(16);
