@@ -589,18 +589,15 @@ impl Channel {
             let (over, count) = cmd.residual();
             let exp = cmd.expected_len();
             match (cmd.info().dir, cmd.expected_dir()) {
-                (DataDir::In, DataDir::In) => {
-                    if count > 0 {
-                        flags = if over { rsp_flag::DIOVER } else { rsp_flag::DIUNDER };
-                        din = count;
-                    }
+                (DataDir::In, DataDir::In) if count > 0 => {
+                    flags = if over { rsp_flag::DIOVER } else { rsp_flag::DIUNDER };
+                    din = count;
                 }
-                (DataDir::Out, DataDir::Out) => {
-                    if count > 0 {
-                        flags = if over { rsp_flag::DOOVER } else { rsp_flag::DOUNDER };
-                        dout = count;
-                    }
+                (DataDir::Out, DataDir::Out) if count > 0 => {
+                    flags = if over { rsp_flag::DOOVER } else { rsp_flag::DOUNDER };
+                    dout = count;
                 }
+                (DataDir::In, DataDir::In) | (DataDir::Out, DataDir::Out) => {}
                 // The command's direction has no buffer: all it produced or wanted overflowed
                 // (and the buffer of the other direction went unused).
                 (DataDir::In, other) => {
