@@ -181,6 +181,7 @@ pub struct Channel {
     state: State,
     max_it_iu_len: u32,
     max_ti_iu_len: u32,
+    max_data_len: u32,
     entries: Vec<Option<Entry>>,
     free: Vec<u32>,
     queue: VecDeque<Action>,
@@ -221,6 +222,19 @@ impl std::fmt::Debug for Channel {
     }
 }
 
+/// The sizes a login settled for a channel.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Limits {
+    /// Receive buffers posted.
+    pub(crate) depth: u32,
+    /// Largest IU the initiator sends.
+    pub(crate) max_it_iu_len: u32,
+    /// Largest IU the target sends.
+    pub(crate) max_ti_iu_len: u32,
+    /// Largest data buffer of one command.
+    pub(crate) max_data_len: u32,
+}
+
 fn cover(descs: impl Iterator<Item = DirectDesc>, len: u32) -> Vec<DirectDesc> {
     let mut left = len;
     let mut v = Vec::new();
@@ -250,10 +264,9 @@ impl Channel {
         nexus: Arc<Nexus>,
         session: Arc<Session>,
         shared: Arc<ChannelShared>,
-        depth: u32,
-        max_it_iu_len: u32,
-        max_ti_iu_len: u32,
+        limits: Limits,
     ) -> Self {
+        let Limits { depth, max_it_iu_len, max_ti_iu_len, max_data_len } = limits;
         Self {
             port,
             nexus,
@@ -262,6 +275,7 @@ impl Channel {
             state: State::Live,
             max_it_iu_len,
             max_ti_iu_len,
+            max_data_len,
             entries: Vec::new(),
             free: Vec::new(),
             queue: VecDeque::new(),
@@ -468,6 +482,8 @@ impl Channel {
         let (out, inn) = (c.data_out(), c.data_in());
         let problem = if !out.is_empty() && !inn.is_empty() {
             Some("bidirectional commands are not supported")
+        } else if out.len() > self.max_data_len || inn.len() > self.max_data_len {
+            Some("data buffer larger than the port's maximum transfer")
         } else if out.table_is_external() || inn.table_is_external() {
             Some("external descriptor tables are not supported")
         } else if [out, inn].iter().any(|b| match b {

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
 use parking_lot::Mutex;
 use scst::{CmdBox, ProtocolId, Session, SessionConfig, Target, TargetDriver, TargetPort, TmResponse};
 
-use crate::channel::{Channel, ChannelShared, Wake};
+use crate::channel::{Channel, ChannelShared, Limits, Wake};
 use crate::iu::{self, LoginRej, LoginReq, LoginRsp, RejectReason, buf_fmt, req_flags, rsp_flags};
 
 /// How an SRP target port behaves.
@@ -34,6 +34,10 @@ pub struct PortConfig {
     pub queue_depth: u32,
     /// Most channels one I_T nexus may have.
     pub max_channels: usize,
+    /// Largest data buffer one command may describe (bytes); a command describing more is
+    /// refused with CHECK CONDITION. Set it to what the driver can transfer at once (the RDMA
+    /// driver's `RdmaConfig::max_transfer`).
+    pub max_data_len: u32,
     /// Relative target port identifier (VPD 83h, ALUA).
     pub rel_port_id: u16,
     /// Target port group (ALUA).
@@ -51,6 +55,7 @@ impl PortConfig {
             max_ti_iu_len: 256,
             queue_depth: 128,
             max_channels: 8,
+            max_data_len: 1 << 20,
             rel_port_id: 1,
             tpg_id: 1,
         }
@@ -254,9 +259,12 @@ impl SrpPort {
             entry.nexus.clone(),
             entry.session.clone(),
             shared,
-            depth,
-            req.req_it_iu_len,
-            self.cfg.max_ti_iu_len,
+            Limits {
+                depth,
+                max_it_iu_len: req.req_it_iu_len,
+                max_ti_iu_len: self.cfg.max_ti_iu_len,
+                max_data_len: self.cfg.max_data_len,
+            },
         );
         drop(map);
         if let Some(old) = terminated {

@@ -126,8 +126,9 @@ mod ffi {
 pub struct RdmaConfig {
     /// Address and port to listen on (RDMA/CM, IPv4).
     pub listen: SocketAddrV4,
-    /// Largest data transfer of one command (the size of each bounce buffer). Linux's ib_srp
-    /// sends at most 512 KiB per command by default (`max_sect=1024`).
+    /// Largest data transfer of one command (the size of each bounce buffer); the port's
+    /// `PortConfig::max_data_len` must not exceed it. Linux's ib_srp sends at most 512 KiB per
+    /// command by default (`max_sect=1024`).
     pub max_transfer: usize,
     /// Bounce buffers per connection (transfers in flight at once).
     pub transfers: usize,

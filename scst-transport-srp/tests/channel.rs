@@ -702,6 +702,16 @@ fn malformed_ius_get_clean_answers() {
     .build();
     b[48 + 12..48 + 16].copy_from_slice(&32u32.to_be_bytes());
     refused(&mut ini, &b, 36);
+    // A data buffer beyond the port's maximum transfer (1 MiB): refused, nothing moved.
+    let big = DirectDesc { va: 0, rkey: 1, len: (1 << 20) + 512 };
+    let b = CmdBuilder {
+        tag: 38,
+        cdb: vec![0x28, 0, 0, 0, 0, 0, 0, 0x08, 0x01, 0],
+        data_in: Some((DescFormat::Direct, vec![big])),
+        ..CmdBuilder::default()
+    }
+    .build();
+    refused(&mut ini, &b, 38);
     // A truncated TSK_MGMT: REQUEST FIELDS INVALID.
     ini.credit -= 1;
     let t = TskMgmt::build(37, [0; 8], tmf::ABORT_TASK, 1);

@@ -92,9 +92,10 @@ fn run(args: Args) -> Result<(), String> {
     }
     let mut cfg = PortConfig::new(guid);
     cfg.queue_depth = args.queue_depth.clamp(3, 4096);
+    let rdma = RdmaConfig::new(args.listen);
+    cfg.max_data_len = u32::try_from(rdma.max_transfer).unwrap_or(u32::MAX);
     let port = SrpPort::new(target, cfg);
-    let mut server =
-        SrpRdmaServer::start(port, RdmaConfig::new(args.listen)).map_err(|e| format!("listen {}: {e}", args.listen))?;
+    let mut server = SrpRdmaServer::start(port, rdma).map_err(|e| format!("listen {}: {e}", args.listen))?;
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "id_ext={guid:016x},ioc_guid={guid:016x},dest={}", args.listen);
     let _ = out.flush();
