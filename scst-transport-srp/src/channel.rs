@@ -182,6 +182,7 @@ pub struct Channel {
     max_it_iu_len: u32,
     max_ti_iu_len: u32,
     max_data_len: u32,
+    imm_offset: Option<u16>,
     entries: Vec<Option<Entry>>,
     free: Vec<u32>,
     queue: VecDeque<Action>,
@@ -233,6 +234,8 @@ pub(crate) struct Limits {
     pub(crate) max_ti_iu_len: u32,
     /// Largest data buffer of one command.
     pub(crate) max_data_len: u32,
+    /// SRP-2 immediate data offset, when negotiated.
+    pub(crate) imm_offset: Option<u16>,
 }
 
 fn cover(descs: impl Iterator<Item = DirectDesc>, len: u32) -> Vec<DirectDesc> {
@@ -266,7 +269,7 @@ impl Channel {
         shared: Arc<ChannelShared>,
         limits: Limits,
     ) -> Self {
-        let Limits { depth, max_it_iu_len, max_ti_iu_len, max_data_len } = limits;
+        let Limits { depth, max_it_iu_len, max_ti_iu_len, max_data_len, imm_offset } = limits;
         Self {
             port,
             nexus,
@@ -276,6 +279,7 @@ impl Channel {
             max_it_iu_len,
             max_ti_iu_len,
             max_data_len,
+            imm_offset,
             entries: Vec::new(),
             free: Vec::new(),
             queue: VecDeque::new(),
@@ -480,7 +484,10 @@ impl Channel {
         };
         let (tag, sol_not) = (c.tag(), c.sol_not());
         let (out, inn) = (c.data_out(), c.data_in());
-        let problem = if !out.is_empty() && !inn.is_empty() {
+        let imm = self.imm_offset.and_then(|o| c.immediate_data(usize::from(o)));
+        let problem = if matches!(out, DataBuf::Immediate(_)) && imm.is_none() {
+            Some("immediate data not negotiated or beyond the IU")
+        } else if !out.is_empty() && !inn.is_empty() {
             Some("bidirectional commands are not supported")
         } else if out.len() > self.max_data_len || inn.len() > self.max_data_len {
             Some("data buffer larger than the port's maximum transfer")
@@ -531,7 +538,7 @@ impl Channel {
         });
         cmd.fabric_cookie = (u64::from(self.shared.id) << 32) | u64::from(slot);
         let step = self.session.submit(cmd);
-        self.step(slot, step);
+        self.step(slot, step, imm);
         Ok(())
     }
 
@@ -556,11 +563,21 @@ impl Channel {
         e
     }
 
-    /// Continues a command after the core returned `step`.
-    fn step(&mut self, slot: u32, step: Step) {
+    /// Continues a command after the core returned `step`; `imm` is its immediate data.
+    fn step(&mut self, slot: u32, step: Step, imm: Option<&[u8]>) {
         match step {
             Step::Done(cmd) => self.complete(slot, cmd),
             Step::Pending => {}
+            Step::NeedData(mut cmd) if imm.is_some() => {
+                // The data came in the SRP_CMD: no RDMA READ.
+                let data = imm.unwrap_or_default();
+                let want = cmd.data_out_len().min(data.len());
+                if let Some(buf) = cmd.buf_mut() {
+                    buf.write_at(0, &data[..want]);
+                }
+                let step = self.session.data_received(cmd);
+                self.step(slot, step, None);
+            }
             Step::NeedData(mut cmd) => {
                 let Some(e) = self.entries.get_mut(slot as usize).and_then(Option::as_mut) else { return };
                 let want = cmd.data_out_len() as u32;
@@ -732,7 +749,7 @@ impl Channel {
                     return;
                 }
                 let step = self.session.data_received(cmd);
-                self.step(slot, step);
+                self.step(slot, step, None);
             }
             Stage::Core => {}
         }

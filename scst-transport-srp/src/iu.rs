@@ -59,6 +59,8 @@ pub const DIRECT_DESC_LEN: usize = 16;
 /// Length of the fixed part of an indirect data buffer descriptor (table descriptor and total
 /// length), which the partial memory descriptor list follows.
 pub const INDIRECT_HDR_LEN: usize = 20;
+/// Length of an SRP-2 immediate data descriptor (the data length).
+pub const IMM_DESC_LEN: usize = 4;
 
 /// Buffer formats of SRP_LOGIN_REQ/RSP (`req_buf_fmt`, `sup_buf_fmt`).
 pub mod buf_fmt {
@@ -679,6 +681,9 @@ pub enum DescFormat {
     Direct,
     /// An indirect descriptor with a partial table.
     Indirect,
+    /// SRP-2 immediate data: a 4-byte length where the descriptor would be, the data itself in
+    /// the IU at the offset the login negotiated (data-out only).
+    Immediate,
 }
 
 impl DescFormat {
@@ -688,6 +693,7 @@ impl DescFormat {
             Self::None => 0,
             Self::Direct => 1,
             Self::Indirect => 2,
+            Self::Immediate => 3,
         }
     }
 }
@@ -734,6 +740,8 @@ pub enum DataBuf<'a> {
         /// The partial table carried in the IU (16 bytes per descriptor).
         partial: &'a [u8],
     },
+    /// SRP-2 immediate data of this length in the IU ([`Cmd::immediate_data`]).
+    Immediate(u32),
 }
 
 impl<'a> DataBuf<'a> {
@@ -743,6 +751,7 @@ impl<'a> DataBuf<'a> {
             Self::None => 0,
             Self::Direct(d) => d.len,
             Self::Indirect { total_len, .. } => *total_len,
+            Self::Immediate(n) => *n,
         }
     }
 
@@ -754,7 +763,7 @@ impl<'a> DataBuf<'a> {
     /// Descriptors in the IU.
     pub fn descriptors(&self) -> impl Iterator<Item = DirectDesc> + 'a {
         let (one, partial): (Option<DirectDesc>, &'a [u8]) = match *self {
-            Self::None => (None, &[]),
+            Self::None | Self::Immediate(_) => (None, &[]),
             Self::Direct(d) => (Some(d), &[]),
             Self::Indirect { partial, .. } => (None, partial),
         };
@@ -784,6 +793,7 @@ fn format(code: u8) -> Result<DescFormat, IuError> {
         0 => Ok(DescFormat::None),
         1 => Ok(DescFormat::Direct),
         2 => Ok(DescFormat::Indirect),
+        3 => Ok(DescFormat::Immediate),
         c => Err(IuError::DescriptorFormat(c)),
     }
 }
@@ -812,6 +822,13 @@ fn read_buf(b: &[u8], at: usize, fmt: DescFormat, count: u8) -> Result<(DataBuf<
             let total_len = be32(b, at + 16);
             Ok((DataBuf::Indirect { table, total_len, partial: &b[at + INDIRECT_HDR_LEN..end] }, end))
         }
+        DescFormat::Immediate => {
+            if count > 1 {
+                return Err(IuError::DescriptorCount { format: 3, count });
+            }
+            need(b, at + IMM_DESC_LEN)?;
+            Ok((DataBuf::Immediate(be32(b, at)), at + IMM_DESC_LEN))
+        }
     }
 }
 
@@ -827,6 +844,10 @@ impl<'a> Cmd<'a> {
         need(b, CMD_LEN + add)?;
         let fmt_out = format(b[5] >> 4)?;
         let fmt_in = format(b[5] & 0x0f)?;
+        if fmt_in == DescFormat::Immediate {
+            // Immediate data flows initiator to target only.
+            return Err(IuError::DescriptorFormat(3));
+        }
         let (out, at) = read_buf(b, CMD_LEN + add, fmt_out, b[6])?;
         let (inn, _) = read_buf(b, at, fmt_in, b[7])?;
         Ok(Self { b, out, inn })
@@ -868,6 +889,13 @@ impl<'a> Cmd<'a> {
     pub fn data_in(&self) -> DataBuf<'a> {
         self.inn
     }
+
+    /// The immediate data, when the data-out buffer is [`DataBuf::Immediate`] and its bytes lie
+    /// within the IU from `offset` (the login's immediate data offset).
+    pub fn immediate_data(&self, offset: usize) -> Option<&'a [u8]> {
+        let DataBuf::Immediate(n) = self.out else { return None };
+        self.b.get(offset..offset.checked_add(n as usize)?)
+    }
 }
 
 /// Builds SRP_CMD (for initiators and tests). Each direction is `(format, descriptors, total)`:
@@ -890,6 +918,8 @@ pub struct CmdBuilder {
     pub data_in: Option<(DescFormat, Vec<DirectDesc>)>,
     /// Overrides of the indirect total length (to build inconsistent IUs).
     pub total_override: Option<u32>,
+    /// Immediate data (with `data_out` of [`DescFormat::Immediate`]) and its offset in the IU.
+    pub immediate: Option<(usize, Vec<u8>)>,
 }
 
 impl CmdBuilder {
@@ -899,6 +929,11 @@ impl CmdBuilder {
             Some((DescFormat::Direct, d)) => {
                 out.extend_from_slice(&d.first().copied().unwrap_or(DirectDesc { va: 0, rkey: 0, len: 0 }).to_bytes());
                 (1, 1)
+            }
+            Some((DescFormat::Immediate, _)) => {
+                let n = self.immediate.as_ref().map_or(0, |(_, d)| d.len());
+                out.extend_from_slice(&(n as u32).to_be_bytes());
+                (3, 0)
             }
             Some((DescFormat::Indirect, d)) => {
                 let total: u32 = d.iter().map(|x| x.len).sum();
@@ -936,6 +971,12 @@ impl CmdBuilder {
         b[5] = (fo << 4) | fi;
         b[6] = co;
         b[7] = ci;
+        if let Some((off, data)) = &self.immediate {
+            if b.len() < *off {
+                b.resize(*off, 0);
+            }
+            b.extend_from_slice(data);
+        }
         b
     }
 }
@@ -1177,6 +1218,30 @@ mod tests {
         let mut bad = b;
         bad[5] = 0x00;
         assert_eq!(Cmd::parse(&bad).unwrap_err(), IuError::DescriptorCount { format: 0, count: 3 });
+    }
+
+    #[test]
+    fn cmd_immediate_data() {
+        let data = vec![0xa5u8; 600];
+        let b = CmdBuilder {
+            tag: 1,
+            cdb: vec![0x2a, 0, 0, 0, 0, 0, 0, 0, 1, 0],
+            data_out: Some((DescFormat::Immediate, vec![])),
+            immediate: Some((80, data.clone())),
+            ..CmdBuilder::default()
+        }
+        .build();
+        assert_eq!(&b[48..52], &600u32.to_be_bytes(), "the length where the descriptor would be");
+        let c = Cmd::parse(&b).unwrap();
+        assert_eq!(c.data_out().len(), 600);
+        assert_eq!(c.data_out().descriptors().count(), 0);
+        assert_eq!(c.immediate_data(80), Some(&data[..]));
+        assert_eq!(c.immediate_data(81), None, "past the end of the IU");
+        assert_eq!(c.immediate_data(usize::MAX), None);
+        let mut bad = b.clone();
+        bad[5] = 0x03;
+        assert_eq!(Cmd::parse(&bad).unwrap_err(), IuError::DescriptorFormat(3), "no data-in immediate data");
+        assert!(Cmd::parse(&b[..51]).is_err());
     }
 
     #[test]

@@ -34,6 +34,9 @@ pub struct PortConfig {
     pub queue_depth: u32,
     /// Most channels one I_T nexus may have.
     pub max_channels: usize,
+    /// Offer SRP-2 immediate data to initiators that ask for it (write data carried in the
+    /// SRP_CMD itself, up to the IU length: no RDMA READ for small writes).
+    pub immediate_data: bool,
     /// Largest data buffer one command may describe (bytes); a command describing more is
     /// refused with CHECK CONDITION. Set it to what the driver can transfer at once (the RDMA
     /// driver's `RdmaConfig::max_transfer`).
@@ -56,6 +59,7 @@ impl PortConfig {
             queue_depth: 128,
             max_channels: 8,
             max_data_len: 1 << 20,
+            immediate_data: true,
             rel_port_id: 1,
             tpg_id: 1,
         }
@@ -251,6 +255,16 @@ impl SrpPort {
             let session = self.target.register_session(cfg, nexus.clone());
             NexusEntry { nexus, session }
         });
+        // SRP-2 immediate data: the data offset must leave room for SRP_CMD and its 4-byte
+        // descriptor, and lie inside the IU.
+        let imm_offset = (self.cfg.immediate_data
+            && req.req_flags & req_flags::IMMED_REQUESTED != 0
+            && usize::from(req.imm_data_offset) >= iu::CMD_LEN + iu::IMM_DESC_LEN
+            && u32::from(req.imm_data_offset) < req.req_it_iu_len)
+            .then_some(req.imm_data_offset);
+        if imm_offset.is_some() {
+            flags |= rsp_flags::IMMED_SUPPORTED;
+        }
         let id = NEXT_CHANNEL.fetch_add(1, Relaxed);
         let shared = ChannelShared::new(id, wake);
         entry.nexus.channels.lock().push(shared.clone());
@@ -264,6 +278,7 @@ impl SrpPort {
                 max_it_iu_len: req.req_it_iu_len,
                 max_ti_iu_len: self.cfg.max_ti_iu_len,
                 max_data_len: self.cfg.max_data_len,
+                imm_offset,
             },
         );
         drop(map);

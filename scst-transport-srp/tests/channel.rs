@@ -78,8 +78,12 @@ fn wake_counter() -> (Wake, Arc<AtomicUsize>) {
 }
 
 fn login(port: &Arc<SrpPort>, ipid: [u8; 16], flags: u8) -> (Ini, LoginRsp) {
+    login_with(port, login_req(ipid, flags))
+}
+
+fn login_with(port: &Arc<SrpPort>, req: LoginReq) -> (Ini, LoginRsp) {
     let (wake, woken) = wake_counter();
-    match port.login(&login_req(ipid, flags).build_rdma_cm(), wake) {
+    match port.login(&req.build_rdma_cm(), wake) {
         LoginOutcome::Accept { channel, rsp } => {
             let r = LoginRsp::parse(&rsp).unwrap();
             let ini = Ini {
@@ -249,7 +253,7 @@ fn login_accepts_both_layouts_and_names_the_initiator() {
     assert_eq!(rsp.req_lim_delta, 15, "credits for every receive buffer but one");
     assert_eq!(rsp.max_it_iu_len, 4164, "the initiator's IU length, accepted");
     assert_eq!(rsp.sup_buf_fmt, buf_fmt::DIRECT | buf_fmt::INDIRECT);
-    assert_eq!(rsp.rsp_flags, rsp_flags::NO_CHANNEL, "no immediate data offered");
+    assert_eq!(rsp.rsp_flags, rsp_flags::NO_CHANNEL, "no immediate data without a usable offset");
     let s = ini.ch.session();
     assert_eq!(s.config().initiator_name, "0xfe800000000000000002c90300a1b2c3");
     assert_eq!(s.port().protocol, ProtocolId::SRP);
@@ -479,6 +483,58 @@ fn data_in_without_a_data_in_buffer_moves_nothing() {
     assert_eq!(v.flags(), rsp_flag::DIOVER | rsp_flag::DOUNDER);
     assert_eq!((v.data_in_res(), v.data_out_res()), (512, 512));
     assert_eq!(ini.mem[&1].1, vec![0x33; 512], "the data-out buffer untouched");
+}
+
+#[test]
+fn immediate_data_writes_without_rdma_read() {
+    let port = port_with(16);
+    let mut req = login_req(IPID, req_flags::IMMED_REQUESTED);
+    req.req_it_iu_len = 8276;
+    req.imm_data_offset = 80;
+    let (mut ini, rsp) = login_with(&port, req);
+    assert_eq!(rsp.rsp_flags, rsp_flags::IMMED_SUPPORTED, "immediate data offered");
+    assert_eq!(rsp.max_it_iu_len, 8276);
+    ini.clear_ua();
+    let data = pattern(8192, 9);
+    let wr = |tag, lba: u8, data: Vec<u8>| CmdBuilder {
+        tag,
+        cdb: vec![0x2a, 0, 0, 0, 0, lba, 0, 0, (data.len() / 512) as u8, 0],
+        data_out: Some((DescFormat::Immediate, vec![])),
+        immediate: Some((80, data)),
+        ..CmdBuilder::default()
+    };
+    let b = wr(80, 20, data.clone()).build();
+    assert_eq!(b.len(), 80 + 8192);
+    assert_eq!(b[5], 0x30);
+    good(&ini.cmd(wr(80, 20, data.clone())));
+    assert_eq!(ini.ch.stats().rdma_reads, 0, "the data came in the SRP_CMD");
+    let d = ini.region(1, 0, vec![0; 8192]);
+    good(&ini.read(20, vec![d], DescFormat::Direct, 16));
+    assert_eq!(ini.mem[&1].1, data);
+    // Immediate data announced longer than the IU: refused, nothing written.
+    let mut b = wr(81, 40, pattern(1024, 1)).build();
+    b.truncate(80 + 1000);
+    ini.credit -= 1;
+    assert!(ini.ch.receive(&b).is_err());
+    ini.ch.recv_reposted();
+    ini.pump();
+    let r = ini.take_rsp(81);
+    assert_eq!((RspView::parse(&r).unwrap().status(), RspView::parse(&r).unwrap().sense()[12]), (2, 0x0e));
+    let d = ini.region(2, 0, vec![0xff; 1024]);
+    good(&ini.read(40, vec![d], DescFormat::Direct, 2));
+    assert_eq!(ini.mem[&2].1, vec![0; 1024]);
+    // Without negotiation (or with the port's offer switched off) immediate data is refused.
+    let mut cfg = PortConfig::new(GUID);
+    cfg.immediate_data = false;
+    let off = SrpPort::new(port.target().clone(), cfg);
+    let (mut ini, rsp) = login_with(&off, req);
+    assert_eq!(rsp.rsp_flags & rsp_flags::IMMED_SUPPORTED, 0);
+    ini.clear_ua();
+    ini.credit -= 1;
+    assert!(ini.ch.receive(&wr(82, 60, pattern(512, 2)).build()).is_err());
+    ini.ch.recv_reposted();
+    ini.pump();
+    assert_eq!(RspView::parse(&ini.take_rsp(82)).unwrap().status(), 2);
 }
 
 #[test]
