@@ -69,7 +69,9 @@ fn iu_path(c: &mut Criterion) {
                     n += bytes.len();
                     channel.send_done(id, true);
                 }
-                Action::RdmaWrite { xfer, len, .. } | Action::RdmaRead { xfer, len, .. } => {
+                Action::RdmaWrite { xfer, len, .. }
+                | Action::RdmaRead { xfer, len, .. }
+                | Action::FetchTable { xfer, len, .. } => {
                     n += len as usize;
                     channel.rdma_done(xfer, true);
                 }

@@ -10,7 +10,8 @@
 //!
 //! Must hold: no panic; every IU the target sends parses as its opcode (SRP_RSP with
 //! consistent lengths and a tag the initiator used, SRP_T_LOGOUT, SRP_CRED_REQ); RDMA
-//! operations are exactly as long as their descriptors; the initiator never holds more credit
+//! operations are exactly as long as their descriptors (external descriptor tables are filled
+//! with the IU's own bytes); the initiator never holds more credit
 //! than posted receive buffers less one; after the channel closes the session has no command
 //! outstanding.
 #![no_main]
@@ -183,6 +184,21 @@ fuzz_target!(|data: &[u8]| {
                 Action::RdmaRead { xfer, remote, len } | Action::RdmaWrite { xfer, remote, len } => {
                     let total: u64 = remote.iter().map(|d| u64::from(d.len)).sum();
                     assert_eq!(total, u64::from(len));
+                    if ctl & 4 != 0 {
+                        held.push((xfer, ctl & 2 == 0));
+                    } else {
+                        ch.rdma_done(xfer, ctl & 2 == 0);
+                    }
+                }
+                Action::FetchTable { xfer, remote, len } => {
+                    assert_eq!(remote.len, len);
+                    if let Some(t) = ch.table_buf_mut(xfer) {
+                        assert_eq!(t.len(), len as usize);
+                        // A table of the IU's own bytes: arbitrary descriptors.
+                        for (i, x) in t.iter_mut().enumerate() {
+                            *x = b.get(i % b.len().max(1)).copied().unwrap_or(0);
+                        }
+                    }
                     if ctl & 4 != 0 {
                         held.push((xfer, ctl & 2 == 0));
                     } else {

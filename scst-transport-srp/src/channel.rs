@@ -78,6 +78,17 @@ pub enum Action {
         /// Bytes to write.
         len: u32,
     },
+    /// RDMA READ the command's descriptor table (`len` bytes at `remote`) into
+    /// [`Channel::table_buf_mut`], then call [`Channel::rdma_done`]: the initiator's descriptor
+    /// list did not fit in the SRP_CMD (Linux ib_srp's `allow_ext_sg`).
+    FetchTable {
+        /// The transfer.
+        xfer: XferId,
+        /// Where the table is.
+        remote: DirectDesc,
+        /// Its length.
+        len: u32,
+    },
     /// Disconnect the channel (after a logout), then call [`Channel::close`] once the queue
     /// pair is drained.
     Disconnect,
@@ -153,6 +164,8 @@ enum Stage {
     Reading,
     /// Its Data-In is being written; the response is queued behind it.
     Writing,
+    /// Its descriptor table is being read from the initiator's memory.
+    Table,
 }
 
 struct Entry {
@@ -162,7 +175,14 @@ struct Entry {
     cmd: Option<CmdBox>,
     out: Vec<DirectDesc>,
     inn: Vec<DirectDesc>,
+    /// A copy of the SRP_CMD while its external table is fetched.
+    iu: Vec<u8>,
+    /// The external descriptor table (fetched into here).
+    table: Vec<u8>,
 }
+
+/// Largest external descriptor table accepted (4096 descriptors).
+const MAX_TABLE_LEN: usize = 4096 * iu::DIRECT_DESC_LEN;
 
 #[derive(Debug, PartialEq, Eq)]
 enum State {
@@ -211,6 +231,8 @@ pub struct ChannelStats {
     pub credit_overruns: u64,
     /// Commands whose data buffer was described by an indirect descriptor.
     pub indirect: u64,
+    /// Commands whose indirect descriptor table had to be fetched from the initiator.
+    pub external_tables: u64,
     /// RDMA READ transfers (WRITE data) asked for.
     pub rdma_reads: u64,
     /// RDMA WRITE transfers (Data-In) asked for.
@@ -349,6 +371,12 @@ impl Channel {
         e.cmd.as_mut()?.buf_mut()
     }
 
+    /// The buffer an [`Action::FetchTable`] fills.
+    pub fn table_buf_mut(&mut self, xfer: XferId) -> Option<&mut [u8]> {
+        let e = self.entries.get_mut(xfer.0 as usize)?.as_mut()?;
+        (e.stage == Stage::Table).then_some(e.table.as_mut_slice())
+    }
+
     /// The command whose Data-In an [`Action::RdmaWrite`] sends.
     pub fn xfer_cmd(&self, xfer: XferId) -> Option<&scst::Cmd> {
         let e = self.entries.get(xfer.0 as usize)?.as_ref()?;
@@ -485,14 +513,17 @@ impl Channel {
         let (tag, sol_not) = (c.tag(), c.sol_not());
         let (out, inn) = (c.data_out(), c.data_in());
         let imm = self.imm_offset.and_then(|o| c.immediate_data(usize::from(o)));
+        let external = [out, inn].into_iter().find(DataBuf::table_is_external);
         let problem = if matches!(out, DataBuf::Immediate(_)) && imm.is_none() {
             Some("immediate data not negotiated or beyond the IU")
         } else if !out.is_empty() && !inn.is_empty() {
             Some("bidirectional commands are not supported")
         } else if out.len() > self.max_data_len || inn.len() > self.max_data_len {
             Some("data buffer larger than the port's maximum transfer")
-        } else if out.table_is_external() || inn.table_is_external() {
-            Some("external descriptor tables are not supported")
+        } else if let Some(DataBuf::Indirect { table, partial, .. }) = external {
+            let n = table.len as usize;
+            (n % iu::DIRECT_DESC_LEN != 0 || n < partial.len() || n > MAX_TABLE_LEN)
+                .then_some("external descriptor table of an unusable length")
         } else if [out, inn].iter().any(|b| match b {
             DataBuf::Indirect { total_len, .. } => {
                 b.descriptors().map(|d| u64::from(d.len)).sum::<u64>() != u64::from(*total_len)
@@ -507,6 +538,40 @@ impl Channel {
             self.refuse(tag, sol_not, SenseCode::INVALID_FIELD_IN_INFORMATION_UNIT);
             return Err(ChannelError::Refused(why));
         }
+        if let Some(DataBuf::Indirect { table, .. }) = external {
+            // The descriptor table lies in the initiator's memory: fetch it first; the command
+            // starts when it is here (`rdma_done`).
+            self.stats.external_tables += 1;
+            let slot = self.alloc_entry(Entry {
+                tag,
+                sol_not,
+                stage: Stage::Table,
+                cmd: None,
+                out: Vec::new(),
+                inn: Vec::new(),
+                iu: bytes.to_vec(),
+                table: vec![0; table.len as usize],
+            });
+            self.queue.push_back(Action::FetchTable { xfer: XferId(slot), remote: table, len: table.len });
+            return Ok(());
+        }
+        let (dout, din) = (out.descriptors().collect(), inn.descriptors().collect());
+        self.start(None, &c, dout, din, imm);
+        Ok(())
+    }
+
+    /// Hands a command to the core once its descriptors are known (`slot`: the entry that
+    /// fetched its external table).
+    fn start(
+        &mut self,
+        slot: Option<u32>,
+        c: &iu::Cmd<'_>,
+        dout: Vec<DirectDesc>,
+        din: Vec<DirectDesc>,
+        imm: Option<&[u8]>,
+    ) {
+        let (tag, sol_not) = (c.tag(), c.sol_not());
+        let (out, inn) = (c.data_out(), c.data_in());
         if [out, inn].iter().any(|b| matches!(b, DataBuf::Indirect { .. })) {
             self.stats.indirect += 1;
         }
@@ -525,21 +590,70 @@ impl Channel {
         };
         let hdr = CmdHeader { lun: c.lun(), cdb: c.cdb(), attr, tag, expected_len: len, expected_dir: dir };
         let Ok(mut cmd) = self.session.alloc_cmd(&hdr) else {
+            if let Some(s) = slot {
+                self.free_entry(s);
+            }
             self.respond_raw(tag, sol_not, ScsiStatus::TASK_SET_FULL.0, &[], &[], (0, 0, 0));
-            return Ok(());
+            return;
         };
-        let slot = self.alloc_entry(Entry {
+        let e = Entry {
             tag,
             sol_not,
             stage: Stage::Core,
             cmd: None,
-            out: out.descriptors().collect(),
-            inn: inn.descriptors().collect(),
-        });
+            out: dout,
+            inn: din,
+            iu: Vec::new(),
+            table: Vec::new(),
+        };
+        let slot = match slot {
+            Some(s) => {
+                self.entries[s as usize] = Some(e);
+                s
+            }
+            None => self.alloc_entry(e),
+        };
         cmd.fabric_cookie = (u64::from(self.shared.id) << 32) | u64::from(slot);
         let step = self.session.submit(cmd);
         self.step(slot, step, imm);
-        Ok(())
+    }
+
+    /// The external descriptor table arrived (or not) for the command of `slot`.
+    fn table_done(&mut self, slot: u32, ok: bool) {
+        let Some(e) = self.take_table(slot) else { return };
+        if !ok {
+            self.free_entry(slot);
+            self.fatal();
+            return;
+        }
+        let Ok(c) = iu::Cmd::parse(&e.iu) else {
+            self.free_entry(slot);
+            return;
+        };
+        let descs: Vec<DirectDesc> = e.table.chunks_exact(iu::DIRECT_DESC_LEN).map(DirectDesc::from_bytes).collect();
+        let buf = if c.data_out().table_is_external() { c.data_out() } else { c.data_in() };
+        if descs.iter().map(|d| u64::from(d.len)).sum::<u64>() != u64::from(buf.len()) {
+            self.free_entry(slot);
+            self.refuse(c.tag(), c.sol_not(), SenseCode::INVALID_FIELD_IN_INFORMATION_UNIT);
+            return;
+        }
+        let (dout, din) = if c.data_out().table_is_external() { (descs, Vec::new()) } else { (Vec::new(), descs) };
+        self.start(Some(slot), &c, dout, din, None);
+    }
+
+    /// Takes the IU copy and the fetched table out of an entry in the table stage (the entry stays).
+    fn take_table(&mut self, slot: u32) -> Option<Entry> {
+        let e = self.entries.get_mut(slot as usize)?.as_mut()?;
+        Some(Entry {
+            tag: e.tag,
+            sol_not: e.sol_not,
+            stage: Stage::Table,
+            cmd: None,
+            out: Vec::new(),
+            inn: Vec::new(),
+            iu: std::mem::take(&mut e.iu),
+            table: std::mem::take(&mut e.table),
+        })
     }
 
     fn alloc_entry(&mut self, e: Entry) -> u32 {
@@ -751,6 +865,7 @@ impl Channel {
                 let step = self.session.data_received(cmd);
                 self.step(slot, step, None);
             }
+            Stage::Table => self.table_done(slot, ok),
             Stage::Core => {}
         }
         self.check_credit_request();
@@ -840,6 +955,7 @@ impl Channel {
             initiator = %self.session.config().initiator_name,
             commands = st.commands,
             indirect = st.indirect,
+            external_tables = st.external_tables,
             rdma_reads = st.rdma_reads,
             rdma_writes = st.rdma_writes,
             task_mgmt = st.task_mgmt,

@@ -714,6 +714,14 @@ impl DirectDesc {
         Self { va: be64(b, 0), rkey: be32(b, 8), len: be32(b, 12) }
     }
 
+    /// Reads a descriptor from its 16-byte encoding (shorter input reads as zeros).
+    pub fn from_bytes(b: &[u8]) -> Self {
+        let mut a = [0u8; DIRECT_DESC_LEN];
+        let n = b.len().min(DIRECT_DESC_LEN);
+        a[..n].copy_from_slice(&b[..n]);
+        Self::read(&a)
+    }
+
     /// The 16-byte encoding.
     pub fn to_bytes(&self) -> [u8; DIRECT_DESC_LEN] {
         let mut b = [0u8; DIRECT_DESC_LEN];

@@ -474,7 +474,18 @@ struct Transfer {
     bounce: usize,
     remaining: u32,
     failed: bool,
-    read: bool,
+    kind: Kind,
+}
+
+/// What a transfer moves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    /// WRITE data from the initiator into the command buffer.
+    Read,
+    /// Data-In from the command buffer to the initiator.
+    Write,
+    /// An external descriptor table into the channel.
+    Table,
 }
 
 /// One accepted connection and its verbs resources. Field order is drop order: the QP goes
@@ -699,13 +710,22 @@ impl Conn {
                     return;
                 }
                 let t = self.transfers.remove(&x).expect("transfer present");
-                if t.read && !t.failed {
-                    let off = t.bounce * self.bounce_len;
-                    let src = &self.bounce.buf[off..];
-                    if let Some(buf) = self.channel.xfer_buf_mut(XferId(x)) {
-                        let n = buf.len().min(src.len());
-                        buf.write_at(0, &src[..n]);
+                let off = t.bounce * self.bounce_len;
+                let src = &self.bounce.buf[off..off + self.bounce_len];
+                match t.kind {
+                    Kind::Read if !t.failed => {
+                        if let Some(buf) = self.channel.xfer_buf_mut(XferId(x)) {
+                            let n = buf.len().min(src.len());
+                            buf.write_at(0, &src[..n]);
+                        }
                     }
+                    Kind::Table if !t.failed => {
+                        if let Some(dst) = self.channel.table_buf_mut(XferId(x)) {
+                            let n = dst.len().min(src.len());
+                            dst[..n].copy_from_slice(&src[..n]);
+                        }
+                    }
+                    _ => {}
                 }
                 self.bounce_free.push(t.bounce);
                 self.channel.rdma_done(XferId(x), !t.failed);
@@ -766,8 +786,9 @@ impl Conn {
                 }
                 Ok(())
             }
-            Action::RdmaRead { xfer, remote, len } => self.post_rdma(xfer, remote, len, true),
-            Action::RdmaWrite { xfer, remote, len } => self.post_rdma(xfer, remote, len, false),
+            Action::RdmaRead { xfer, remote, len } => self.post_rdma(xfer, remote, len, Kind::Read),
+            Action::RdmaWrite { xfer, remote, len } => self.post_rdma(xfer, remote, len, Kind::Write),
+            Action::FetchTable { xfer, remote, len } => self.post_rdma(xfer, vec![remote], len, Kind::Table),
             Action::Disconnect => {
                 if !self.disconnect_sent {
                     self.disconnect_sent = true;
@@ -779,10 +800,18 @@ impl Conn {
         }
     }
 
-    fn post_rdma(&mut self, xfer: XferId, remote: Vec<DirectDesc>, len: u32, read: bool) -> Result<(), Action> {
-        let back = |remote| {
-            if read { Action::RdmaRead { xfer, remote, len } } else { Action::RdmaWrite { xfer, remote, len } }
+    fn post_rdma(&mut self, xfer: XferId, mut remote: Vec<DirectDesc>, len: u32, kind: Kind) -> Result<(), Action> {
+        let read = kind != Kind::Write;
+        let back = |mut remote: Vec<DirectDesc>| match kind {
+            Kind::Read => Action::RdmaRead { xfer, remote, len },
+            Kind::Write => Action::RdmaWrite { xfer, remote, len },
+            Kind::Table => Action::FetchTable { xfer, remote: remote.swap_remove(0), len },
         };
+        if kind == Kind::Table
+            && let Some(d) = remote.first_mut()
+        {
+            d.len = len;
+        }
         if len as usize > self.bounce_len || remote.is_empty() {
             // Larger than a transfer buffer: fail it (the channel disconnects).
             self.channel.rdma_done(xfer, false);
@@ -840,7 +869,7 @@ impl Conn {
             self.channel.rdma_done(xfer, false);
             return Ok(());
         }
-        self.transfers.insert(xfer.0, Transfer { bounce: b, remaining: posted, failed: posted as usize != n, read });
+        self.transfers.insert(xfer.0, Transfer { bounce: b, remaining: posted, failed: posted as usize != n, kind });
         Ok(())
     }
 }

@@ -166,6 +166,12 @@ impl Ini {
                     }
                     self.ch.rdma_done(xfer, true);
                 }
+                Action::FetchTable { xfer, remote, len } => {
+                    assert_eq!(remote.len, len);
+                    let table = self.remote(&remote).to_vec();
+                    self.ch.table_buf_mut(xfer).expect("table buffer").copy_from_slice(&table);
+                    self.ch.rdma_done(xfer, true);
+                }
                 Action::Disconnect => self.disconnected = true,
             }
         }
@@ -395,6 +401,88 @@ fn write_and_read_with_indirect_descriptors() {
     assert_eq!(back, data);
     let st = ini.ch.stats();
     assert_eq!((st.indirect, st.rdma_reads, st.rdma_writes), (2, 1, 1));
+}
+
+/// An indirect descriptor whose table did not fit in the SRP_CMD (ib_srp's allow_ext_sg): the
+/// IU carries a partial table and the table descriptor points at the whole list.
+fn external(
+    ini: &mut Ini,
+    rkey: u32,
+    descs: &[DirectDesc],
+    partial: usize,
+    dir_out: bool,
+    cdb: Vec<u8>,
+    tag: u64,
+) -> Vec<u8> {
+    let mut table = Vec::new();
+    for d in descs {
+        table.extend_from_slice(&d.to_bytes());
+    }
+    let tdesc = ini.region(rkey, 0xabc0_0000, table);
+    let part = descs[..partial].to_vec();
+    let b = if dir_out {
+        CmdBuilder { tag, cdb, data_out: Some((DescFormat::Indirect, part)), ..CmdBuilder::default() }
+    } else {
+        CmdBuilder { tag, cdb, data_in: Some((DescFormat::Indirect, part)), ..CmdBuilder::default() }
+    };
+    let mut b = b.build();
+    b[48..64].copy_from_slice(&tdesc.to_bytes());
+    let total: u32 = descs.iter().map(|d| d.len).sum();
+    b[64..68].copy_from_slice(&total.to_be_bytes());
+    b
+}
+
+#[test]
+fn external_descriptor_tables_are_fetched() {
+    let port = port_with(16);
+    let (mut ini, _) = login(&port, IPID, 0);
+    ini.clear_ua();
+    let data = pattern(5 * 512, 77);
+    let descs: Vec<DirectDesc> = (0..5)
+        .map(|i| ini.region(100 + i, 0x40_0000 + u64::from(i) * 0x1000, data[i as usize * 512..][..512].to_vec()))
+        .collect();
+    let b = external(&mut ini, 99, &descs, 1, true, vec![0x2a, 0, 0, 0, 0, 50, 0, 0, 5, 0], 200);
+    ini.send(&b).unwrap();
+    good(&ini.take_rsp(200));
+    let dst: Vec<DirectDesc> =
+        (0..5).map(|i| ini.region(200 + i, 0x80_0000 + u64::from(i) * 0x1000, vec![0; 512])).collect();
+    // No descriptor at all in the IU: the whole list is external.
+    let b = external(&mut ini, 98, &dst, 0, false, vec![0x28, 0, 0, 0, 0, 50, 0, 0, 5, 0], 201);
+    ini.send(&b).unwrap();
+    good(&ini.take_rsp(201));
+    let mut back = Vec::new();
+    for i in 0..5 {
+        back.extend_from_slice(&ini.mem[&(200 + i)].1);
+    }
+    assert_eq!(back, data);
+    let st = ini.ch.stats();
+    assert_eq!((st.external_tables, st.indirect), (2, 2));
+    // A fetched table whose lengths disagree with the total: CHECK CONDITION, nothing read.
+    let mut b = external(&mut ini, 97, &dst, 1, false, vec![0x28, 0, 0, 0, 0, 50, 0, 0, 5, 0], 202);
+    b[64..68].copy_from_slice(&(4u32 * 512).to_be_bytes());
+    ini.send(&b).unwrap();
+    let r = ini.take_rsp(202);
+    assert_eq!((RspView::parse(&r).unwrap().status(), RspView::parse(&r).unwrap().sense()[12]), (2, 0x0e));
+    // A table length that is not a whole number of descriptors: refused at once.
+    let mut b = external(&mut ini, 96, &dst, 1, false, vec![0x28, 0, 0, 0, 0, 50, 0, 0, 5, 0], 203);
+    b[60..64].copy_from_slice(&33u32.to_be_bytes());
+    assert!(ini.send(&b).is_err());
+    assert_eq!(RspView::parse(&ini.take_rsp(203)).unwrap().status(), 2);
+    // The table read fails: the channel disconnects, nothing is left behind.
+    let b = external(&mut ini, 95, &dst, 1, false, vec![0x28, 0, 0, 0, 0, 50, 0, 0, 5, 0], 204);
+    ini.credit -= 1;
+    ini.ch.receive(&b).unwrap();
+    ini.ch.recv_reposted();
+    let mut fetch = None;
+    while let Some(a) = ini.ch.poll() {
+        if let Action::FetchTable { xfer, .. } = a {
+            fetch = Some(xfer);
+        }
+    }
+    ini.ch.rdma_done(fetch.expect("a table fetch"), false);
+    ini.pump();
+    assert!(ini.disconnected);
+    assert_eq!(ini.ch.outstanding(), 0);
 }
 
 #[test]
@@ -748,7 +836,7 @@ fn malformed_ius_get_clean_answers() {
     }
     .build();
     refused(&mut ini, &b, 35);
-    // A descriptor table partly in the initiator's memory (external): not supported.
+    // An external descriptor table longer than the 4096 descriptors accepted.
     let mut b = CmdBuilder {
         tag: 36,
         cdb: vec![0x28, 0, 0, 0, 0, 0, 0, 0, 1, 0],
@@ -756,7 +844,7 @@ fn malformed_ius_get_clean_answers() {
         ..CmdBuilder::default()
     }
     .build();
-    b[48 + 12..48 + 16].copy_from_slice(&32u32.to_be_bytes());
+    b[48 + 12..48 + 16].copy_from_slice(&(4097u32 * 16).to_be_bytes());
     refused(&mut ini, &b, 36);
     // A data buffer beyond the port's maximum transfer (1 MiB): refused, nothing moved.
     let big = DirectDesc { va: 0, rkey: 1, len: (1 << 20) + 512 };
@@ -910,7 +998,9 @@ fn random_ius_never_panic() {
         while let Some(a) = ini.ch.poll() {
             match a {
                 Action::Send { id, .. } => ini.ch.send_done(id, true),
-                Action::RdmaRead { xfer, .. } | Action::RdmaWrite { xfer, .. } => ini.ch.rdma_done(xfer, false),
+                Action::RdmaRead { xfer, .. } | Action::RdmaWrite { xfer, .. } | Action::FetchTable { xfer, .. } => {
+                    ini.ch.rdma_done(xfer, false)
+                }
                 Action::Disconnect => {}
             }
         }
