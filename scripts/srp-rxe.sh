@@ -6,7 +6,8 @@
 # Build first: cargo build --release -p scst-examples --features rdma --bin srp-target
 # Checks (guest-srp.sh): RDMA/CM login and sg_inq; ext4 mkfs/write/fsck/remount/compare;
 # disconnect (remote port deleted) and re-login, fsck and compare; fio verify QD32 with
-# cmd_sg_entries=255 and =1; LUN reset (sg_reset -d) under fio, then fio verify; multichannel
+# cmd_sg_entries=255 and =1, and with external descriptor tables (allow_ext_sg; skipped on
+# LIO); LUN reset (sg_reset -d) under fio, then fio verify; multichannel
 # (ch_count=4) fio verify; PERSISTENT RESERVE registration and READ FULL STATUS with the SRP
 # TransportID; remote port deleted under I/O, then a new login. Our target: clean exit on SIGTERM.
 # Fails unless every check passes on our target (LIO's results are reported, not required).
@@ -42,6 +43,12 @@ if [ "$WHICH" != lio ]; then
   else
     printf '%-32s %-6s %-6s\n' indirect_descriptors_seen FAIL -
     echo "CHECK ours indirect_descriptors_seen FAIL" >> "$W/guest.log"
+  fi
+  if sed 's/\x1b\[[0-9;]*m//g' "$W/result/target.err" | grep "SRP channel closed" | grep -q 'external_tables=[1-9]'; then
+    printf '%-32s %-6s %-6s\n' external_tables_seen PASS -
+  else
+    printf '%-32s %-6s %-6s\n' external_tables_seen FAIL -
+    echo "CHECK ours external_tables_seen FAIL" >> "$W/guest.log"
   fi
 fi
 if [ "$WHICH" != lio ] && grep -q '^CHECK ours .* FAIL' "$W/guest.log"; then
