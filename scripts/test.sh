@@ -8,7 +8,8 @@
 #   MATRIX   the whole suite on default LUN kinds (scripts/conformance-matrix.sh; CI runs
 #            MATRIX_KINDS, a cheap subset; KINDS= of that script runs them all)
 #   LINUX    Linux's own initiators in the rig VM: open-iscsi (scripts/linux-initiator.sh),
-#            virtio_scsi through vhost-user-scsi-target (scripts/vhost-user-scsi.sh)
+#            virtio_scsi through vhost-user-scsi-target (scripts/vhost-user-scsi.sh), ib_srp
+#            over soft-RoCE against srp-target and LIO's ib_srpt (scripts/srp-rxe.sh)
 #   FUZZ     a short run of every fuzz target (fuzz/smoke.sh)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,7 +20,8 @@ if [ "$(id -u)" = 0 ] && command -v apt-get > /dev/null; then
   banner "system packages"
   # qemu-img (benches only) is not needed here: qemu-block-extra must match qemu-utils' Debian
   # version, which differs between machine images.
-  pkgs="libiscsi-bin sg3-utils python3 util-linux e2fsprogs clang"
+  # libibverbs-dev/librdmacm-dev: the SRP driver (feature rdma, built by --all-features).
+  pkgs="libiscsi-bin sg3-utils python3 util-linux e2fsprogs clang libibverbs-dev librdmacm-dev"
   missing=$(for p in $pkgs; do dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null | grep -q 'install ok installed' || echo "$p"; done)
   if [ -n "$missing" ]; then
     apt-get update -qq
@@ -43,6 +45,8 @@ if step LINUX; then
   RIG=$RIG scripts/linux-initiator.sh
   banner "virtio-scsi over vhost-user (rig)"
   RIG=$RIG scripts/vhost-user-scsi.sh
+  banner "SRP: Linux ib_srp over soft-RoCE, ours and LIO ib_srpt (rig)"
+  RIG=$RIG scripts/srp-rxe.sh both
 fi
 if step FUZZ && [ -x fuzz/smoke.sh ]; then banner "fuzz smoke"; fuzz/smoke.sh "${FUZZ_SECONDS:-30}"; fi
 banner "all tests passed"
