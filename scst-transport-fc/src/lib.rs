@@ -1,1 +1,41 @@
-//! Fibre Channel target transport for scst-rs.
+//! # scst-transport-fc: a Fibre Channel target transport for scst-rs
+//!
+//! A sans-IO FC core in the style of the iSCSI one: frames in, frames and events out, time
+//! passed in by the caller; no sockets, no threads of its own.
+//!
+//! * [`frame`]: the FC-2 frame header (zero-copy view and builder).
+//! * [`els`]: extended link service payloads (FLOGI/PLOGI service parameters, PRLI/PRLO with
+//!   the FCP service parameter page, LOGO, ADISC, RRQ, LS_ACC, LS_RJT).
+//! * [`bls`]: basic link services (ABTS, BA_ACC, BA_RJT).
+//! * [`fcp`]: FCP-4 information units (FCP_CMND, FCP_XFER_RDY, FCP_RSP).
+//!
+//! Every parser borrows its input, checks lengths once and returns a [`WireError`] on bad
+//! input; none panics on any byte string.
+
+pub mod bls;
+pub mod els;
+pub mod fcp;
+pub mod frame;
+
+/// Why received bytes could not be parsed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum WireError {
+    /// Fewer bytes than the structure needs.
+    #[error("{what}: need {need} bytes, have {have}")]
+    Truncated {
+        /// The structure.
+        what: &'static str,
+        /// Bytes it needs.
+        need: usize,
+        /// Bytes present.
+        have: usize,
+    },
+    /// A field holds a value the structure cannot have.
+    #[error("{what}: invalid value {value:#x}")]
+    Invalid {
+        /// The field.
+        what: &'static str,
+        /// Its value.
+        value: u32,
+    },
+}
