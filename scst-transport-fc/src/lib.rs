@@ -8,6 +8,9 @@
 //!   the FCP service parameter page, LOGO, ADISC, RRQ, LS_ACC, LS_RJT).
 //! * [`bls`]: basic link services (ABTS, BA_ACC, BA_RJT).
 //! * [`fcp`]: FCP-4 information units (FCP_CMND, FCP_XFER_RDY, FCP_RSP).
+//! * [`port`]: [`FcPort`], the target port: remote port logins (FLOGI/PLOGI/PRLI/PRLO/LOGO),
+//!   the exchange manager (OX_ID/RX_ID, sequences, ABTS, RRQ, timers) and FCP command
+//!   execution through an [`scst::Session`] per logged-in initiator.
 //!
 //! Every parser borrows its input, checks lengths once and returns a [`WireError`] on bad
 //! input; none panics on any byte string.
@@ -16,6 +19,9 @@ pub mod bls;
 pub mod els;
 pub mod fcp;
 pub mod frame;
+pub mod port;
+
+pub use port::{FcPort, PortConfig, PortEvent, RemotePortInfo, RxError, wwn_string};
 
 /// Why received bytes could not be parsed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
