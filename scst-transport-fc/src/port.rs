@@ -835,6 +835,9 @@ impl FcPort {
             self.free_exchange(rx);
         }
         if let Some(s) = self.rports.get_mut(&port_id).and_then(|r| r.session.take()) {
+            // Logout implicitly aborts the nexus's commands (FC-LS-3, FCP-4): those not yet
+            // executing never will. The function's own response has nowhere to go.
+            let _ = s.submit_tm(TmRequest { function: TmFunction::I_T_NEXUS_RESET, lun: [0; 8], ref_tag: 0, tag: 0 });
             s.close();
             self.events.push_back(PortEvent::ProcessLoggedOut { port_id });
         }
