@@ -8,6 +8,7 @@
 //!   the FCP service parameter page, LOGO, ADISC, RRQ, LS_ACC, LS_RJT).
 //! * [`bls`]: basic link services (ABTS, BA_ACC, BA_RJT).
 //! * [`fcp`]: FCP-4 information units (FCP_CMND, FCP_XFER_RDY, FCP_RSP).
+//! * [`fcoe`]: FCoE encapsulation (ethertype 8906h, SOF/EOF, the FC CRC).
 //! * [`port`]: [`FcPort`], the target port: remote port logins (FLOGI/PLOGI/PRLI/PRLO/LOGO),
 //!   the exchange manager (OX_ID/RX_ID, sequences, ABTS, RRQ, timers) and FCP command
 //!   execution through an [`scst::Session`] per logged-in initiator.
@@ -17,6 +18,7 @@
 
 pub mod bls;
 pub mod els;
+pub mod fcoe;
 pub mod fcp;
 pub mod frame;
 pub mod port;
