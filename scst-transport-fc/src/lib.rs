@@ -9,6 +9,8 @@
 //! * [`bls`]: basic link services (ABTS, BA_ACC, BA_RJT).
 //! * [`fcp`]: FCP-4 information units (FCP_CMND, FCP_XFER_RDY, FCP_RSP).
 //! * [`fcoe`]: FCoE encapsulation (ethertype 8906h, SOF/EOF, the FC CRC).
+//! * [`fip`]: FIP VN2VN (ethertype 8914h): probe, claim and beacons of a VN_Port, peers learned
+//!   and aged out.
 //! * [`port`]: [`FcPort`], the target port: remote port logins (FLOGI/PLOGI/PRLI/PRLO/LOGO),
 //!   the exchange manager (OX_ID/RX_ID, sequences, ABTS, RRQ, timers) and FCP command
 //!   execution through an [`scst::Session`] per logged-in initiator.
@@ -20,6 +22,7 @@ pub mod bls;
 pub mod els;
 pub mod fcoe;
 pub mod fcp;
+pub mod fip;
 pub mod frame;
 pub mod port;
 
