@@ -14,6 +14,8 @@
 //! * [`port`]: [`FcPort`], the target port: remote port logins (FLOGI/PLOGI/PRLI/PRLO/LOGO),
 //!   the exchange manager (OX_ID/RX_ID, sequences, ABTS, RRQ, timers) and FCP command
 //!   execution through an [`scst::Session`] per logged-in initiator.
+//! * [`vn2vn`]: [`vn2vn::Vn2VnPort`], the FCoE VN2VN target port: FIP and the FC port behind
+//!   one Ethernet interface, still without I/O.
 //!
 //! Every parser borrows its input, checks lengths once and returns a [`WireError`] on bad
 //! input; none panics on any byte string.
@@ -25,6 +27,7 @@ pub mod fcp;
 pub mod fip;
 pub mod frame;
 pub mod port;
+pub mod vn2vn;
 
 pub use port::{FcPort, PortConfig, PortEvent, RemotePortInfo, RxError, wwn_string};
 

@@ -442,6 +442,12 @@ impl FcPort {
         self.originated.clear();
     }
 
+    /// Forgets a remote port whose link went away (a VN2VN peer that stopped beaconing): its
+    /// login and I_T nexus end without any frame.
+    pub fn forget_remote_port(&mut self, port_id: u32) {
+        self.logout(port_id);
+    }
+
     /// Sends PLOGI to `d_id` (the side with the higher WWPN does in point-to-point and VN2VN).
     pub fn originate_plogi(&mut self, d_id: u32) {
         let p = self.service_params().build(ElsCmd::PLOGI, false);
