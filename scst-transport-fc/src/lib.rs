@@ -16,10 +16,13 @@
 //!   execution through an [`scst::Session`] per logged-in initiator.
 //! * [`vn2vn`]: [`vn2vn::Vn2VnPort`], the FCoE VN2VN target port: FIP and the FC port behind
 //!   one Ethernet interface, still without I/O.
+//! * [`afpacket`]: the I/O: an `AF_PACKET` socket on a Linux interface driving a `Vn2VnPort`.
 //!
 //! Every parser borrows its input, checks lengths once and returns a [`WireError`] on bad
 //! input; none panics on any byte string.
 
+#[cfg(target_os = "linux")]
+pub mod afpacket;
 pub mod bls;
 pub mod els;
 pub mod fcoe;
@@ -29,7 +32,7 @@ pub mod frame;
 pub mod port;
 pub mod vn2vn;
 
-pub use port::{FcPort, PortConfig, PortEvent, RemotePortInfo, RxError, wwn_string};
+pub use port::{FcPort, PortConfig, PortEvent, RemotePortInfo, RxError, parse_wwn, wwn_string};
 
 /// Why received bytes could not be parsed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]

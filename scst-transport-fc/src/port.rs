@@ -93,6 +93,15 @@ pub fn wwn_string(wwn: u64) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect::<Vec<_>>().join(":")
 }
 
+/// Parses a WWN written `0x2000001122334455`, `2000001122334455` or `20:00:00:11:22:33:44:55`.
+pub fn parse_wwn(s: &str) -> Option<u64> {
+    let hex: String = s.strip_prefix("0x").unwrap_or(s).chars().filter(|&c| c != ':').collect();
+    if hex.len() != 16 {
+        return None;
+    }
+    u64::from_str_radix(&hex, 16).ok()
+}
+
 /// What happened on the port, for the link and the application.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum PortEvent {
@@ -1218,5 +1227,11 @@ mod tests {
     #[test]
     fn wwn_strings_parse_as_fc_transport_ids() {
         assert_eq!(wwn_string(0x2100_0024_ff31_4c2a), "21:00:00:24:ff:31:4c:2a");
+        for s in ["0x21000024ff314c2a", "21000024ff314c2a", "21:00:00:24:ff:31:4c:2a"] {
+            assert_eq!(parse_wwn(s), Some(0x2100_0024_ff31_4c2a), "{s}");
+        }
+        assert_eq!(parse_wwn("0x2100"), None);
+        assert_eq!(parse_wwn("0x21000024ff314c2g"), None);
+        assert_eq!(parse_wwn("+100000000000000"), None);
     }
 }
