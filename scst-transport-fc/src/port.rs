@@ -96,7 +96,7 @@ pub fn wwn_string(wwn: u64) -> String {
 /// Parses a WWN written `0x2000001122334455`, `2000001122334455` or `20:00:00:11:22:33:44:55`.
 pub fn parse_wwn(s: &str) -> Option<u64> {
     let hex: String = s.strip_prefix("0x").unwrap_or(s).chars().filter(|&c| c != ':').collect();
-    if hex.len() != 16 {
+    if hex.len() != 16 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
         return None;
     }
     u64::from_str_radix(&hex, 16).ok()
