@@ -116,7 +116,46 @@ impl PacketSocket {
                 size_of::<libc::packet_mreq>() as libc::socklen_t,
             )
         })?;
+        // A burst of write data (a 256 KiB XFER_RDY is 128 full-size frames, several commands
+        // may answer theirs at once) must not overflow the default receive buffer: the kernel
+        // drops what does not fit and the write stalls. As root the limit does not apply.
+        for (force, plain) in [(libc::SO_RCVBUFFORCE, libc::SO_RCVBUF), (libc::SO_SNDBUFFORCE, libc::SO_SNDBUF)] {
+            let size: libc::c_int = 64 << 20;
+            for opt in [force, plain] {
+                // SAFETY: `size` is a valid c_int and the length passed is its size.
+                let r = unsafe {
+                    libc::setsockopt(
+                        fd.as_raw_fd(),
+                        libc::SOL_SOCKET,
+                        opt,
+                        (&raw const size).cast(),
+                        size_of::<libc::c_int>() as libc::socklen_t,
+                    )
+                };
+                if r == 0 {
+                    break;
+                }
+            }
+        }
         Ok(Self { fd })
+    }
+
+    /// Frames the kernel dropped because the receive buffer was full, since the last call
+    /// (`PACKET_STATISTICS`).
+    pub fn drops(&self) -> u32 {
+        let mut st = libc::tpacket_stats { tp_packets: 0, tp_drops: 0 };
+        let mut len = size_of::<libc::tpacket_stats>() as libc::socklen_t;
+        // SAFETY: `st`/`len` describe a valid tpacket_stats buffer.
+        let r = unsafe {
+            libc::getsockopt(
+                self.fd.as_raw_fd(),
+                libc::SOL_PACKET,
+                libc::PACKET_STATISTICS,
+                (&raw mut st).cast(),
+                &raw mut len,
+            )
+        };
+        if r == 0 { st.tp_drops } else { 0 }
     }
 
     /// Receives one frame the interface received (not one it sent) into `buf`; `Ok(None)` when
@@ -289,6 +328,10 @@ impl FcoeDriver {
                 self.flush();
             }
             self.flush();
+            let drops = self.sock.drops();
+            if drops > 0 {
+                tracing::warn!(drops, "the kernel dropped received frames (socket buffer full)");
+            }
         }
         self.port.port_mut().link_down();
         Ok(())
