@@ -45,14 +45,17 @@ umount /mnt/fc
 echo "ext4 write/fsck/remount OK"
 # LOGO and re-login: disable and re-enable the initiator's controller.
 echo 0 > "$C/enabled"
-sleep 2
+for _ in $(seq 30); do grep -qx Online /sys/class/fc_remote_ports/*/port_state 2>/dev/null || break; sleep 1; done
+grep -H . /sys/class/fc_remote_ports/*/port_state
 echo 1 > "$C/enabled"
-for _ in $(seq 120); do
-  DEV=$(ls /sys/block 2>/dev/null | grep '^sd' | head -n 1)
-  [ -n "$DEV" ] && [ -e /dev/$DEV ] && mount /dev/$DEV /mnt/fc 2>/dev/null && break
-  sleep 0.5
+ok=
+for _ in $(seq 90); do
+  if grep -qx Online /sys/class/fc_remote_ports/*/port_state 2>/dev/null; then ok=1; break; fi
+  sleep 1
 done
-mountpoint -q /mnt/fc || fail "no disk after re-login"
+[ -n "$ok" ] || fail "rport not Online again after re-enable: $(grep -H . /sys/class/fc_remote_ports/*/port_state)"
+DEV=$(ls /sys/block | grep '^sd' | head -n 1)
+timeout 30 mount /dev/$DEV /mnt/fc || fail "mount after re-login"
 cmp "$PATTERN" /mnt/fc/pattern || fail "file differs after re-login"
 umount /mnt/fc
 echo "re-login OK"

@@ -27,6 +27,12 @@ pub const FIP_VERSION: u8 = 0x10;
 pub const FIP_HLEN: usize = 10;
 /// The VN2VN operation code.
 pub const OP_VN2VN: u16 = 0x0005;
+/// The FIP operation carrying encapsulated extended link services (FLOGI, LOGO in VN2VN).
+pub const OP_LS: u16 = 0x0002;
+/// FIP LS subcode: request.
+pub const LS_REQUEST: u8 = 1;
+/// FIP LS subcode: reply.
+pub const LS_REPLY: u8 = 2;
 /// Multicast MAC of all VN2VN ports.
 pub const ALL_VN2VN_MACS: [u8; 6] = [0x01, 0x10, 0x18, 0x01, 0x00, 0x04];
 /// FC-MAP of VN2VN VN_Port MACs (the high 3 bytes; the N_Port ID is the low 3).
@@ -58,6 +64,14 @@ pub mod desc {
     pub const NAME: u8 = 4;
     /// Max FCoE size.
     pub const FCOE_SIZE: u8 = 6;
+    /// Encapsulated FLOGI.
+    pub const FLOGI: u8 = 7;
+    /// Encapsulated FDISC.
+    pub const FDISC: u8 = 8;
+    /// Encapsulated LOGO.
+    pub const LOGO: u8 = 9;
+    /// Encapsulated ELP.
+    pub const ELP: u8 = 10;
     /// VN_Port identifier.
     pub const VN_ID: u8 = 11;
     /// FC-4 features.
@@ -231,6 +245,113 @@ impl VnFrame {
         }
         Ok(out)
     }
+}
+
+/// A FIP-encapsulated extended link service (FC-BB-6 §7.8.8: VN2VN ports send FLOGI and LOGO
+/// this way): the encapsulated FC frame and the MAC descriptor after it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FipEls<'a> {
+    /// Ethernet source.
+    pub src: [u8; 6],
+    /// [`LS_REQUEST`] or [`LS_REPLY`].
+    pub subcode: u8,
+    /// The descriptor type ([`desc::FLOGI`], [`desc::LOGO`], ...).
+    pub dtype: u8,
+    /// The FC frame (header and ELS payload).
+    pub fc: &'a [u8],
+    /// The MAC descriptor, when present.
+    pub mac: Option<[u8; 6]>,
+}
+
+impl<'a> FipEls<'a> {
+    /// Parses an Ethernet frame carrying a FIP LS operation. The encapsulated ELS must be the
+    /// first descriptor (as libfcoe requires); unknown non-critical descriptors are skipped.
+    ///
+    /// # Errors
+    /// [`FipError`] for anything else.
+    pub fn parse(eth: &'a [u8]) -> Result<Self, FipError> {
+        let (t, at) = ethertype(eth).ok_or(FipError::Truncated)?;
+        if t != ETH_P_FIP {
+            return Err(FipError::NotFip);
+        }
+        let f = eth.get(at..).filter(|f| f.len() >= FIP_HLEN).ok_or(FipError::Truncated)?;
+        if f[0] >> 4 != FIP_VERSION >> 4 {
+            return Err(FipError::Version(f[0]));
+        }
+        let op = u16::from_be_bytes([f[2], f[3]]);
+        let subcode = f[5];
+        if op != OP_LS || !matches!(subcode, LS_REQUEST | LS_REPLY) {
+            return Err(FipError::Operation(op, subcode));
+        }
+        let rlen = usize::from(u16::from_be_bytes([f[6], f[7]])) * 4;
+        let mut d = f.get(FIP_HLEN..FIP_HLEN + rlen).ok_or(FipError::Truncated)?;
+        let mut els: Option<(u8, &'a [u8])> = None;
+        let mut mac = None;
+        let mut first = true;
+        while !d.is_empty() {
+            let (ty, len) = match d {
+                [ty, len, ..] => (*ty, usize::from(*len) * 4),
+                _ => return Err(FipError::Truncated),
+            };
+            if len < 2 || len > d.len() {
+                return Err(FipError::Descriptor(ty, "bad length"));
+            }
+            match ty {
+                desc::FLOGI | desc::FDISC | desc::LOGO | desc::ELP => {
+                    if !first {
+                        return Err(FipError::Descriptor(ty, "encapsulated ELS not first"));
+                    }
+                    if len < 4 + crate::frame::HEADER_LEN + 1 {
+                        return Err(FipError::Descriptor(ty, "bad length"));
+                    }
+                    els = Some((ty, &d[4..len]));
+                }
+                desc::MAC if !first && mac.is_none() => {
+                    if len != 8 {
+                        return Err(FipError::Descriptor(ty, "bad length"));
+                    }
+                    let mut m = [0u8; 6];
+                    m.copy_from_slice(&d[2..8]);
+                    mac = Some(m);
+                }
+                t if t >= desc::NON_CRITICAL && !first => {}
+                _ => return Err(FipError::Descriptor(ty, "unexpected")),
+            }
+            first = false;
+            d = &d[len..];
+        }
+        let (dtype, fc) = els.ok_or(FipError::Descriptor(0, "missing"))?;
+        let mut src = [0u8; 6];
+        src.copy_from_slice(&eth[6..12]);
+        Ok(Self { src, subcode, dtype, fc, mac })
+    }
+}
+
+/// Builds a FIP LS frame encapsulating `fc` (a multiple of 4 bytes) as descriptor `dtype`,
+/// followed by a MAC descriptor unless `mac` is `None` (libfcoe omits it on LS_RJT).
+pub fn build_els(src: [u8; 6], dst: [u8; 6], subcode: u8, dtype: u8, fc: &[u8], mac: Option<[u8; 6]>) -> Vec<u8> {
+    let elen = (4 + fc.len()).div_ceil(4) * 4;
+    let dlen = elen + if mac.is_some() { 8 } else { 0 };
+    let mut f = Vec::with_capacity(ETH_HLEN + FIP_HLEN + dlen);
+    f.extend_from_slice(&dst);
+    f.extend_from_slice(&src);
+    f.extend_from_slice(&ETH_P_FIP.to_be_bytes());
+    f.extend_from_slice(&[FIP_VERSION, 0]);
+    f.extend_from_slice(&OP_LS.to_be_bytes());
+    f.extend_from_slice(&[0, subcode]);
+    f.extend_from_slice(&((dlen / 4) as u16).to_be_bytes());
+    f.extend_from_slice(&[0, 0]);
+    f.extend_from_slice(&[dtype, (elen / 4) as u8, 0, 0]);
+    f.extend_from_slice(fc);
+    f.resize(ETH_HLEN + FIP_HLEN + elen, 0);
+    if let Some(m) = mac {
+        f.extend_from_slice(&[desc::MAC, 2]);
+        f.extend_from_slice(&m);
+    }
+    if f.len() < 60 {
+        f.resize(60, 0);
+    }
+    f
 }
 
 /// What a VN_Port announces about itself.
@@ -594,8 +715,12 @@ impl Vn2Vn {
     }
 
     fn add_peer(&mut self, f: &VnFrame) {
-        if let Some(old) = self.peers.get(&f.port_id) {
+        if let Some(old) = self.peers.get_mut(&f.port_id) {
             if old.wwpn == f.wwpn && old.wwnn == f.wwnn {
+                // The peer claimed again (it restarted): like libfcoe, wait for its next beacon
+                // and log in to it once more.
+                old.last_beacon = None;
+                old.enode_mac = f.enode_mac;
                 return;
             }
             self.events.push_back(Vn2VnEvent::PeerDown(f.port_id));

@@ -13,8 +13,8 @@ use std::sync::Arc;
 use scst::Target;
 
 use crate::fcoe::{self, ETH_P_FCOE, ETH_P_FIP, FcoeError};
-use crate::fip::{FipError, Vn2Vn, Vn2VnEvent, VnIdentity, vn_mac};
-use crate::frame::{FrameHeader, HEADER_LEN};
+use crate::fip::{self, FipEls, FipError, Vn2Vn, Vn2VnEvent, VnIdentity, vn_mac};
+use crate::frame::{FrameHeader, HEADER_LEN, RCtl};
 use crate::port::{FcPort, PortConfig, RxError};
 
 /// Why a received Ethernet frame was not used.
@@ -43,6 +43,9 @@ pub struct Vn2VnPort {
     port: FcPort,
     enode_mac: [u8; 6],
     peer_macs: HashMap<u32, [u8; 6]>,
+    /// ELS requests that came FIP-encapsulated, by (S_ID, OX_ID): their replies go back the
+    /// same way (descriptor type, the requester's Ethernet address).
+    fip_els: HashMap<(u32, u16), (u8, [u8; 6])>,
     out: VecDeque<Vec<u8>>,
 }
 
@@ -71,6 +74,7 @@ impl Vn2VnPort {
             port: FcPort::new(cfg, target),
             enode_mac: mac,
             peer_macs: HashMap::new(),
+            fip_els: HashMap::new(),
             out: VecDeque::new(),
         }
     }
@@ -102,6 +106,26 @@ impl Vn2VnPort {
 
     fn rx(&mut self, now: u64, eth: &[u8]) -> Result<(), LinkError> {
         match fcoe::ethertype(eth) {
+            Some((ETH_P_FIP, at)) if eth.get(at + 2..at + 4) == Some(&fip::OP_LS.to_be_bytes()[..]) => {
+                let e = FipEls::parse(eth)?;
+                let id = self.port.port_id();
+                let Some(h) = e.fc.first_chunk::<HEADER_LEN>().map(FrameHeader::new) else {
+                    return Err(LinkError::NotForUs);
+                };
+                if id == 0 || h.d_id() != id {
+                    return Err(LinkError::NotForUs);
+                }
+                if e.subcode == fip::LS_REQUEST {
+                    if self.fip_els.len() >= 1024 {
+                        self.fip_els.clear();
+                    }
+                    self.fip_els.insert((h.s_id(), h.ox_id()), (e.dtype, e.src));
+                }
+                if e.src[0] & 1 == 0 {
+                    self.peer_macs.entry(h.s_id()).or_insert(e.src);
+                }
+                Ok(self.port.handle_frame(now, e.fc)?)
+            }
             Some((ETH_P_FIP, _)) => Ok(self.fip.handle_frame(now, eth)?),
             Some((ETH_P_FCOE, _)) => {
                 let f = fcoe::decap(eth)?;
@@ -168,13 +192,27 @@ impl Vn2VnPort {
                 }
             }
         }
+        // The FC port's events only inform here (logins follow the peers FIP reports).
+        while let Some(e) = self.port.poll_event() {
+            tracing::info!(event = ?e, "FC port");
+        }
         while let Some(f) = self.fip.poll_transmit() {
             self.out.push_back(f);
         }
         let src = vn_mac(self.port.port_id());
         while let Some(fc) = self.port.poll_transmit() {
             let Some(h) = fc.first_chunk::<HEADER_LEN>() else { continue };
-            let d_id = FrameHeader::new(h).d_id();
+            let h = FrameHeader::new(h);
+            let d_id = h.d_id();
+            if h.r_ctl() == RCtl::ELS_REP {
+                if let Some((dtype, to)) = self.fip_els.remove(&(d_id, h.ox_id())) {
+                    // As libfcoe answers: an LS_ACC carries our VN_Port MAC, an LS_RJT none.
+                    let acc = fc.get(HEADER_LEN) == Some(&crate::els::ElsCmd::LS_ACC.0);
+                    let mac = acc.then_some(src);
+                    self.out.push_back(fip::build_els(self.enode_mac, to, fip::LS_REPLY, dtype, &fc, mac));
+                    continue;
+                }
+            }
             let dst = self.peer_macs.get(&d_id).copied().unwrap_or_else(|| vn_mac(d_id));
             let mut e = Vec::new();
             fcoe::encap(dst, src, &fc, &mut e);

@@ -231,3 +231,49 @@ fn frames_not_for_this_port_are_refused() {
     let bad = n.fc_in(n.hdr(RCtl::UNSOL_CMD, FcType::FCP, 0, 1, XID_UNKNOWN), &[0; 8]);
     assert!(matches!(bad, Err(LinkError::Fc(RxError::Unexpected(_)))));
 }
+
+#[test]
+fn fip_encapsulated_flogi_is_answered_over_fip_and_a_reclaim_logs_in_again() {
+    let mut n = Net::new(0x1000_0000_0000_0001, 0x2000_0000_0000_ffff);
+    n.bring_up();
+    assert_eq!(n.fcoe_out().len(), 1, "our FLOGI after the first beacon");
+    // libfcoe in VN2VN mode sends its FLOGI inside FIP (operation 2, FLOGI descriptor).
+    let req = n.hdr(RCtl::ELS_REQ, FcType::ELS, FCtl::FIRST_SEQ | FCtl::END_SEQ | FCtl::SEQ_INIT, 0x31, XID_UNKNOWN);
+    let fc = req.frame(&params(&n.ini).build(ElsCmd::FLOGI, true));
+    let e = fip::build_els(I_MAC, T_MAC, fip::LS_REQUEST, fip::desc::FLOGI, &fc, Some(vn_mac(I_ID)));
+    n.t.handle_ethernet(n.now, &e).unwrap();
+    let out = n.out();
+    assert_eq!(out.len(), 1, "the reply, over FIP; no PLOGI: the peer's WWPN is higher");
+    let r = fip::FipEls::parse(&out[0]).unwrap();
+    assert_eq!(
+        (r.subcode, r.dtype, r.mac, &out[0][..6]),
+        (fip::LS_REPLY, fip::desc::FLOGI, Some(vn_mac(n.t_id)), &I_MAC[..])
+    );
+    let f = Frame::parse(r.fc).unwrap();
+    assert_eq!((f.header().ox_id(), f.header().d_id()), (0x31, I_ID));
+    assert_eq!(Login::parse(f.payload()).unwrap().command(), ElsCmd::LS_ACC);
+    // An LS_RJT goes back over FIP without a MAC descriptor: here an RRQ in a LOGO descriptor
+    // (FIP carries no RRQ, but the reply path is the same) from a port not logged in.
+    let logo = n.hdr(RCtl::ELS_REQ, FcType::ELS, FCtl::FIRST_SEQ | FCtl::END_SEQ | FCtl::SEQ_INIT, 0x32, XID_UNKNOWN);
+    let e =
+        fip::build_els(I_MAC, T_MAC, fip::LS_REQUEST, fip::desc::LOGO, &logo.frame(&els::build_rrq(I_ID, 1, 2)), None);
+    n.t.handle_ethernet(n.now, &e).unwrap_err();
+    let r = n.out();
+    let r = fip::FipEls::parse(&r[0]).unwrap();
+    assert_eq!((r.dtype, r.mac), (fip::desc::LOGO, None));
+    assert_eq!(
+        els::parse_ls_rjt(Frame::parse(r.fc).unwrap().payload()).unwrap().1,
+        els::RjtExplanation::PLOGI_REQUIRED
+    );
+    // The peer restarts: it claims again, and its next beacon brings a new FLOGI from us.
+    n.fip_in(Subcode::CLAIM_NOTIFY, ALL_VN2VN_MACS);
+    assert_eq!(n.fip_out()[0].subcode, Subcode::CLAIM_REP);
+    n.fip_in(Subcode::BEACON, ALL_VN2VN_MACS);
+    let out = n.fcoe_out();
+    assert_eq!(out.len(), 1);
+    assert_eq!(Frame::parse(&out[0].0).unwrap().payload()[0], ElsCmd::FLOGI.0);
+    // A malformed FIP LS frame is refused.
+    let mut bad = fip::build_els(I_MAC, T_MAC, fip::LS_REQUEST, fip::desc::FLOGI, &fc, None);
+    bad[25] = 200;
+    assert!(matches!(n.t.handle_ethernet(n.now, &bad), Err(LinkError::Fip(_))));
+}
