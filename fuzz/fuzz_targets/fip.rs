@@ -1,4 +1,4 @@
-//! Fuzz target `fip`: FIP VN2VN frames (descriptor parsing) and FCoE decapsulation on raw
+//! Fuzz target `fip`: FIP VN2VN frames, FIP-encapsulated ELS and FCoE decapsulation on raw
 //! Ethernet frames, then the VN2VN controller on a stream of them.
 //!
 //! Input: frames as a 2-byte big-endian length followed by that many bytes; a length of 0
@@ -8,7 +8,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use scst_transport_fc::fcoe;
-use scst_transport_fc::fip::{VnFrame, VnIdentity, Vn2Vn};
+use scst_transport_fc::fip::{FipEls, VnFrame, VnIdentity, Vn2Vn};
 
 const ME: VnIdentity = VnIdentity {
     mac: [0x02, 0, 0, 0, 0, 0x01],
@@ -32,6 +32,9 @@ fuzz_target!(|data: &[u8]| {
             v.handle_timeout(now);
         } else {
             let _ = fcoe::decap(frame);
+            if let Ok(e) = FipEls::parse(frame) {
+                assert!(e.fc.len() > 24 && frame.len() >= e.fc.len());
+            }
             let _ = fcoe::ethertype(frame);
             let _ = v.handle_frame(now, frame);
         }
