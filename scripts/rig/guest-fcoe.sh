@@ -40,7 +40,7 @@ sg_persist -n --out --register --param-sark=0x1234 /dev/$DEV || fail "PR registe
 sg_persist -n --out --reserve --param-rk=0x1234 --prout-type=1 /dev/$DEV || fail "PR reserve"
 sg_persist -n --in --read-full-status /dev/$DEV > "$OUT/pr.txt" 2>&1 || fail "PR read full status"
 cat "$OUT/pr.txt"
-grep -qi "${HOST_WWPN#0x}" "$OUT/pr.txt" || fail "TransportID does not name $HOST_WWPN"
+tr -d " \n" < "$OUT/pr.txt" | grep -qi "${HOST_WWPN#0x}" || fail "TransportID does not name $HOST_WWPN"
 sg_persist -n --out --release --param-rk=0x1234 --prout-type=1 /dev/$DEV || fail "PR release"
 sg_persist -n --out --register --param-rk=0x1234 --param-sark=0 /dev/$DEV || fail "PR unregister"
 echo "persistent reservation with the FC TransportID ($HOST_WWPN) OK"
@@ -49,10 +49,10 @@ sg_reset -d /dev/$DEV || fail "sg_reset -d"
 dd if=/dev/$DEV of=/dev/null bs=1M count=1 iflag=direct status=none || fail "read after LUN reset"
 echo "LUN reset OK"
 # Verified random writes at queue depth 16.
-fio --name=verify --filename=/dev/$DEV --direct=1 --ioengine=libaio --iodepth=16 --rw=randwrite \
+fio --name=verify --eta=never --filename=/dev/$DEV --direct=1 --ioengine=libaio --iodepth=16 --rw=randwrite \
   --bs=4k --size=16M --verify=crc32c --verify_fatal=1 --output="$OUT/fio-verify.txt" || fail "fio verify: $(tail -n 20 "$OUT/fio-verify.txt")"
 echo "fio 16 MiB verified random writes OK"
-fio --name=seqread --filename=/dev/$DEV --direct=1 --ioengine=libaio --iodepth=8 --rw=read --bs=1M --size=64M \
+fio --name=seqread --eta=never --filename=/dev/$DEV --direct=1 --ioengine=libaio --iodepth=8 --rw=read --bs=1M --size=64M \
   --output-format=terse --output="$OUT/fio-read.txt" || fail "fio read"
 echo "sequential 1 MiB QD8 read: $(awk -F';' '{print $7}' "$OUT/fio-read.txt") KiB/s (TCG guest)"
 # ext4: make, write, unmount, fsck, remount, verify.
