@@ -18,7 +18,7 @@ head -c 8M /dev/urandom > "$W/pattern"
 mkdir -p "$W/result"
 rc=0
 "$RIG/run-vm.sh" -t "${FC_TIMEOUT:-420}" -s "$W/result" \
-  "FC_PCAP=${FC_PCAP:-} FC_LOG=${FC_LOG:-info} bash $HERE/rig/guest-fcoe.sh $BIN $W/pattern $W/result" \
+  "FC_WWPN=${FC_WWPN:-} FC_PCAP=${FC_PCAP:-} FC_LOG=${FC_LOG:-info} bash $HERE/rig/guest-fcoe.sh $BIN $W/pattern $W/result" \
   > "$W/guest.log" 2>&1 || rc=$?
 if [ -n "${FC_KEEP:-}" ]; then mkdir -p "$FC_KEEP" && cp -r "$W/result" "$W/guest.log" "$FC_KEEP/"; fi
 if [ $rc -ne 0 ] || ! grep -q "FCOE VN2VN OK" "$W/guest.log"; then

@@ -3,7 +3,7 @@
 # two ends of a veth pair. usage: guest-fcoe.sh FC_TARGET_BINARY PATTERN_FILE RESULT_DIR
 set -u
 BIN=$1 PATTERN=$2 OUT=$3
-WWPN=0x2000001122334455
+WWPN=${FC_WWPN:-0x2000001122334455}
 fail() { echo "FAIL: $*"; echo "--- target log"; tail -n 60 "$OUT/target.log"; echo "--- dmesg"; dmesg | grep -iE "fc|fcoe|scsi|sd " | tail -n 40; exit 1; }
 modprobe -a veth fcoe sd_mod sg ext4 || fail "modprobe"
 ip link add fcv0 type veth peer name fcv1 || fail "veth"

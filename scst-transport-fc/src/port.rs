@@ -664,10 +664,15 @@ impl FcPort {
                     let acc = self.service_params().build(ElsCmd::LS_ACC, true);
                     self.els_reply_frame(h, &acc);
                     let wwpn = l.wwpn();
+                    // A FLOGI starts the peer's login over (it restarted): the old N_Port login
+                    // and its I_T nexus end.
+                    if logged_in {
+                        self.logout(s_id);
+                    }
                     self.events.push_back(PortEvent::FlogiAccepted { port_id: s_id, wwpn });
                     // Point-to-multipoint (VN2VN) and point-to-point: the port with the higher
                     // N_Port_Name originates PLOGI (FC-LS-3 §6.6.2; libfc's rport FLOGI state).
-                    if self.cfg.wwpn > wwpn && !logged_in {
+                    if self.cfg.wwpn > wwpn {
                         self.originate_plogi(s_id);
                     }
                     return Ok(());
@@ -792,9 +797,9 @@ impl FcPort {
                 self.login(d_id, &l);
             }
             ElsCmd::FLOGI => {
+                // Accepted: with the higher N_Port_Name we log in (again) with PLOGI.
                 let l = Login::parse(p)?;
-                let logged_in = self.rports.get(&d_id).is_some_and(|r| r.logged_in);
-                if self.cfg.wwpn > l.wwpn() && !logged_in {
+                if self.cfg.wwpn > l.wwpn() {
                     self.originate_plogi(d_id);
                 }
             }

@@ -475,3 +475,19 @@ fn persistent_reservations_carry_the_fc_transport_id() {
     assert_eq!(tid[0], 0x00, "format 00b, protocol 0 (Fibre Channel)");
     assert_eq!(&tid[8..16], &INI_WWPN.to_be_bytes(), "the initiator's N_Port_Name");
 }
+
+#[test]
+fn a_flogi_from_a_logged_in_port_starts_its_login_over() {
+    let mut r = rig();
+    r.login(2048);
+    let s = r.port.session(INI).unwrap().clone();
+    // The initiator (lower WWPN than ours) restarted and sends FLOGI again.
+    let f = ini_params(2048, 0x1000_0000_0000_0001).build(ElsCmd::FLOGI, true);
+    let hb = hdr(RCtl::ELS_REQ, FcType::ELS, FCtl::FIRST_SEQ | FCtl::END_SEQ | FCtl::SEQ_INIT, 0x40, XID_UNKNOWN, 0);
+    r.send(hb, &f).unwrap();
+    assert!(s.is_closed(), "the old nexus ended");
+    let out = r.out();
+    assert_eq!(out.len(), 2, "LS_ACC, then our PLOGI (our WWPN is higher)");
+    assert_eq!(Login::parse(out[1].payload()).unwrap().command(), ElsCmd::PLOGI);
+    assert!(r.port.remote_ports().is_empty());
+}
