@@ -12,10 +12,10 @@ use std::sync::{Arc, OnceLock};
 use libfuzzer_sys::fuzz_target;
 use scst::{Device, DeviceConfig, Disk, Lun, SgvConfig, SgvPool, Target};
 use scst_backends::RamStore;
-use scst_transport_fc::fcoe;
-use scst_transport_fc::fip::{FipEls, VnFrame, VnIdentity, Vn2Vn};
-use scst_transport_fc::vn2vn::Vn2VnPort;
 use scst_transport_fc::PortConfig;
+use scst_transport_fc::fcoe;
+use scst_transport_fc::fip::{FipEls, Vn2Vn, VnFrame, VnIdentity};
+use scst_transport_fc::vn2vn::Vn2VnPort;
 
 fn target() -> &'static Arc<Target> {
     static T: OnceLock<Arc<Target>> = OnceLock::new();
