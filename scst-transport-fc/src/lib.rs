@@ -20,6 +20,49 @@
 //!
 //! Every parser borrows its input, checks lengths once and returns a [`WireError`] on bad
 //! input; none panics on any byte string.
+//!
+//! A port logging an initiator in (this runs as a doc test):
+//!
+//! ```
+//! use scst::{Device, DeviceConfig, Disk, Lun, SgvConfig, SgvPool, Target};
+//! use scst_backends::RamStore;
+//! use scst_transport_fc::els::{ElsCmd, Login, ServiceParams};
+//! use scst_transport_fc::frame::{FCtl, FcType, Frame, HeaderBuilder, RCtl};
+//! use scst_transport_fc::{FcPort, PortConfig, PortEvent};
+//!
+//! let target = Target::new("fc-doc", SgvPool::new(SgvConfig::default()));
+//! let disk = Disk::new(RamStore::new(1 << 20, 512).unwrap());
+//! target.add_lun(Lun(0), Device::new(DeviceConfig::new("ram0"), disk).unwrap(), false).unwrap();
+//! let mut cfg = PortConfig::new(0x2000_0011_2233_4455, 0x1000_0011_2233_4455);
+//! cfg.port_id = 0x0a0001;
+//! let mut port = FcPort::new(cfg, target);
+//!
+//! let initiator = ServiceParams {
+//!     wwpn: 0x2100_0024_ff31_4c2a,
+//!     wwnn: 0x2000_0024_ff31_4c2a,
+//!     rdfs: 2048,
+//!     bb_credit: 10,
+//!     e_d_tov_ms: 2000,
+//!     r_a_tov_ms: 10000,
+//!     concurrent_seqs: 255,
+//! };
+//! let plogi = HeaderBuilder {
+//!     r_ctl: RCtl::ELS_REQ.0,
+//!     d_id: 0x0a0001,
+//!     s_id: 0x0a0002,
+//!     fc_type: FcType::ELS.0,
+//!     f_ctl: FCtl::FIRST_SEQ | FCtl::END_SEQ | FCtl::SEQ_INIT,
+//!     ox_id: 1,
+//!     rx_id: 0xffff,
+//!     ..Default::default()
+//! }
+//! .frame(&initiator.build(ElsCmd::PLOGI, false));
+//! port.handle_frame(0, &plogi).unwrap();
+//! let reply = port.poll_transmit().unwrap();
+//! let acc = Login::parse(Frame::parse(&reply).unwrap().payload()).unwrap();
+//! assert_eq!((acc.command(), acc.wwpn()), (ElsCmd::LS_ACC, 0x2000_0011_2233_4455));
+//! assert_eq!(port.poll_event(), Some(PortEvent::LoggedIn { port_id: 0x0a0002, wwpn: initiator.wwpn }));
+//! ```
 
 #[cfg(target_os = "linux")]
 pub mod afpacket;
