@@ -491,3 +491,43 @@ fn a_flogi_from_a_logged_in_port_starts_its_login_over() {
     assert_eq!(Login::parse(out[1].payload()).unwrap().command(), ElsCmd::PLOGI);
     assert!(r.port.remote_ports().is_empty());
 }
+
+#[test]
+fn two_initiators_are_separate_nexuses_and_a_target_reset_reaches_both() {
+    const INI2: u32 = 0x0a_00_03;
+    let mut r = rig();
+    r.login(2048);
+    // A second initiator: its own PLOGI, PRLI and session.
+    let from2 = |mut hb: HeaderBuilder| {
+        hb.s_id = INI2;
+        hb
+    };
+    let req = hdr(RCtl::ELS_REQ, FcType::ELS, FCtl::FIRST_SEQ | FCtl::END_SEQ | FCtl::SEQ_INIT, 1, XID_UNKNOWN, 0);
+    r.send(from2(req), &ini_params(2048, 0x2100_0000_0000_0003).build(ElsCmd::PLOGI, false)).unwrap();
+    let prli = els::build_prli(ElsCmd::PRLI, els::SPP_ESTABLISH_IMAGE_PAIR, els::fcp_params::INITIATOR);
+    r.send(from2(HeaderBuilder { ox_id: 2, ..req }), &prli).unwrap();
+    assert_eq!(r.out().len(), 2);
+    let s1 = r.port.session(INI).unwrap().clone();
+    let s2 = r.port.session(INI2).unwrap().clone();
+    assert_eq!(s2.config().initiator_name, "21:00:00:00:00:00:00:03");
+    assert_eq!(r.target.sessions().len(), 2);
+    // Initiator 2 holds a write waiting for data; initiator 1 resets the target.
+    let iu = fcp::build_cmnd([0; 8], FcpTaskAttr::SIMPLE, 0, false, true, &write10(0, 1), 512);
+    let c = hdr(RCtl::UNSOL_CMD, FcType::FCP, FCtl::FIRST_SEQ | FCtl::END_SEQ | FCtl::SEQ_INIT, 9, XID_UNKNOWN, 0);
+    r.send(from2(c), &iu).unwrap();
+    let xrdy = r.out();
+    assert_eq!((xrdy.len(), xrdy[0].hdr().d_id()), (1, INI2));
+    let out = r.cmd_tm(10, 0, tm_flags::TARGET_RESET, &[], 0, false, false);
+    assert_eq!(out.len(), 1, "the reset's response; initiator 2's write is dropped without one");
+    assert_eq!(FcpRspView::parse(out[0].payload()).unwrap().rsp_code(), Some(RspCode::TMF_COMPLETE));
+    assert_eq!(s2.outstanding(), 0, "the held write was released");
+    let rx = xrdy[0].hdr().rx_id();
+    let mut d = hdr(RCtl::SOL_DATA, FcType::FCP, FCtl::REL_OFF | FCtl::END_SEQ, 9, rx, 0);
+    d.s_id = INI2;
+    assert!(r.send(d, &[1; 512]).is_err());
+    // LOGO of initiator 1 leaves initiator 2's nexus alone.
+    r.els(11, &els::build_logo(INI, INI_WWPN));
+    assert!(s1.is_closed() && !s2.is_closed());
+    assert_eq!(r.port.remote_ports().len(), 1);
+    assert_eq!(r.target.sessions().len(), 1);
+}
