@@ -1,0 +1,84 @@
+#!/bin/bash
+# Guest side of scripts/fcoe-vn2vn.sh: fc-target and Linux's fcoe initiator (VN2VN mode) on the
+# two ends of a veth pair. usage: guest-fcoe.sh FC_TARGET_BINARY PATTERN_FILE RESULT_DIR
+set -u
+BIN=$1 PATTERN=$2 OUT=$3
+WWPN=${FC_WWPN:-0x2000001122334455}
+fail() { echo "FAIL: $*"; echo "--- target log"; tail -n 60 "$OUT/target.log"; echo "--- dmesg"; dmesg | grep -iE "fc|fcoe|scsi|sd " | tail -n 40; exit 1; }
+modprobe -a veth fcoe sd_mod sg ext4 || fail "modprobe"
+ip link add fcv0 type veth peer name fcv1 || fail "veth"
+ip link set fcv0 mtu 9000 up && ip link set fcv1 mtu 9000 up
+if [ -n "${FC_PCAP:-}" ]; then tcpdump -i fcv1 -s 200 -U -w "$OUT/fc.pcap" 2>/dev/null & sleep 0.5; fi
+"$BIN" --interface fcv1 --wwpn $WWPN --lun 0=ram:64M --log "${FC_LOG:-debug}" > "$OUT/target.log" 2>&1 &
+TPID=$!
+sleep 1
+kill -0 $TPID 2>/dev/null || fail "fc-target did not start"
+echo fcv0 > /sys/bus/fcoe/ctlr_create || fail "ctlr_create"
+C=$(ls -d /sys/bus/fcoe/devices/ctlr_* | head -n 1)
+echo vn2vn > "$C/mode" || fail "mode vn2vn"
+echo 1 > "$C/enabled" || fail "enable"
+DEV=
+for _ in $(seq 120); do
+  DEV=$(ls /sys/block 2>/dev/null | grep '^sd' | head -n 1)
+  [ -n "$DEV" ] && break
+  sleep 0.5
+done
+[ -n "$DEV" ] || fail "no SCSI disk appeared"
+echo "disk /dev/$DEV"
+grep -H . /sys/class/fc_remote_ports/*/port_name /sys/class/fc_remote_ports/*/roles 2>/dev/null
+grep -qi "${WWPN#0x}" /sys/class/fc_remote_ports/*/port_name || fail "rport with our WWPN not found"
+cat /sys/block/$DEV/device/vendor /sys/block/$DEV/device/model
+echo "size $(cat /sys/block/$DEV/size) sectors"
+# 8 MiB O_DIRECT round trip.
+dd if="$PATTERN" of=/dev/$DEV bs=1M count=8 oflag=direct status=none || fail "dd write"
+dd if=/dev/$DEV of="$OUT/readback" bs=1M count=8 iflag=direct status=none || fail "dd read"
+cmp "$PATTERN" "$OUT/readback" || fail "read back differs"
+echo "8 MiB O_DIRECT round trip OK"
+# Persistent reservations: the initiator is known by its WWPN (FC TransportID, protocol 0).
+HOST_WWPN=$(cat /sys/class/fc_host/host*/port_name | head -n 1)
+sg_persist -n --out --register --param-sark=0x1234 /dev/$DEV || fail "PR register"
+sg_persist -n --out --reserve --param-rk=0x1234 --prout-type=1 /dev/$DEV || fail "PR reserve"
+sg_persist -n --in --read-full-status /dev/$DEV > "$OUT/pr.txt" 2>&1 || fail "PR read full status"
+cat "$OUT/pr.txt"
+tr -d " \n" < "$OUT/pr.txt" | grep -qi "${HOST_WWPN#0x}" || fail "TransportID does not name $HOST_WWPN"
+sg_persist -n --out --release --param-rk=0x1234 --prout-type=1 /dev/$DEV || fail "PR release"
+sg_persist -n --out --register --param-rk=0x1234 --param-sark=0 /dev/$DEV || fail "PR unregister"
+echo "persistent reservation with the FC TransportID ($HOST_WWPN) OK"
+# A LUN reset (FCP task management) and I/O after it.
+sg_reset -d /dev/$DEV || fail "sg_reset -d"
+dd if=/dev/$DEV of=/dev/null bs=1M count=1 iflag=direct status=none || fail "read after LUN reset"
+echo "LUN reset OK"
+# Verified random writes at queue depth 16.
+fio --name=verify --eta=never --filename=/dev/$DEV --direct=1 --ioengine=libaio --iodepth=16 --rw=randwrite \
+  --bs=4k --size=16M --verify=crc32c --verify_fatal=1 --output="$OUT/fio-verify.txt" || fail "fio verify: $(tail -n 20 "$OUT/fio-verify.txt")"
+echo "fio 16 MiB verified random writes OK"
+fio --name=seqread --eta=never --filename=/dev/$DEV --direct=1 --ioengine=libaio --iodepth=8 --rw=read --bs=1M --size=64M \
+  --output-format=terse --output="$OUT/fio-read.txt" || fail "fio read"
+echo "sequential 1 MiB QD8 read: $(awk -F';' '{print $7}' "$OUT/fio-read.txt") KiB/s (TCG guest)"
+# ext4: make, write, unmount, fsck, remount, verify.
+mkfs.ext4 -q -F /dev/$DEV || fail "mkfs"
+mkdir -p /mnt/fc && mount /dev/$DEV /mnt/fc || fail "mount"
+cp "$PATTERN" /mnt/fc/pattern && sync
+umount /mnt/fc || fail "umount"
+fsck.ext4 -fn /dev/$DEV > "$OUT/fsck.txt" 2>&1 || fail "fsck: $(tail -n 5 "$OUT/fsck.txt")"
+mount /dev/$DEV /mnt/fc && cmp "$PATTERN" /mnt/fc/pattern || fail "file differs after remount"
+umount /mnt/fc
+echo "ext4 write/fsck/remount OK"
+# LOGO and re-login: disable and re-enable the initiator's controller.
+echo 0 > "$C/enabled"
+for _ in $(seq 30); do grep -qx Online /sys/class/fc_remote_ports/*/port_state 2>/dev/null || break; sleep 1; done
+grep -H . /sys/class/fc_remote_ports/*/port_state
+echo 1 > "$C/enabled"
+ok=
+for _ in $(seq 90); do
+  if grep -qx Online /sys/class/fc_remote_ports/*/port_state 2>/dev/null; then ok=1; break; fi
+  sleep 1
+done
+[ -n "$ok" ] || fail "rport not Online again after re-enable: $(grep -H . /sys/class/fc_remote_ports/*/port_state)"
+DEV=$(ls /sys/block | grep '^sd' | head -n 1)
+timeout 30 mount /dev/$DEV /mnt/fc || fail "mount after re-login"
+cmp "$PATTERN" /mnt/fc/pattern || fail "file differs after re-login"
+umount /mnt/fc
+echo "re-login OK"
+kill $TPID; wait $TPID
+echo "FCOE VN2VN OK"
