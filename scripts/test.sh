@@ -9,7 +9,8 @@
 #            MATRIX_KINDS, a cheap subset; KINDS= of that script runs them all)
 #   LINUX    Linux's own initiators in the rig VM: open-iscsi (scripts/linux-initiator.sh),
 #            virtio_scsi through vhost-user-scsi-target (scripts/vhost-user-scsi.sh), ib_srp
-#            over soft-RoCE against srp-target and LIO's ib_srpt (scripts/srp-rxe.sh)
+#            over soft-RoCE against srp-target and LIO's ib_srpt (scripts/srp-rxe.sh), fcoe/libfc
+#            VN2VN against fc-target and LIO's tcm_fc (scripts/fcoe-vn2vn.sh)
 #   FUZZ     a short run of every fuzz target (fuzz/smoke.sh)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -47,6 +48,8 @@ if step LINUX; then
   RIG=$RIG scripts/vhost-user-scsi.sh
   banner "SRP: Linux ib_srp over soft-RoCE, ours and LIO ib_srpt (rig)"
   RIG=$RIG scripts/srp-rxe.sh both
+  banner "FCoE: Linux fcoe/libfc in VN2VN mode against fc-target, then LIO tcm_fc (rig)"
+  RIG=$RIG FC_COMPARE=1 scripts/fcoe-vn2vn.sh target/release/fc-target
 fi
 if step FUZZ && [ -x fuzz/smoke.sh ]; then banner "fuzz smoke"; fuzz/smoke.sh "${FUZZ_SECONDS:-30}"; fi
 banner "all tests passed"
