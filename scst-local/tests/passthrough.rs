@@ -7,7 +7,7 @@
 mod common;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -15,8 +15,8 @@ use parking_lot::Mutex;
 use scst::acl::NamePatterns;
 use scst::ops::OpInfo;
 use scst::{
-    Cmd, CmdInfo, DataDir, Device, DeviceHandler, Lun, PassThrough, ScsiStatus, Sense, SenseCode, SenseKey, TmFunction,
-    TmHold, TmStatus,
+    Cmd, CmdBox, CmdInfo, DataDir, Device, DeviceHandler, Lun, PassThrough, ScsiStatus, Sense, SenseCode, SenseKey,
+    TmFunction, TmHold, TmStatus,
 };
 use scst_local::LocalInitiator;
 
@@ -42,6 +42,9 @@ struct FakeDevice {
     /// The next TEST UNIT READY gets [`DEVICE_UA`].
     ua_next: AtomicBool,
     resets: Mutex<Vec<TmHold>>,
+    /// Take commands through `start` (completed through `scst::complete`) instead of `exec`.
+    asynchronous: bool,
+    started: AtomicUsize,
 }
 
 impl FakeDevice {
@@ -50,25 +53,8 @@ impl FakeDevice {
     }
 }
 
-impl DeviceHandler for FakeDevice {
-    fn ops(&self) -> &'static [OpInfo] {
-        &[]
-    }
-
-    fn device_type(&self) -> u8 {
-        0x01
-    }
-
-    fn product(&self) -> &str {
-        "FAKE TAPE"
-    }
-
-    fn parse(&self, _: &Device, _: &'static OpInfo, _: &[u8], _: u32) -> Result<CmdInfo, Sense> {
-        // A pass-through handler is never asked to parse.
-        Err(Sense::new(SenseCode::INTERNAL_TARGET_FAILURE))
-    }
-
-    fn exec(&self, cmd: &mut Cmd) {
+impl FakeDevice {
+    fn run(&self, cmd: &mut Cmd) {
         let info = *cmd.info();
         let mut data_out = vec![0u8; cmd.buf().map_or(0, scst::SgBuf::len)];
         if info.dir == DataDir::Out
@@ -94,6 +80,41 @@ impl DeviceHandler for FakeDevice {
         }
         cmd.set_status(ScsiStatus::GOOD);
     }
+}
+
+impl DeviceHandler for FakeDevice {
+    fn ops(&self) -> &'static [OpInfo] {
+        &[]
+    }
+
+    fn device_type(&self) -> u8 {
+        0x01
+    }
+
+    fn product(&self) -> &str {
+        "FAKE TAPE"
+    }
+
+    fn parse(&self, _: &Device, _: &'static OpInfo, _: &[u8], _: u32) -> Result<CmdInfo, Sense> {
+        // A pass-through handler is never asked to parse.
+        Err(Sense::new(SenseCode::INTERNAL_TARGET_FAILURE))
+    }
+
+    fn exec(&self, cmd: &mut Cmd) {
+        self.run(cmd);
+    }
+
+    fn start(&self, mut cmd: CmdBox) -> Result<(), CmdBox> {
+        if !self.asynchronous {
+            return Err(cmd);
+        }
+        self.started.fetch_add(1, SeqCst);
+        // A real device completes later on another thread; completing before returning is
+        // allowed too and keeps the test deterministic.
+        self.run(&mut cmd);
+        scst::complete(cmd);
+        Ok(())
+    }
 
     fn may_block(&self) -> bool {
         true
@@ -110,8 +131,12 @@ impl DeviceHandler for FakeDevice {
 
 /// A target with the fake device at LUN 0 and a RAM disk at LUN 1.
 fn rig(forward_reservations: bool) -> (Arc<scst::Target>, Arc<FakeDevice>) {
+    rig_with(FakeDevice { forward_reservations, ..Default::default() })
+}
+
+fn rig_with(fake: FakeDevice) -> (Arc<scst::Target>, Arc<FakeDevice>) {
     let t = target();
-    let fake = Arc::new(FakeDevice { forward_reservations, ..Default::default() });
+    let fake = Arc::new(fake);
     let dev = Device::new(config(), fake.clone()).expect("device");
     t.add_lun(Lun(0), dev, false).expect("lun 0");
     let ram = device(scst_backends::RamStore::new(1 << 20, 512).expect("ram"), config());
@@ -269,4 +294,23 @@ fn a_lun_reset_reaches_the_device_and_completes_after_it() {
     // The core's own unit attention for the reset.
     let o = a.execute(0, &[0x00; 6], &[], &mut []);
     assert_eq!(o.sense_code(), Some(SenseCode::BUS_DEVICE_RESET), "{o:?}");
+}
+
+#[test]
+fn asynchronous_starts_complete_through_the_core() {
+    let (t, fake) = rig_with(FakeDevice { asynchronous: true, ..Default::default() });
+    let a = initiator(&t, "iqn.a");
+    let b = initiator(&t, "iqn.b");
+    let before = fake.started.load(SeqCst);
+    let mut buf = vec![0u8; 64];
+    let o = a.execute(0, &VENDOR_IN, &[], &mut buf);
+    assert!(o.is_good(), "{o:?}");
+    assert_eq!((o.data_in_len, o.residual), (61, (false, 3)));
+    assert_eq!(buf[..61], (0..61).map(|i| i as u8 ^ 0x5a).collect::<Vec<_>>()[..]);
+    assert_eq!(fake.started.load(SeqCst), before + 1, "the command went through start");
+    // A unit attention completed asynchronously still reaches the other nexus.
+    fake.ua_next.store(true, SeqCst);
+    assert_eq!(a.execute(0, &[0x00; 6], &[], &mut []).sense(), &DEVICE_UA[..]);
+    assert_eq!(b.execute(0, &[0x00; 6], &[], &mut []).sense_code(), Some(SenseCode::POWER_ON_RESET));
+    assert!(b.execute(0, &[0x00; 6], &[], &mut []).is_good());
 }

@@ -74,6 +74,17 @@ pub trait DeviceHandler: Send + Sync + 'static {
         false
     }
 
+    /// Starts a command that [`DeviceHandler::parse`] (or the pass-through pipeline) sent to a
+    /// worker, without waiting for it: an asynchronous submission to a real device. Called on
+    /// the submitting (fabric) thread; must not block. `Err(cmd)` hands the command back, to be
+    /// executed by [`DeviceHandler::exec`] on a worker as usual (the default, for every
+    /// command). On `Ok` the handler owns the command and passes it to [`crate::complete`]
+    /// exactly once, from any thread, when its status, sense and Data-In are final; so the
+    /// command crosses at most one thread boundary (to whichever thread completes it).
+    fn start(&self, cmd: CmdBox) -> Result<(), CmdBox> {
+        Err(cmd)
+    }
+
     /// Whether any command may need a worker thread (the device then starts its worker pool).
     fn may_block(&self) -> bool;
 

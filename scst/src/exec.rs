@@ -56,6 +56,15 @@ fn dispatch(mut cmd: CmdBox) -> Step {
                 count(&dev, &cmd);
                 return Step::Done(cmd);
             }
+            // An asynchronous handler (pass-through) starts it here and completes it later.
+            let cmd = if cmd.is_aborted() {
+                cmd
+            } else {
+                match dev.handler().start(cmd) {
+                    Ok(()) => return Step::Pending,
+                    Err(cmd) => cmd,
+                }
+            };
             dev.queue_exec(cmd);
             Step::Pending
         }
@@ -93,6 +102,22 @@ fn execute(cmd: &mut CmdBox) {
         None => dev.handler().exec(cmd),
     }
     count(&dev, cmd);
+}
+
+/// Completes a command a handler started with [`crate::DeviceHandler::start`]: its status,
+/// sense and Data-In are final. The response goes to the fabric from the calling thread
+/// ([`crate::TargetDriver::xmit_response`], which never blocks). A unit attention a
+/// pass-through device returned is also queued for the other nexuses, as after `exec`.
+pub fn complete(cmd: CmdBox) {
+    let Some(dev) = cmd.dev.clone() else {
+        deliver(cmd);
+        return;
+    };
+    if dev.handler().pass_through().is_some() {
+        fan_out_unit_attention(&dev, &cmd);
+    }
+    count(&dev, &cmd);
+    deliver(cmd);
 }
 
 /// A pass-through device reports its unit attentions (power on, reset, capacity or medium

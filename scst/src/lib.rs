@@ -46,7 +46,7 @@ pub mod wire;
 
 pub use cmd::{Cmd, CmdBox, CmdHeader, CmdInfo, ExecContext, ScsiStatus, TaskAttr};
 pub use dev::{Device, DeviceConfig, DeviceHandler, PassThrough};
-pub use exec::Step;
+pub use exec::{Step, complete};
 pub use ops::DataDir;
 pub use sbc::Disk;
 pub use session::{QueueFull, Session, SessionConfig};
