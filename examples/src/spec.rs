@@ -308,6 +308,7 @@ impl LunSpec {
                         long: Duration::from_secs(*long_timeout),
                     },
                     forward_reservations: *forward_reservations,
+                    synchronous: false,
                 };
                 Device::new(cfg, Arc::new(SgDevice::open(path, opts)?))
             }

@@ -119,7 +119,7 @@ else
   sg_raw -s 512 -i /tmp/blk "$A" 2a 00 00 00 00 10 00 00 01 00 || bad "the holder's WRITE failed"
   sg_raw -r 512 -o /dev/null "$B" 28 00 00 00 00 10 00 00 01 00 || bad "B's READ (Write Exclusive admits it) failed"
   # The device itself never saw a reservation: the core emulates them.
-  sg_persist -n --in --read-keys "$SG" | tee "$out/pr-device.txt"
+  sg_persist -n --in --read-keys "$SG" 2>&1 | tee "$out/pr-device.txt"
   # (scsi_debug has no PERSISTENT RESERVE at all: an invalid opcode proves it as well.)
   grep -qiE "no registered reservation keys|invalid opcode|not supported" "$out/pr-device.txt" \
     || bad "reservations reached the device"

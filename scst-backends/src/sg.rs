@@ -7,11 +7,16 @@
 //! segments (`iovec_count` > 0): the target makes no copy of its own. (The sg driver itself
 //! stages iovec transfers through its kernel buffers; only a bsg node maps user pages directly.)
 //!
-//! Concurrency: commands run with the blocking `SG_IO` ioctl on the device's worker threads
-//! (`DeviceConfig::threads`, one command per worker in flight), so a command crosses one thread
-//! boundary, as a FILEIO command does. The sg driver's asynchronous `write()`/`read()` interface
-//! would need a way for a handler to complete a command after `exec` returned, which the core's
-//! [`scst::DeviceHandler`] contract does not have yet.
+//! Concurrency: the sg driver's asynchronous interface. [`DeviceHandler::start`] writes the
+//! request (`write()` of an `sg_io_hdr` whose `pack_id` is a slot of the in-flight table) on the
+//! submitting fabric thread; one completion thread per device polls the node, `read()`s
+//! finished requests and hands the commands back to the core ([`scst::complete`]). So a command
+//! crosses one thread boundary, and up to 16 (the sg driver's per-descriptor queue) are in flight
+//! on that descriptor. When the table is full, a second descriptor serves commands with the
+//! blocking `SG_IO` ioctl on the device's worker threads (`DeviceConfig::threads` more in
+//! flight), as it does for commands released from the task set and for the INQUIRY at open.
+//! A device that goes away (`ENODEV`) fails its in-flight commands with LOGICAL UNIT NOT
+//! SUPPORTED and every later one the same way.
 //!
 //! Status mapping ([`map_completion`], [`map_errno`]):
 //!
@@ -40,11 +45,16 @@ use std::io;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
+use parking_lot::Mutex;
+
 use scst::ops::OpInfo;
-use scst::{Cmd, CmdInfo, DataDir, Device, DeviceHandler, PassThrough, ScsiStatus, Sense, SenseCode, SenseKey, TmHold};
+use scst::{
+    Cmd, CmdBox, CmdInfo, DataDir, Device, DeviceHandler, PassThrough, ScsiStatus, Sense, SenseCode, SenseKey, TmHold,
+};
 
 use crate::OpenError;
 
@@ -86,6 +96,7 @@ const _: () = assert!(size_of::<SgIoHdr>() == 88, "sizeof(sg_io_hdr_t) on LP64")
 const SG_IO: libc::Ioctl = 0x2285;
 const SG_SCSI_RESET: libc::Ioctl = 0x2284;
 const SG_GET_VERSION_NUM: libc::Ioctl = 0x2282;
+const SG_SET_COMMAND_Q: libc::Ioctl = 0x2271;
 const SG_SCSI_RESET_DEVICE: libc::c_int = 1;
 
 const SG_DXFER_NONE: libc::c_int = -1;
@@ -341,12 +352,15 @@ pub struct SgOptions {
     /// Forward RESERVE/RELEASE and PERSISTENT RESERVE IN/OUT to the device instead of letting
     /// the core emulate them (see [`scst::PassThrough::forward_reservations`]).
     pub forward_reservations: bool,
+    /// Only the blocking `SG_IO` on worker threads, no asynchronous submissions.
+    pub synchronous: bool,
 }
 
 /// A pass-through device over a SCSI generic node.
 #[derive(Debug)]
 pub struct SgDevice {
     file: Arc<File>,
+    queue: Option<Arc<AsyncQueue>>,
     path: String,
     device_type: u8,
     vendor: String,
@@ -389,7 +403,8 @@ impl SgDevice {
         let n = transferred(d.len(), hdr.resid);
         let (device_type, vendor, product) =
             parse_inquiry(&d[..n]).map_err(|e| err(io::Error::new(io::ErrorKind::InvalidData, e)))?;
-        Ok(Self { file: Arc::new(file), path: name, device_type, vendor, product, opts })
+        let queue = if opts.synchronous { None } else { Some(AsyncQueue::open(path, &name).map_err(err)?) };
+        Ok(Self { file: Arc::new(file), queue, path: name, device_type, vendor, product, opts })
     }
 
     /// The device node.
@@ -402,11 +417,251 @@ impl SgDevice {
         &self.vendor
     }
 
+    /// The request's direction and length for a command.
+    fn transfer(cmd: &Cmd) -> (SgDir, usize) {
+        let info = cmd.info();
+        match info.dir {
+            DataDir::In => (SgDir::FromDevice, info.data_len.min(cmd.expected_len()) as usize),
+            DataDir::Out => (SgDir::ToDevice, cmd.data_out_len()),
+            DataDir::None => (SgDir::None, 0),
+        }
+    }
+
+    /// Ends a command from its completed request.
+    fn complete_from(cmd: &mut Cmd, hdr: &SgIoHdr, dir: SgDir, len: usize, sense: &[u8]) {
+        let outcome = map_completion(hdr.status, hdr.host_status, hdr.driver_status, hdr.sb_len_wr);
+        if dir == SgDir::FromDevice && len > 0 {
+            cmd.set_data_in(transferred(len, hdr.resid));
+        }
+        let sense_len = usize::from(hdr.sb_len_wr).min(sense.len());
+        Self::finish(cmd, outcome, &sense[..sense_len]);
+    }
+
     fn finish(cmd: &mut Cmd, outcome: SgOutcome, sense: &[u8]) {
         match outcome {
             SgOutcome::Device(st) => cmd.set_device_status(st, sense),
             SgOutcome::Status(st) => cmd.fail(scst::cmd::Fail::Status(st)),
             SgOutcome::Check(code) => cmd.check_condition(code),
+        }
+    }
+}
+
+/// Requests one sg file descriptor holds at most (the driver's `SG_MAX_QUEUE`).
+const ASYNC_DEPTH: usize = 16;
+
+/// How long the completion thread waits in `poll` before checking that its device still exists.
+const POLL_MS: libc::c_int = 200;
+
+/// A request written to the device and not yet read back.
+struct InFlight {
+    cmd: CmdBox,
+    /// Where the driver writes the sense (when the request is read back).
+    sense: Box<[u8; SENSE_BUF]>,
+    dir: SgDir,
+    len: usize,
+}
+
+/// The in-flight table, indexed by `pack_id`.
+struct Slots {
+    inflight: Vec<Option<InFlight>>,
+    free: Vec<usize>,
+    /// Boxed: a sense buffer moves into an [`InFlight`] while the driver holds its address.
+    #[allow(clippy::vec_box)]
+    spare_sense: Vec<Box<[u8; SENSE_BUF]>>,
+}
+
+/// The asynchronous side of a device: its own descriptor, the in-flight table, and the thread
+/// that reads completions.
+struct AsyncQueue {
+    file: File,
+    path: String,
+    slots: Mutex<Slots>,
+    /// The device went away: no more submissions here (the worker path answers them).
+    gone: AtomicBool,
+}
+
+impl std::fmt::Debug for AsyncQueue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AsyncQueue").field("path", &self.path).field("gone", &self.gone).finish_non_exhaustive()
+    }
+}
+
+impl AsyncQueue {
+    fn open(path: &Path, name: &str) -> io::Result<Arc<Self>> {
+        let file =
+            OpenOptions::new().read(true).write(true).custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC).open(path)?;
+        let mut on: libc::c_int = 1;
+        // SAFETY: SG_SET_COMMAND_Q reads one int through the pointer, which points at a live
+        // `c_int`; the fd is open. (Queuing is on for v3 headers anyway; this makes it explicit.)
+        if unsafe { libc::ioctl(file.as_raw_fd(), SG_SET_COMMAND_Q, &raw mut on) } < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let q = Arc::new(Self {
+            file,
+            path: name.to_string(),
+            slots: Mutex::new(Slots {
+                inflight: (0..ASYNC_DEPTH).map(|_| None).collect(),
+                free: (0..ASYNC_DEPTH).rev().collect(),
+                spare_sense: (0..ASYNC_DEPTH).map(|_| Box::new([0u8; SENSE_BUF])).collect(),
+            }),
+            gone: AtomicBool::new(false),
+        });
+        let weak = Arc::downgrade(&q);
+        std::thread::Builder::new().name("scst-sg-reap".into()).spawn(move || reap(&weak))?;
+        Ok(q)
+    }
+
+    /// Writes the request of `cmd` to the device; `Err(cmd)` when the table is full, the buffer
+    /// cannot be had or the driver refuses it (the worker path then runs it).
+    fn start(&self, mut cmd: CmdBox, timeouts: &SgTimeouts) -> Result<(), CmdBox> {
+        if self.gone.load(Ordering::Acquire) {
+            return Err(cmd);
+        }
+        let (dir, len) = SgDevice::transfer(&cmd);
+        if dir == SgDir::FromDevice && len > 0 && cmd.data_in_buf(len).is_err() {
+            return Err(cmd);
+        }
+        let (slot, mut sense) = {
+            let mut g = self.slots.lock();
+            let Some(slot) = g.free.pop() else { return Err(cmd) };
+            let sense = g.spare_sense.pop().unwrap_or_else(|| Box::new([0u8; SENSE_BUF]));
+            (slot, sense)
+        };
+        let mut cdb = [0u8; 32];
+        let cdb_len = cmd.cdb().len().min(cdb.len());
+        cdb[..cdb_len].copy_from_slice(&cmd.cdb()[..cdb_len]);
+        // The driver copies the header, the CDB and the iovec array at write(); the data
+        // buffers (the command's segments) and the sense buffer must live until the request is
+        // read back, which they do: both stay with the command in the table until then.
+        let mut iov = [libc::iovec { iov_base: std::ptr::null_mut(), iov_len: 0 }; scst::sgv::MAX_SEGS];
+        let n = iovecs(&mut cmd, dir, len, &mut iov);
+        let timeout = timeouts.for_opcode(cdb[0]);
+        let mut hdr = request(&cdb[..cdb_len], dir, iov.as_ptr(), n, len, &mut sense[..], timeout);
+        hdr.pack_id = slot as libc::c_int;
+        self.slots.lock().inflight[slot] = Some(InFlight { cmd, sense, dir, len });
+        // SAFETY: `hdr` is a valid sg_io_hdr of `size_of::<SgIoHdr>()` bytes; the pointers in it
+        // are live for the call (CDB and iovec array on this stack frame) and until the request
+        // is read back (sense box and data segments, held by the table entry); the fd is open.
+        let r = unsafe { libc::write(self.file.as_raw_fd(), std::ptr::from_ref(&hdr).cast(), size_of::<SgIoHdr>()) };
+        if r == size_of::<SgIoHdr>() as isize {
+            return Ok(());
+        }
+        let e = io::Error::last_os_error();
+        let entry = self.release(slot);
+        if e.raw_os_error() == Some(libc::ENODEV) {
+            self.gone.store(true, Ordering::Release);
+        }
+        match entry {
+            Some(f) => Err(f.cmd),
+            // Unreachable: only the completion of a request that was written empties its slot.
+            None => Ok(()),
+        }
+    }
+
+    /// Takes a slot's entry out and frees the slot.
+    fn release(&self, slot: usize) -> Option<InFlight> {
+        let mut g = self.slots.lock();
+        let mut entry = g.inflight.get_mut(slot)?.take()?;
+        g.free.push(slot);
+        let sense = std::mem::replace(&mut entry.sense, Box::new([0u8; SENSE_BUF]));
+        g.spare_sense.push(sense);
+        Some(entry)
+    }
+
+    /// Reads every finished request; returns `false` when the device is gone.
+    fn drain(&self) -> bool {
+        loop {
+            let mut hdr = request(&[], SgDir::None, std::ptr::null(), 0, 0, &mut [], Duration::ZERO);
+            // SAFETY: `hdr` is a writable sg_io_hdr of the size passed; the driver fills it in
+            // (and writes the sense and data of the request it returns into the buffers that
+            // request was written with, which the table entry keeps alive); the fd is open.
+            let r =
+                unsafe { libc::read(self.file.as_raw_fd(), std::ptr::from_mut(&mut hdr).cast(), size_of::<SgIoHdr>()) };
+            if r < 0 {
+                return match io::Error::last_os_error().raw_os_error() {
+                    Some(libc::EAGAIN | libc::EINTR) => true,
+                    Some(libc::ENODEV | libc::ENXIO) => false,
+                    e => {
+                        tracing::warn!(device = %self.path, errno = ?e, "reading sg completions failed");
+                        true
+                    }
+                };
+            }
+            let Ok(slot) = usize::try_from(hdr.pack_id) else { continue };
+            let mut g = self.slots.lock();
+            let Some(mut entry) = g.inflight.get_mut(slot).and_then(Option::take) else {
+                tracing::warn!(device = %self.path, pack_id = hdr.pack_id, "completion of an unknown request");
+                continue;
+            };
+            g.free.push(slot);
+            drop(g);
+            SgDevice::complete_from(&mut entry.cmd, &hdr, entry.dir, entry.len, &entry.sense[..]);
+            let InFlight { cmd, sense, .. } = entry;
+            self.slots.lock().spare_sense.push(sense);
+            scst::complete(cmd);
+        }
+    }
+
+    /// The device is gone: every in-flight command fails with LOGICAL UNIT NOT SUPPORTED.
+    fn fail_all(&self) {
+        self.gone.store(true, Ordering::Release);
+        let entries: Vec<InFlight> = {
+            let mut g = self.slots.lock();
+            g.inflight.iter_mut().filter_map(Option::take).collect()
+        };
+        for mut e in entries {
+            e.cmd.check_condition(SenseCode::LUN_NOT_SUPPORTED);
+            scst::complete(e.cmd);
+        }
+    }
+}
+
+/// Fills `out` with the iovecs of the first `len` bytes of `cmd`'s buffer for a transfer in
+/// `dir`; returns how many it used (0 for no data).
+fn iovecs(cmd: &mut Cmd, dir: SgDir, len: usize, out: &mut [libc::iovec; scst::sgv::MAX_SEGS]) -> usize {
+    match dir {
+        SgDir::FromDevice if len > 0 => {
+            let Some(buf) = cmd.buf_mut().filter(|b| b.len() >= len) else { return 0 };
+            let mut s = scst::sgv::empty_io_slices_mut();
+            let n = buf.io_slices_mut(0, len, &mut s);
+            for (o, sl) in out.iter_mut().zip(&mut s[..n]) {
+                *o = libc::iovec { iov_base: sl.as_mut_ptr().cast(), iov_len: sl.len() };
+            }
+            n
+        }
+        SgDir::ToDevice if len > 0 => {
+            let Some(buf) = cmd.buf().filter(|b| b.len() >= len) else { return 0 };
+            let mut s = scst::sgv::empty_io_slices();
+            let n = buf.io_slices(0, len, &mut s);
+            for (o, sl) in out.iter_mut().zip(&s[..n]) {
+                *o = libc::iovec { iov_base: sl.as_ptr().cast_mut().cast(), iov_len: sl.len() };
+            }
+            n
+        }
+        _ => 0,
+    }
+}
+
+/// The completion thread of a device: polls its descriptor and completes finished requests
+/// until the device is dropped or gone.
+fn reap(q: &Weak<AsyncQueue>) {
+    loop {
+        let Some(q) = q.upgrade() else { return };
+        let mut pfd = libc::pollfd { fd: q.file.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+        // SAFETY: one valid pollfd; the fd is open (the queue holds it).
+        let r = unsafe { libc::poll(&raw mut pfd, 1, POLL_MS) };
+        if r < 0 {
+            continue;
+        }
+        if pfd.revents & libc::POLLIN != 0 && !q.drain() {
+            tracing::warn!(device = %q.path, "the SCSI device is gone: failing its commands");
+            q.fail_all();
+            return;
+        }
+        if pfd.revents & (libc::POLLHUP | libc::POLLERR | libc::POLLNVAL) != 0 {
+            tracing::warn!(device = %q.path, "the SCSI device is gone: failing its commands");
+            q.fail_all();
+            return;
         }
     }
 }
@@ -455,13 +710,8 @@ impl DeviceHandler for SgDevice {
         cdb[..cdb_len].copy_from_slice(&cmd.cdb()[..cdb_len]);
         let cdb = &cdb[..cdb_len];
         let timeout = self.opts.timeouts.for_opcode(cdb.first().copied().unwrap_or(0));
-        let info = *cmd.info();
         let mut sense = [0u8; SENSE_BUF];
-        let (dir, len) = match info.dir {
-            DataDir::In => (SgDir::FromDevice, info.data_len.min(cmd.expected_len()) as usize),
-            DataDir::Out => (SgDir::ToDevice, cmd.data_out_len()),
-            DataDir::None => (SgDir::None, 0),
-        };
+        let (dir, len) = Self::transfer(cmd);
         let result = match dir {
             SgDir::FromDevice if len > 0 => {
                 let buf = match cmd.data_in_buf(len) {
@@ -491,14 +741,14 @@ impl DeviceHandler for SgDevice {
         };
         match result {
             Err(e) => Self::finish(cmd, map_errno(e.raw_os_error().unwrap_or(0)), &[]),
-            Ok(hdr) => {
-                let outcome = map_completion(hdr.status, hdr.host_status, hdr.driver_status, hdr.sb_len_wr);
-                if dir == SgDir::FromDevice && len > 0 {
-                    cmd.set_data_in(transferred(len, hdr.resid));
-                }
-                let sense_len = usize::from(hdr.sb_len_wr).min(sense.len());
-                Self::finish(cmd, outcome, &sense[..sense_len]);
-            }
+            Ok(hdr) => Self::complete_from(cmd, &hdr, dir, len, &sense),
+        }
+    }
+
+    fn start(&self, cmd: CmdBox) -> Result<(), CmdBox> {
+        match &self.queue {
+            Some(q) => q.start(cmd, &self.opts.timeouts),
+            None => Err(cmd),
         }
     }
 
