@@ -685,6 +685,32 @@ fn reset_device(file: &File) -> io::Result<()> {
     if r < 0 { Err(io::Error::last_os_error()) } else { Ok(()) }
 }
 
+/// After a reset the target asked for, takes the device's own unit attention (POWER ON, RESET)
+/// with TEST UNIT READY: the core already raised BUS DEVICE RESET FUNCTION OCCURRED for every
+/// nexus, and the device's would otherwise reach them a second time. Another unit attention
+/// the device reports on the way (capacity changed, ...) is raised for every nexus.
+fn consume_reset_ua(file: &File, dev: &Weak<Device>) {
+    for _ in 0..4 {
+        let mut sense = [0u8; SENSE_BUF];
+        let mut hdr = request(&[0; 6], SgDir::None, std::ptr::null(), 0, 0, &mut sense, Duration::from_secs(30));
+        if sg_io(file, &mut hdr).is_err() {
+            return;
+        }
+        let n = usize::from(hdr.sb_len_wr).min(sense.len());
+        let code = Sense::parse_code(&sense[..n]).filter(|c| c.key == SenseKey::UNIT_ATTENTION);
+        match code {
+            Some(c) if hdr.status & 0xfe == ScsiStatus::CHECK_CONDITION.0 => {
+                if c.asc != 0x29
+                    && let Some(d) = dev.upgrade()
+                {
+                    d.raise_ua(c, None);
+                }
+            }
+            _ => return,
+        }
+    }
+}
+
 impl DeviceHandler for SgDevice {
     fn ops(&self) -> &'static [OpInfo] {
         // Not consulted: the core forwards every command it does not keep (pass_through).
@@ -760,12 +786,15 @@ impl DeviceHandler for SgDevice {
         Some(PassThrough { forward_reservations: self.opts.forward_reservations })
     }
 
-    fn reset(&self, hold: TmHold) {
+    fn reset(&self, dev: &Arc<Device>, hold: TmHold) {
         let file = self.file.clone();
+        let dev = Arc::downgrade(dev);
         let path = self.path.clone();
         let spawned = std::thread::Builder::new().name("scst-sg-reset".into()).spawn(move || {
             if let Err(e) = reset_device(&file) {
                 tracing::warn!(device = %path, error = %e, "SG_SCSI_RESET failed");
+            } else {
+                consume_reset_ua(&file, &dev);
             }
             drop(hold);
         });

@@ -124,7 +124,7 @@ impl DeviceHandler for FakeDevice {
         Some(PassThrough { forward_reservations: self.forward_reservations })
     }
 
-    fn reset(&self, hold: TmHold) {
+    fn reset(&self, _: &Arc<Device>, hold: TmHold) {
         self.resets.lock().push(hold);
     }
 }

@@ -122,10 +122,11 @@ pub trait DeviceHandler: Send + Sync + 'static {
     }
 
     /// Called after the core handled a LOGICAL UNIT RESET or a target reset of this device
-    /// (affected commands marked, unit attentions raised). A pass-through handler resets the
-    /// real device here. Must not block: do the reset elsewhere and drop `hold` when it is done
+    /// `dev` (affected commands marked, unit attentions raised). A pass-through handler resets
+    /// the real device here. Must not block: do the reset elsewhere and drop `hold` when it is done
     /// (the TMF's response waits for it). The default does nothing.
-    fn reset(&self, hold: crate::tm::TmHold) {
+    fn reset(&self, dev: &Arc<Device>, hold: crate::tm::TmHold) {
+        let _ = dev;
         drop(hold);
     }
 }

@@ -635,7 +635,7 @@ impl Session {
                         Ok(())
                     });
                     dev.raise_ua(SenseCode::BUS_DEVICE_RESET, None);
-                    dev.handler().reset(crate::tm::TmHold::new(&wait));
+                    dev.handler().reset(&dev, crate::tm::TmHold::new(&wait));
                 } else {
                     dev.raise_ua(SenseCode::COMMANDS_CLEARED_BY_ANOTHER_INITIATOR, Some(self.id));
                 }
@@ -649,7 +649,7 @@ impl Session {
                         Ok(())
                     });
                     dev.raise_ua(SenseCode::POWER_ON_RESET, None);
-                    dev.handler().reset(crate::tm::TmHold::new(&wait));
+                    dev.handler().reset(&dev, crate::tm::TmHold::new(&wait));
                 }
             }
             TmFunction::I_T_NEXUS_RESET => {
