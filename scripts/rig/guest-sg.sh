@@ -10,7 +10,9 @@
 #    with different initiator names): the second one's WRITE gets RESERVATION CONFLICT;
 # 4. error injection (scsi_debug opts=2: MEDIUM ERROR at LBA 0x1234): the device's sense,
 #    byte for byte, reaches the initiator;
-# 5. scsi_debug as a tape (ptype=1): the initiator sees a sequential-access device.
+# 5. scsi_debug as a tape (ptype=1): the initiator sees a sequential-access device;
+# 6. the scsi_debug device deleted under I/O: the target stays up, its RAM LUN 1 keeps
+#    serving, LUN 0's commands fail with LOGICAL UNIT NOT SUPPORTED instead of hanging.
 # Prints "SG PASSTHROUGH OK" at the end; results and logs in RESULT_DIR.
 set -uo pipefail
 bin=$1 tool=$2 out=$3 tests=$4 suite_timeout=${5:-900}
@@ -37,7 +39,8 @@ load_debug() {
   return 0
 }
 start_ours() {
-  "$bin" --listen 127.0.0.1:3261 --target "$IQN" --lun "0=sg:$SG$1" --log warn \
+  local opts=$1; shift
+  "$bin" --listen 127.0.0.1:3261 --target "$IQN" --lun "0=sg:$SG$opts" "$@" --log warn \
     > "$out/target.out" 2>> "$out/target.err" &
   PID=$!
   for _ in $(seq 100); do grep -q iscsi:// "$out/target.out" 2>/dev/null && return 0; sleep 0.1; done
@@ -145,6 +148,27 @@ load_debug ptype=1 || bad "scsi_debug ptype=1"
 start_ours ",timeout=10"
 iscsi-inq "iscsi://127.0.0.1:3261/$IQN/0" | tee "$out/tape-inq.txt"
 grep -qi "sequential" "$out/tape-inq.txt" || grep -qi "type:0x01\|type:1\b" "$out/tape-inq.txt" || bad "not reported as a tape"
+stop_ours
+
+step "6. the device is deleted under I/O"
+load_debug || bad "scsi_debug"
+start_ours "" --lun 1=ram:16M
+U="iscsi://127.0.0.1:3261/$IQN"
+timeout 25 iscsi-perf -m 16 -b 8 -n "$U/0" > "$out/perf-delete.txt" 2>&1 &
+PERF=$!
+sleep 4
+hctl=$(ls "/sys/class/scsi_generic/${SG#/dev/}/device/scsi_device/")
+echo "deleting $hctl ($SG) under I/O"
+echo 1 > "/sys/class/scsi_device/$hctl/device/delete"
+sleep 2
+kill -0 "$PID" 2>/dev/null || bad "the target died"
+iscsi-inq "$U/1" > /dev/null || bad "LUN 1 (RAM) stopped serving"
+timeout 20 iscsi-readcapacity16 "$U/0" > "$out/gone.txt" 2>&1
+echo "rc=$? $(head -c 300 "$out/gone.txt")"
+grep -qi "LOGICAL_UNIT_NOT_SUPPORTED\|not supported" "$out/gone.txt" || bad "LUN 0 after deletion: no LOGICAL UNIT NOT SUPPORTED"
+wait "$PERF"; prc=$?
+echo "iscsi-perf during the deletion: rc=$prc (124 = still running at 25 s), last lines:"; tail -n 3 "$out/perf-delete.txt"
+iscsi-inq "$U/1" > /dev/null || bad "LUN 1 (RAM) stopped serving after the load"
 stop_ours
 
 [ $fail -eq 0 ] && echo "SG PASSTHROUGH OK"
