@@ -8,6 +8,8 @@
 #   SUITE_TIMEOUT=SECS  for each of the two suite runs (default 900)
 #   VM_TIMEOUT=SECS  for the whole guest run (default 2 * SUITE_TIMEOUT + 300)
 #   KEEP=DIR         copy the guest's results and logs there
+#   BENCH=1          also iscsi-perf random reads (4 KiB QD32, 1 MiB QD8) through both targets,
+#                    printed as ratios (not a pass/fail criterion)
 # Fails if a test LIO passes does not pass through scst-rs, or a check of steps 3-5 fails.
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -25,7 +27,7 @@ start=$(date +%s)
 rc=0
 SUITE_TIMEOUT=${SUITE_TIMEOUT:-900}
 "$RIG/run-vm.sh" -t "${VM_TIMEOUT:-$((2 * SUITE_TIMEOUT + 300))}" -s "$W/result" \
-  "bash $HERE/rig/guest-sg.sh $BIN $TOOL $W/result '$TESTS' $SUITE_TIMEOUT" > "$W/guest.log" 2>&1 || rc=$?
+  "bash $HERE/rig/guest-sg.sh $BIN $TOOL $W/result '$TESTS' $SUITE_TIMEOUT ${BENCH:-0}" > "$W/guest.log" 2>&1 || rc=$?
 cat "$W/guest.log"
 if [ -n "${KEEP:-}" ]; then mkdir -p "$KEEP" && cp -r "$W/result/." "$KEEP/"; fi
 echo "sg-passthrough: $(( $(date +%s) - start )) s wall"

@@ -1,7 +1,9 @@
 #!/bin/bash
 # Runs INSIDE the rig's guest: SCSI pass-through (iscsi-target --lun 0=sg:/dev/sgN) over a
 # scsi_debug disk, scored against LIO's pscsi over the same device, in the same guest.
-# usage: guest-sg.sh TARGET_BINARY CONFORMANCE_TOOL RESULT_DIR TESTS [SUITE_TIMEOUT_SECS]
+# usage: guest-sg.sh TARGET_BINARY CONFORMANCE_TOOL RESULT_DIR TESTS [SUITE_TIMEOUT_SECS] [BENCH]
+# (BENCH=1: after each suite, iscsi-perf random reads, 4 KiB at QD32 and 1 MiB at QD8, 10 s each,
+# through our target and through LIO; printed as IOPS and ratios. TCG: compare ratios only.)
 # 1. scsi_debug disk; our target on 127.0.0.1:3261 with the sg node as LUN 0; libiscsi's suite
 #    (TESTS, a comma list of iscsi-test-cu patterns) with two initiator names;
 # 2. LIO (targetcli, pscsi backstore on the scsi_debug block device) on 127.0.0.1:3260, the same
@@ -15,7 +17,7 @@
 #    serving, LUN 0's commands fail with LOGICAL UNIT NOT SUPPORTED instead of hanging.
 # Prints "SG PASSTHROUGH OK" at the end; results and logs in RESULT_DIR.
 set -uo pipefail
-bin=$1 tool=$2 out=$3 tests=$4 suite_timeout=${5:-900}
+bin=$1 tool=$2 out=$3 tests=$4 suite_timeout=${5:-900} bench=${6:-0}
 IQN=iqn.2026-12.rs.scst:sg
 LIQN=iqn.2024-01.rig.lio:pscsi
 fail=0
@@ -48,6 +50,11 @@ start_ours() {
 }
 stop_ours() { kill "$PID" 2>/dev/null; wait "$PID" 2>/dev/null; PID=; }
 score() { tail -n 1 "$1"; }
+# perf NAME URL BLOCKS QD: average IOPS of 10 s of random reads.
+perf() {
+  timeout 10 iscsi-perf -r -m "$4" -b "$3" "$2" > "$out/perf-$1.txt" 2>&1
+  tr '\r' '\n' < "$out/perf-$1.txt" | sed -n 's/.*iops average \([0-9]*\).*/\1/p' | tail -n 1
+}
 
 step "1. scsi_debug disk, our pass-through target"
 load_debug || { echo "FAIL: scsi_debug"; exit 1; }
@@ -57,6 +64,9 @@ t0=$(date +%s)
 "$tool" "iscsi://127.0.0.1:3261/$IQN/0" "iscsi://127.0.0.1:3261/$IQN/0" --tests "$tests" --timeout "$suite_timeout" --log "$out/ours.log" --json "$out/ours.json" --list \
   > "$out/ours.txt" 2>&1
 echo "ours: $(( $(date +%s) - t0 )) s"
+if [ "$bench" = 1 ]; then
+  O4=$(perf ours-4k "iscsi://127.0.0.1:3261/$IQN/0" 8 32); O1M=$(perf ours-1m "iscsi://127.0.0.1:3261/$IQN/0" 2048 8)
+fi
 stop_ours
 
 step "2. LIO pscsi on /dev/$SD"
@@ -72,6 +82,13 @@ t0=$(date +%s)
 "$tool" "iscsi://127.0.0.1:3260/$LIQN/0" "iscsi://127.0.0.1:3260/$LIQN/0" --tests "$tests" --timeout "$suite_timeout" --log "$out/lio.log" --json "$out/lio.json" --list \
   > "$out/lio.txt" 2>&1
 echo "lio: $(( $(date +%s) - t0 )) s"
+if [ "$bench" = 1 ]; then
+  L4=$(perf lio-4k "iscsi://127.0.0.1:3260/$LIQN/0" 8 32); L1M=$(perf lio-1m "iscsi://127.0.0.1:3260/$LIQN/0" 2048 8)
+  echo "--- benchmark (random reads, IOPS; TCG guest, compare ratios only)"
+  ratio() { python3 -c "import sys; a,b=sys.argv[1:]; print(f'{int(a)/int(b):.2f}' if a and b and int(b) else 'n/a')" "$1" "$2"; }
+  echo "4 KiB QD32: scst-rs ${O4:-?}  LIO ${L4:-?}  ratio $(ratio "${O4:-}" "${L4:-}")"
+  echo "1 MiB QD8:  scst-rs ${O1M:-?}  LIO ${L1M:-?}  ratio $(ratio "${O1M:-}" "${L1M:-}")"
+fi
 targetcli clearconfig confirm=True > /dev/null 2>&1
 
 echo "--- scores (tests: $tests)"
