@@ -224,6 +224,11 @@ fn reservations_are_emulated_and_conflicts_refused_by_the_core() {
     let mut d = [0u8; 16];
     assert!(b.execute(0, &[0x5e, 0x00, 0, 0, 0, 0, 0, 0, 16, 0], &[], &mut d).is_good());
     assert_eq!(&d[4..16], &[0, 0, 0, 8, 0, 0, 0, 0, 0, 0, 0xaa, 0xaa]);
+    // Service actions the core does not implement are refused by the core, not forwarded.
+    let o = b.execute(0, &[0x5e, 0x1f, 0, 0, 0, 0, 0, 0, 16, 0], &[], &mut d);
+    assert_eq!(o.sense_code(), Some(SenseCode::INVALID_FIELD_IN_CDB), "{o:?}");
+    let o = a.execute(0, &[0x5f, 0x1f, 0, 0, 0, 0, 0, 0, 24, 0], &[0u8; 24], &mut []);
+    assert_eq!(o.sense_code(), Some(SenseCode::INVALID_FIELD_IN_CDB), "{o:?}");
     assert_eq!(fake.opcodes(), vec![0x28, 0x2a], "only B's READ and A's WRITE reached the device");
     // SPC-2 RESERVE by B is refused while A holds a persistent reservation; after A clears it,
     // B's RESERVE(6) blocks A.

@@ -19,6 +19,9 @@ use crate::wire::cdb::{be16, be32, put32};
 use crate::wire::lun::Lun;
 use crate::wire::sense::{MAX_SENSE_LEN, Sense, SenseCode};
 
+const PERSISTENT_RESERVE_IN: u8 = 0x5e;
+const PERSISTENT_RESERVE_OUT: u8 = 0x5f;
+
 /// The SPC-2 and persistent reservation commands, which the core emulates for pass-through
 /// devices unless told to forward them.
 pub(crate) fn is_reservation(op: Op) -> bool {
@@ -457,7 +460,8 @@ impl Session {
         if cmd.cdb().is_empty() {
             return Err(Sense::invalid_opcode().into());
         }
-        let known = ops::lookup(DISK_OPS, cmd.cdb()).ok();
+        let lookup = ops::lookup(DISK_OPS, cmd.cdb());
+        let known = lookup.ok();
         if !known.is_some_and(|o| o.flags.has(OpFlags::UA_EXEMPT))
             && let Some(code) = slot.ua.take(&dev.ua, self.id, &self.nexus)
         {
@@ -470,6 +474,13 @@ impl Session {
                 return Ok(false);
             }
             return Err(code.into());
+        }
+        if let Err(e) = lookup
+            && !pt.forward_reservations
+            && matches!(cdb[0], PERSISTENT_RESERVE_IN | PERSISTENT_RESERVE_OUT)
+        {
+            // A service action of an emulated command that the core does not know.
+            return Err(e.into());
         }
         let emulated = known.filter(|o| o.op == Op::ReportLuns || (!pt.forward_reservations && is_reservation(o.op)));
         if let Some(o) = emulated {
