@@ -5,6 +5,10 @@
 //!       | nullio:SIZE[,bs=512|4096][,COMMON]
 //!       | fileio:PATH[,size=SIZE][,thin][,wt][,direct][,bs=512|4096][,pbs=N][,COMMON]
 //!       | blockio:DEVICE[,thin][,COMMON]
+//!       | sg:NODE[,timeout=SECS][,long_timeout=SECS][,pr=passthrough|emulate][,threads=N][,ro][,group=..]
+//!           (SCSI pass-through to /dev/sgN: timeout of READ, WRITE and most commands (30),
+//!            of FORMAT, REWIND, SPACE, ... (1800); reservations emulated by the target
+//!            (default) or sent to the device; commands in flight to the device (8))
 //! COMMON := ro | removable | sanitize_rate=SIZE|0   (bytes per second SANITIZE OVERWRITE
 //!           writes at most; 0: unlimited)
 //!         | group=NAME[:ro]   (map the LUN in security group NAME instead of the default map,
@@ -18,12 +22,15 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use scst::acl::NamePatterns;
 use scst::alua::{AluaState, PortGroup};
 
 use scst::{Device, DeviceConfig, Disk};
-use scst_backends::{BlockDevStore, FileOptions, FileStore, NullStore, OpenError, RamStore};
+use scst_backends::{
+    BlockDevStore, FileOptions, FileStore, NullStore, OpenError, RamStore, SgDevice, SgOptions, SgTimeouts,
+};
 
 /// A parse error in a LUN specification.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -33,7 +40,7 @@ pub enum SpecError {
     #[error("expected N=SPEC with N in 0..=16383: {0:?}")]
     Lun(String),
     /// Unknown backend kind.
-    #[error("unknown backend {0:?} (ram, nullio, fileio, blockio)")]
+    #[error("unknown backend {0:?} (ram, nullio, fileio, blockio, sg)")]
     Kind(String),
     /// A size that does not parse.
     #[error("bad size {0:?} (e.g. 64M, 1G)")]
@@ -83,6 +90,19 @@ pub enum Backend {
         path: PathBuf,
         /// Discard on UNMAP (thin provisioning).
         thin: bool,
+    },
+    /// SCSI pass-through to a SCSI generic node.
+    Sg {
+        /// The node (`/dev/sgN`).
+        path: PathBuf,
+        /// Timeout of most commands, in seconds.
+        timeout: u64,
+        /// Timeout of the long commands (FORMAT, REWIND, ...), in seconds.
+        long_timeout: u64,
+        /// Send RESERVE/RELEASE and PERSISTENT RESERVE IN/OUT to the device.
+        forward_reservations: bool,
+        /// Commands in flight to the device (worker threads).
+        threads: usize,
     },
 }
 
@@ -159,18 +179,36 @@ impl LunSpec {
             groups: Vec::new(),
         };
         let (mut size, mut thin, mut wt, mut direct, mut pbs) = (None, false, false, false, 0);
+        let defaults = SgTimeouts::default();
+        let (mut timeout, mut long_timeout) = (defaults.normal.as_secs(), defaults.long.as_secs());
+        let (mut forward_reservations, mut threads) = (false, 8usize);
         let kind_name: &'static str = match kind {
             "ram" => "ram",
             "nullio" => "nullio",
             "fileio" => "fileio",
             "blockio" => "blockio",
+            "sg" => "sg",
             _ => return Err(SpecError::Kind(kind.to_string())),
         };
         for opt in parts {
             let bad = || SpecError::Option(opt.to_string(), kind_name);
             match (opt.split_once('='), kind_name) {
                 (None, _) if opt == "ro" => out.read_only = true,
-                (None, _) if opt == "removable" => out.removable = true,
+                (None, k) if opt == "removable" && k != "sg" => out.removable = true,
+                (Some(("timeout", v)), "sg") => timeout = v.parse().ok().filter(|t| *t > 0).ok_or_else(bad)?,
+                (Some(("long_timeout", v)), "sg") => {
+                    long_timeout = v.parse().ok().filter(|t| *t > 0).ok_or_else(bad)?;
+                }
+                (Some(("pr", v)), "sg") => {
+                    forward_reservations = match v {
+                        "passthrough" => true,
+                        "emulate" => false,
+                        _ => return Err(bad()),
+                    }
+                }
+                (Some(("threads", v)), "sg") => {
+                    threads = v.parse().ok().filter(|t| (1..=16).contains(t)).ok_or_else(bad)?
+                }
                 (None, "fileio" | "blockio") if opt == "thin" => thin = true,
                 (None, "fileio") if opt == "wt" => wt = true,
                 (None, "fileio") if opt == "direct" => direct = true,
@@ -193,7 +231,7 @@ impl LunSpec {
                     }
                     out.groups.push((name.to_string(), ro));
                 }
-                (Some(("sanitize_rate", v)), _) => {
+                (Some(("sanitize_rate", v)), k) if k != "sg" => {
                     out.sanitize_rate = Some(if v == "0" { 0 } else { parse_size(v)? });
                 }
                 (Some(("pbs", v)), "fileio") => pbs = v.parse().map_err(|_| bad())?,
@@ -211,7 +249,16 @@ impl LunSpec {
                 direct,
                 physical_block_size: pbs,
             },
-            _ => Backend::Blockio { path: first.ok_or(SpecError::Missing("blockio", "a DEVICE"))?.into(), thin },
+            "blockio" => {
+                Backend::Blockio { path: first.ok_or(SpecError::Missing("blockio", "a DEVICE"))?.into(), thin }
+            }
+            _ => Backend::Sg {
+                path: first.ok_or(SpecError::Missing("sg", "a NODE"))?.into(),
+                timeout,
+                long_timeout,
+                forward_reservations,
+                threads,
+            },
         };
         Ok(out)
     }
@@ -252,6 +299,18 @@ impl LunSpec {
             }
             Backend::Blockio { path, thin } => {
                 Device::new(cfg, Disk::new(BlockDevStore::open(path, self.read_only, *thin)?))
+            }
+            Backend::Sg { path, timeout, long_timeout, forward_reservations, threads } => {
+                cfg.threads = *threads;
+                let opts = SgOptions {
+                    timeouts: SgTimeouts {
+                        normal: Duration::from_secs(*timeout),
+                        long: Duration::from_secs(*long_timeout),
+                    },
+                    forward_reservations: *forward_reservations,
+                    synchronous: false,
+                };
+                Device::new(cfg, Arc::new(SgDevice::open(path, opts)?))
             }
         };
         dev.map_err(io)
@@ -367,5 +426,63 @@ mod tests {
         assert!(LunSpec::parse("ram:1M").is_err());
         assert!(LunSpec::parse("0=tape:1M").is_err());
         assert!(LunSpec::parse("0=fileio:").is_err());
+    }
+
+    #[test]
+    fn sg_specs() {
+        let s = LunSpec::parse("0=sg:/dev/sg3").unwrap();
+        assert_eq!(
+            s.backend,
+            Backend::Sg {
+                path: "/dev/sg3".into(),
+                timeout: 30,
+                long_timeout: 1800,
+                forward_reservations: false,
+                threads: 8
+            }
+        );
+        let s =
+            LunSpec::parse("2=sg:/dev/sg0,timeout=5,long_timeout=7200,pr=passthrough,threads=4,ro,group=db").unwrap();
+        assert_eq!(
+            s.backend,
+            Backend::Sg {
+                path: "/dev/sg0".into(),
+                timeout: 5,
+                long_timeout: 7200,
+                forward_reservations: true,
+                threads: 4
+            }
+        );
+        assert!(s.read_only);
+        assert_eq!(s.groups, vec![("db".to_string(), false)]);
+        assert!(matches!(
+            LunSpec::parse("0=sg:/dev/sg0,pr=emulate").unwrap().backend,
+            Backend::Sg { forward_reservations: false, .. }
+        ));
+        for bad in [
+            "0=sg:",
+            "0=sg:/dev/sg0,timeout=0",
+            "0=sg:/dev/sg0,timeout=x",
+            "0=sg:/dev/sg0,pr=maybe",
+            "0=sg:/dev/sg0,threads=0",
+            "0=sg:/dev/sg0,threads=17",
+            "0=sg:/dev/sg0,bs=512",
+            "0=sg:/dev/sg0,removable",
+            "0=sg:/dev/sg0,thin",
+            "0=sg:/dev/sg0,sanitize_rate=1M",
+            "0=ram:1M,timeout=5",
+            "0=blockio:/dev/x,pr=passthrough",
+        ] {
+            assert!(LunSpec::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn sg_build_reports_a_node_that_is_not_sg() {
+        // A regular file is not a SCSI generic device: the build fails with the path named.
+        let f = tempfile::NamedTempFile::new().unwrap();
+        let spec = LunSpec::parse(&format!("0=sg:{}", f.path().display())).unwrap();
+        let e = spec.build("t:0", None).unwrap_err().to_string();
+        assert!(e.contains(&f.path().display().to_string()) && e.contains("SCSI generic"), "{e}");
     }
 }

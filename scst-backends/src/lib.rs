@@ -8,18 +8,23 @@
 //! | [`BlockDevStore`] | block device | yes | `O_DIRECT`; size and logical block size from the device |
 //!
 //! Each implements [`scst::BlockStore`]; wrap one in [`scst::Disk`] to get a SCSI disk.
+//!
+//! [`SgDevice`] is not a store but a pass-through [`scst::DeviceHandler`] over a SCSI generic
+//! node: any real SCSI device (disk, tape, changer, ...) exported as it is.
 #![deny(unsafe_code)]
 
 mod block;
 mod file;
 mod nullio;
 mod ram;
+pub mod sg;
 mod sys;
 
 pub use block::BlockDevStore;
 pub use file::{FileOptions, FileStore};
 pub use nullio::NullStore;
 pub use ram::RamStore;
+pub use sg::{SgDevice, SgOptions, SgTimeouts};
 
 /// Errors opening a store.
 #[derive(Debug, thiserror::Error)]

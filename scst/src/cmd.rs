@@ -437,6 +437,20 @@ impl Cmd {
         self.produced = 0;
     }
 
+    /// Ends the command with the status and sense bytes a real device returned (pass-through
+    /// handlers): the sense is kept as the device wrote it, cut to [`MAX_SENSE_LEN`] bytes. Any
+    /// Data-In declared so far is kept unless the status is CHECK CONDITION.
+    pub fn set_device_status(&mut self, status: ScsiStatus, sense: &[u8]) {
+        let n = sense.len().min(MAX_SENSE_LEN);
+        self.sense[..n].copy_from_slice(&sense[..n]);
+        self.sense_len = n as u8;
+        self.status = status;
+        if status == ScsiStatus::CHECK_CONDITION {
+            self.data_in = DataIn::None;
+            self.produced = 0;
+        }
+    }
+
     /// Ends the command with `status` and no sense data.
     pub fn set_status(&mut self, status: ScsiStatus) {
         self.status = status;

@@ -74,6 +74,17 @@ pub trait DeviceHandler: Send + Sync + 'static {
         false
     }
 
+    /// Starts a command that [`DeviceHandler::parse`] (or the pass-through pipeline) sent to a
+    /// worker, without waiting for it: an asynchronous submission to a real device. Called on
+    /// the submitting (fabric) thread; must not block. `Err(cmd)` hands the command back, to be
+    /// executed by [`DeviceHandler::exec`] on a worker as usual (the default, for every
+    /// command). On `Ok` the handler owns the command and passes it to [`crate::complete`]
+    /// exactly once, from any thread, when its status, sense and Data-In are final; so the
+    /// command crosses at most one thread boundary (to whichever thread completes it).
+    fn start(&self, cmd: CmdBox) -> Result<(), CmdBox> {
+        Err(cmd)
+    }
+
     /// Whether any command may need a worker thread (the device then starts its worker pool).
     fn may_block(&self) -> bool;
 
@@ -94,6 +105,40 @@ pub trait DeviceHandler: Send + Sync + 'static {
     fn block_access(&self) -> Option<&dyn BlockAccess> {
         None
     }
+
+    /// Whether this handler passes commands through to a real SCSI device (`None`, the default:
+    /// it emulates its commands).
+    ///
+    /// For a pass-through handler the core changes its pipeline (see [`PassThrough`]): it does
+    /// not look commands up in [`DeviceHandler::ops`] nor call [`DeviceHandler::parse`]; it
+    /// takes the data direction and length from the transport ([`Cmd::expected_dir`],
+    /// [`Cmd::expected_len`]) and runs `exec` on a worker when [`DeviceHandler::may_block`].
+    /// It still answers REPORT LUNS, reports unit attentions, applies the LUN view, ALUA,
+    /// read-only mappings (to the disk table's writes) and, unless
+    /// [`PassThrough::forward_reservations`], emulates RESERVE/RELEASE and PERSISTENT RESERVE
+    /// IN/OUT and refuses conflicting commands with RESERVATION CONFLICT.
+    fn pass_through(&self) -> Option<PassThrough> {
+        None
+    }
+
+    /// Called after the core handled a LOGICAL UNIT RESET or a target reset of this device
+    /// `dev` (affected commands marked, unit attentions raised). A pass-through handler resets
+    /// the real device here. Must not block: do the reset elsewhere and drop `hold` when it is done
+    /// (the TMF's response waits for it). The default does nothing.
+    fn reset(&self, dev: &Arc<Device>, hold: crate::tm::TmHold) {
+        let _ = dev;
+        drop(hold);
+    }
+}
+
+/// How the core treats a pass-through handler ([`DeviceHandler::pass_through`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PassThrough {
+    /// Send RESERVE/RELEASE and PERSISTENT RESERVE IN/OUT to the device instead of emulating
+    /// them, and leave reservation conflicts to the device. Only right when the device is
+    /// reached through this one logical unit by a single initiator, or when the device's own
+    /// reservations are wanted: the device sees every initiator as the same one (the target).
+    pub forward_reservations: bool,
 }
 
 /// Block-level access to a device, for the copy manager (EXTENDED COPY) and other in-process

@@ -9,6 +9,7 @@
 //! device's workers.
 
 use crate::cmd::{CmdBox, ExecContext, ScsiStatus};
+use crate::ops::Op;
 use crate::task_set::Gate;
 use crate::tm::Stage;
 
@@ -55,6 +56,15 @@ fn dispatch(mut cmd: CmdBox) -> Step {
                 count(&dev, &cmd);
                 return Step::Done(cmd);
             }
+            // An asynchronous handler (pass-through) starts it here and completes it later.
+            let cmd = if cmd.is_aborted() {
+                cmd
+            } else {
+                match dev.handler().start(cmd) {
+                    Ok(()) => return Step::Pending,
+                    Err(cmd) => cmd,
+                }
+            };
             dev.queue_exec(cmd);
             Step::Pending
         }
@@ -74,8 +84,55 @@ fn execute(cmd: &mut CmdBox) {
         cmd.set_status(ScsiStatus::TASK_ABORTED);
         return;
     }
-    dev.handler().exec(cmd);
+    match dev.handler().pass_through() {
+        // The reservation commands of a pass-through device are the core's (unless forwarded).
+        Some(pt) if !pt.forward_reservations && cmd.op().is_some_and(|o| crate::session::is_reservation(o.op)) => {
+            let r = match cmd.op().map(|o| o.op) {
+                Some(Op::PersistentReserveIn) => crate::pr::exec::prin(cmd),
+                Some(Op::PersistentReserveOut) => crate::pr::exec::prout(cmd),
+                Some(Op::Reserve6 | Op::Reserve10) => crate::pr::exec::reserve(cmd),
+                _ => crate::pr::exec::release(cmd),
+            };
+            cmd.complete_with(r);
+        }
+        Some(_) => {
+            dev.handler().exec(cmd);
+            fan_out_unit_attention(&dev, cmd);
+        }
+        None => dev.handler().exec(cmd),
+    }
     count(&dev, cmd);
+}
+
+/// Completes a command a handler started with [`crate::DeviceHandler::start`]: its status,
+/// sense and Data-In are final. The response goes to the fabric from the calling thread
+/// ([`crate::TargetDriver::xmit_response`], which never blocks). A unit attention a
+/// pass-through device returned is also queued for the other nexuses, as after `exec`.
+pub fn complete(cmd: CmdBox) {
+    let Some(dev) = cmd.dev.clone() else {
+        deliver(cmd);
+        return;
+    };
+    if dev.handler().pass_through().is_some() {
+        fan_out_unit_attention(&dev, &cmd);
+    }
+    count(&dev, &cmd);
+    deliver(cmd);
+}
+
+/// A pass-through device reports its unit attentions (power on, reset, capacity or medium
+/// changed) to the one initiator it knows, the target: the command that received it returns it
+/// to its own nexus as the device wrote it, and the core queues it for every other nexus that
+/// sees the device (SPC-4 §5.14: a unit attention is established for every I_T nexus).
+fn fan_out_unit_attention(dev: &crate::Device, cmd: &CmdBox) {
+    if cmd.status != ScsiStatus::CHECK_CONDITION {
+        return;
+    }
+    if let Some(code) = crate::Sense::parse_code(cmd.sense())
+        && code.key == crate::SenseKey::UNIT_ATTENTION
+    {
+        dev.raise_ua(code, Some(cmd.session().id()));
+    }
 }
 
 fn count(dev: &crate::Device, cmd: &CmdBox) {

@@ -45,14 +45,14 @@ mod ua;
 pub mod wire;
 
 pub use cmd::{Cmd, CmdBox, CmdHeader, CmdInfo, ExecContext, ScsiStatus, TaskAttr};
-pub use dev::{Device, DeviceConfig, DeviceHandler};
-pub use exec::Step;
+pub use dev::{Device, DeviceConfig, DeviceHandler, PassThrough};
+pub use exec::{Step, complete};
 pub use ops::DataDir;
 pub use sbc::Disk;
 pub use session::{QueueFull, Session, SessionConfig};
 pub use sgv::{SgBuf, SgvConfig, SgvPool};
 pub use store::{BlockStore, Geometry, StoreCaps};
 pub use target::{MappedLun, ProtocolId, Target, TargetDriver, TargetPort};
-pub use tm::{TmFunction, TmOutcome, TmRequest, TmResponse, TmStatus};
+pub use tm::{TmFunction, TmHold, TmOutcome, TmRequest, TmResponse, TmStatus};
 pub use wire::lun::Lun;
 pub use wire::sense::{Sense, SenseCode, SenseKey};

@@ -77,6 +77,9 @@ pub enum Op {
     ExtendedCopy,
     ReceiveCopyResults,
     Sanitize,
+    /// A command a pass-through device executes that the disk table does not name (see
+    /// [`PASS_THROUGH`]).
+    PassThrough,
 }
 
 impl Op {
@@ -613,6 +616,22 @@ pub static DISK_OPS: &[OpInfo] = &[
         [0x1f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0, C]
     ),
 ];
+
+/// The entry of a command a pass-through handler ([`crate::dev::PassThrough`]) forwards to its
+/// device although [`DISK_OPS`] does not name it (tape, changer and vendor commands, service
+/// actions the disk table lacks). The core does not check its CDB and classifies it, for
+/// reservations, as a command that changes the logical unit (refused to non-holders by every
+/// reservation type): the conservative choice for a command whose meaning the core does not
+/// know.
+pub static PASS_THROUGH: OpInfo = OpInfo {
+    op: Op::PassThrough,
+    opcode: 0,
+    service_action: None,
+    name: "PASS-THROUGH",
+    usage: &[0],
+    dir: DataDir::None,
+    flags: OpFlags::PR_WRITE,
+};
 
 /// Whether `opcode` has service actions in `table` (then CDB byte 1 bits 4..0 select the entry).
 pub fn has_service_actions(table: &[OpInfo], opcode: u8) -> bool {

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use crossbeam_queue::ArrayQueue;
 use parking_lot::RwLock;
 
-use crate::cmd::{Cmd, CmdBox, CmdHeader, Fail, ScsiStatus, TaskAttr};
+use crate::cmd::{Cmd, CmdBox, CmdHeader, ExecContext, Fail, ScsiStatus, TaskAttr};
 use crate::exec::{self, Step};
 use crate::ops::{self, DISK_OPS, DataDir, Op, OpFlags};
 use crate::pr::Nexus;
@@ -18,6 +18,23 @@ use crate::ua::NexusUa;
 use crate::wire::cdb::{be16, be32, put32};
 use crate::wire::lun::Lun;
 use crate::wire::sense::{MAX_SENSE_LEN, Sense, SenseCode};
+
+const PERSISTENT_RESERVE_IN: u8 = 0x5e;
+const PERSISTENT_RESERVE_OUT: u8 = 0x5f;
+
+/// The SPC-2 and persistent reservation commands, which the core emulates for pass-through
+/// devices unless told to forward them.
+pub(crate) fn is_reservation(op: Op) -> bool {
+    matches!(
+        op,
+        Op::Reserve6
+            | Op::Release6
+            | Op::Reserve10
+            | Op::Release10
+            | Op::PersistentReserveIn
+            | Op::PersistentReserveOut
+    )
+}
 
 /// What a fabric tells the core about a new I_T nexus.
 #[derive(Clone, Debug)]
@@ -357,6 +374,9 @@ impl Session {
         let dev = slot.dev.clone();
         cmd.read_only = slot.read_only;
         cmd.dev = Some(dev.clone());
+        if let Some(pt) = dev.handler().pass_through() {
+            return self.prepare_pass_through(cmd, slot, &view, pt);
+        }
         let cdb = *cmd.cdb_padded();
         let op = ops::lookup(dev.handler().ops(), &cdb[..cmd.cdb().len().max(1)]).and_then(|o| {
             match (self.supports(&dev, o), o.service_action) {
@@ -419,6 +439,83 @@ impl Session {
             Some(s) => Err(s.into()),
             None => Ok(true),
         }
+    }
+
+    /// [`Session::prepare`] for a pass-through device ([`crate::DeviceHandler::pass_through`]).
+    ///
+    /// The disk table still tells the core what it must know about a command whose meaning is
+    /// the same for every device type (SPC): INQUIRY and REPORT LUNS do not report unit
+    /// attentions, REQUEST SENSE returns one as data, REPORT LUNS and (unless forwarded) the
+    /// reservation commands are the core's, and the reservation class of the commands it names.
+    /// Everything else goes to the device unchecked, with the transport's direction and length.
+    fn prepare_pass_through(
+        self: &Arc<Self>,
+        cmd: &mut CmdBox,
+        slot: &LunSlot,
+        view: &LunView,
+        pt: crate::dev::PassThrough,
+    ) -> Result<bool, Fail> {
+        let dev = slot.dev.clone();
+        let cdb = *cmd.cdb_padded();
+        if cmd.cdb().is_empty() {
+            return Err(Sense::invalid_opcode().into());
+        }
+        let lookup = ops::lookup(DISK_OPS, cmd.cdb());
+        let known = lookup.ok();
+        if !known.is_some_and(|o| o.flags.has(OpFlags::UA_EXEMPT))
+            && let Some(code) = slot.ua.take(&dev.ua, self.id, &self.nexus)
+        {
+            if let Some(o) = known.filter(|o| o.op == Op::RequestSense) {
+                let mut sense = [0u8; MAX_SENSE_LEN];
+                let n = Sense::new(code).write(cdb[1] & 1 != 0, &mut sense);
+                cmd.op = Some(o);
+                cmd.info.dir = DataDir::In;
+                cmd.respond(&sense[..n], usize::from(cdb[4]))?;
+                return Ok(false);
+            }
+            return Err(code.into());
+        }
+        if let Err(e) = lookup
+            && !pt.forward_reservations
+            && matches!(cdb[0], PERSISTENT_RESERVE_IN | PERSISTENT_RESERVE_OUT)
+        {
+            // A service action of an emulated command that the core does not know.
+            return Err(e.into());
+        }
+        let emulated = known.filter(|o| o.op == Op::ReportLuns || (!pt.forward_reservations && is_reservation(o.op)));
+        if let Some(o) = emulated {
+            o.check_cdb(cmd.cdb())?;
+        }
+        let op = known.unwrap_or(&ops::PASS_THROUGH);
+        cmd.op = Some(op);
+        if op.op == Op::ReportLuns {
+            cmd.info.dir = DataDir::In;
+            self.report_luns(cmd, view, &cdb)?;
+            return Ok(false);
+        }
+        self.target.port_group_state(self.cfg.port.tpg_id).admits(op.op)?;
+        if !pt.forward_reservations && dev.pr_conflicts(&self.nexus, op.pr_access()) {
+            return Err(Fail::RESERVATION_CONFLICT);
+        }
+        if op.flags.has(OpFlags::WRITE) && (cmd.read_only || dev.config().read_only) {
+            return Err(SenseCode::WRITE_PROTECTED.into());
+        }
+        cmd.info = match emulated.map(|o| o.op) {
+            Some(Op::PersistentReserveIn) => {
+                crate::cmd::CmdInfo { dir: DataDir::In, data_len: u32::from(be16(&cdb, 7)), ..Default::default() }
+            }
+            Some(Op::PersistentReserveOut) => {
+                crate::cmd::CmdInfo { dir: DataDir::Out, data_len: be32(&cdb, 5), ..Default::default() }
+            }
+            Some(_) => crate::cmd::CmdInfo::default(),
+            None => crate::cmd::CmdInfo {
+                dir: if cmd.expected_len == 0 { DataDir::None } else { cmd.expected_dir },
+                data_len: cmd.expected_len,
+                ctx: if dev.handler().may_block() { ExecContext::Worker } else { ExecContext::Inline },
+                ..Default::default()
+            },
+        };
+        Ok(true)
     }
 
     /// Whether `op` is a command `dev` serves through this nexus: the handler supports it, and
@@ -549,6 +646,7 @@ impl Session {
                         Ok(())
                     });
                     dev.raise_ua(SenseCode::BUS_DEVICE_RESET, None);
+                    dev.handler().reset(&dev, crate::tm::TmHold::new(&wait));
                 } else {
                     dev.raise_ua(SenseCode::COMMANDS_CLEARED_BY_ANOTHER_INITIATOR, Some(self.id));
                 }
@@ -562,6 +660,7 @@ impl Session {
                         Ok(())
                     });
                     dev.raise_ua(SenseCode::POWER_ON_RESET, None);
+                    dev.handler().reset(&dev, crate::tm::TmHold::new(&wait));
                 }
             }
             TmFunction::I_T_NEXUS_RESET => {

@@ -262,6 +262,39 @@ impl SlotTable {
     }
 }
 
+/// Keeps a task management function's response from being sent until dropped.
+///
+/// The core hands one to [`crate::DeviceHandler::reset`] so that a pass-through handler can
+/// reset the real device off the calling thread and the initiator sees the TMF complete only
+/// after the device was reset.
+pub struct TmHold(Option<Arc<TmWait>>);
+
+impl TmHold {
+    pub(crate) fn new(w: &Arc<TmWait>) -> Self {
+        w.remaining.fetch_add(1, AcqRel);
+        Self(Some(w.clone()))
+    }
+
+    /// A hold on nothing (for tests and handlers called outside a TMF).
+    pub fn none() -> Self {
+        Self(None)
+    }
+}
+
+impl std::fmt::Debug for TmHold {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TmHold").field("holds", &self.0.is_some()).finish()
+    }
+}
+
+impl Drop for TmHold {
+    fn drop(&mut self) {
+        if let Some(w) = self.0.take() {
+            w.release();
+        }
+    }
+}
+
 impl TmWait {
     /// A wait that completes with `rsp` through `fabric`; starts at one (the issuer's own hold,
     /// released by [`TmWait::arm`]).

@@ -28,8 +28,16 @@ LUN specifications (--lun N=SPEC):
                                                  thin = sparse + UNMAP, wt = write-through,
                                                  direct = O_DIRECT, pbs = physical block size
   blockio:DEVICE[,thin][,ro][,removable]         a block device (O_DIRECT; thin = discard)
-Every kind also takes sanitize_rate=SIZE|0: the bytes per second SANITIZE OVERWRITE writes
-at most (default 16M; 0 = unlimited), and group=NAME[:ro] (repeatable): map the LUN in that
+  sg:/dev/sgN[,timeout=SECS][,long_timeout=SECS][,pr=passthrough|emulate][,threads=N][,ro]
+                                                 SCSI pass-through to a real device of any
+                                                 type: commands go to it unchanged; REPORT
+                                                 LUNS, unit attentions and (unless
+                                                 pr=passthrough) reservations stay the
+                                                 target's; timeout of most commands (30) and
+                                                 of FORMAT/REWIND/... (1800); threads =
+                                                 commands in flight (8)
+The disk kinds also take sanitize_rate=SIZE|0: the bytes per second SANITIZE OVERWRITE writes
+at most (default 16M; 0 = unlimited); every kind takes group=NAME[:ro] (repeatable): map the LUN in that
 security group (read-only there with :ro) instead of the default map.
 SIZE is like 64M, 1G, 1T.
 
