@@ -227,7 +227,13 @@ pub const KEYWORDS: &[(&str, &str, Support, &str)] = &[
         "HANDLER",
         "top level",
         Support::Honoured,
-        "vdisk_fileio, vdisk_blockio, vdisk_nullio; other handlers are refused",
+        "vdisk_fileio, vdisk_blockio, vdisk_nullio, and the pass-through dev_disk, dev_tape, dev_changer, dev_cdrom, dev_modisk, dev_processor (and _perf); others are refused",
+    ),
+    (
+        "DEVICE H:C:I:L",
+        "dev_* HANDLER",
+        Support::Honoured,
+        "a local SCSI device through its SCSI generic node (sg:/dev/sgN); no attributes",
     ),
     ("DEVICE", "HANDLER", Support::Honoured, "a device, by a unique name"),
     ("filename", "vdisk_fileio, vdisk_blockio DEVICE", Support::Honoured, "the file or block device (required)"),
@@ -407,6 +413,8 @@ pub struct ScstConfig {
 struct Ctx<'a> {
     file: &'a str,
     warnings: Vec<String>,
+    /// Where sysfs is (`/sys`; a test's fake tree).
+    sys: PathBuf,
 }
 
 impl Ctx<'_> {
@@ -455,7 +463,15 @@ impl Ctx<'_> {
 /// # Errors
 /// The first syntax or meaning error, with its position.
 pub fn parse(file: &str, text: &str) -> Result<ScstConfig, ConfError> {
-    let mut cx = Ctx { file, warnings: Vec::new() };
+    parse_with_sysfs(file, text, std::path::Path::new("/sys"))
+}
+
+/// [`parse`], resolving pass-through devices (H:C:I:L) in the sysfs tree at `sys`.
+///
+/// # Errors
+/// The first syntax or meaning error, with its position.
+pub fn parse_with_sysfs(file: &str, text: &str, sys: &std::path::Path) -> Result<ScstConfig, ConfError> {
+    let mut cx = Ctx { file, warnings: Vec::new(), sys: sys.to_path_buf() };
     let items = parse_items(text).map_err(|(pos, msg)| cx.err(pos, msg))?;
     let mut cfg = ScstConfig { iscsi_enabled: true, ..ScstConfig::default() };
     let mut iscsi_seen = false;
@@ -490,16 +506,75 @@ pub fn parse(file: &str, text: &str) -> Result<ScstConfig, ConfError> {
     Ok(cfg)
 }
 
+/// SCST's pass-through handlers: their devices are named by the SCSI address H:C:I:L of a
+/// local SCSI device, served through its SCSI generic node.
+pub const PASS_THROUGH_HANDLERS: &[&str] = &[
+    "dev_disk",
+    "dev_disk_perf",
+    "dev_tape",
+    "dev_tape_perf",
+    "dev_changer",
+    "dev_cdrom",
+    "dev_modisk",
+    "dev_processor",
+];
+
+/// The SCSI generic node of the local SCSI device at `hctl` (H:C:I:L), as sysfs under `sys`
+/// (`/sys`) shows it.
+///
+/// # Errors
+/// If there is no such device or it has no SCSI generic node.
+pub fn sg_node_of(sys: &std::path::Path, hctl: &str) -> Result<PathBuf, String> {
+    let parts: Vec<&str> = hctl.split(':').collect();
+    if parts.len() != 4 || parts.iter().any(|p| p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit())) {
+        return Err(format!("a pass-through device is named H:C:I:L, not {hctl:?}"));
+    }
+    let dir = sys.join("class/scsi_device").join(hctl).join("device/scsi_generic");
+    let node = std::fs::read_dir(&dir)
+        .map_err(|e| format!("no SCSI device {hctl} ({}: {e})", dir.display()))?
+        .filter_map(Result::ok)
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .find(|n| n.starts_with("sg"))
+        .ok_or_else(|| format!("SCSI device {hctl} has no SCSI generic node (modprobe sg)"))?;
+    Ok(PathBuf::from("/dev").join(node))
+}
+
+fn pass_through_device(cx: &Ctx<'_>, name: &str, it: &Item, cfg: &mut ScstConfig) -> Result<(), ConfError> {
+    let [k, hctl] = it.words.as_slice() else {
+        return Err(cx.err(it.pos, format!("expected DEVICE H:C:I:L in HANDLER {name}")));
+    };
+    if k != "DEVICE" {
+        return Err(cx.err(it.pos, format!("unknown entry {k:?} in HANDLER {name}")));
+    }
+    if let Some(a) = it.body.iter().flatten().next() {
+        return Err(cx.err(a.pos, format!("attribute {:?} is not supported for a {name} device", a.words[0])));
+    }
+    if cfg.devices.iter().any(|d| d.name == *hctl) {
+        return Err(cx.err(it.pos, format!("device {hctl:?} defined twice")));
+    }
+    let node = sg_node_of(&cx.sys, hctl).map_err(|e| cx.err(it.pos, e))?;
+    let spec = LunSpec::parse_spec(0, &format!("sg:{}", node.display())).map_err(|e| cx.err(it.pos, e.to_string()))?;
+    cfg.devices.push(DeviceDef { name: hctl.clone(), handler: name.to_string(), spec, pos: it.pos });
+    Ok(())
+}
+
 fn handler(cx: &mut Ctx<'_>, name: &str, body: &[Item], cfg: &mut ScstConfig) -> Result<(), ConfError> {
     let kind = match name {
         "vdisk_fileio" => "fileio",
         "vdisk_blockio" => "blockio",
         "vdisk_nullio" => "nullio",
+        n if PASS_THROUGH_HANDLERS.contains(&n) => {
+            for it in body {
+                pass_through_device(cx, name, it, cfg)?;
+            }
+            return Ok(());
+        }
         _ => {
             let pos = body.first().map_or(Pos::default(), |i| i.pos);
-            return Err(
-                cx.err(pos, format!("handler {name:?} is not supported (vdisk_fileio, vdisk_blockio, vdisk_nullio)"))
-            );
+            return Err(cx.err(
+                pos,
+                format!("handler {name:?} is not supported (vdisk_fileio, vdisk_blockio, vdisk_nullio, dev_disk, dev_tape, ...)"),
+            ));
         }
     };
     for it in body {
@@ -842,6 +917,11 @@ pub fn write_config(cfg: &ScstConfig) -> String {
         let handler = &cfg.devices[i].handler;
         out.push_str(&format!("\nHANDLER {handler} {{\n"));
         while let Some(d) = cfg.devices.get(i).filter(|d| d.handler == *handler) {
+            if matches!(d.spec.backend, Backend::Sg { .. }) {
+                out.push_str(&format!("\tDEVICE {}\n", quote(&d.name)));
+                i += 1;
+                continue;
+            }
             out.push_str(&format!("\tDEVICE {} {{\n", quote(&d.name)));
             let s = &d.spec;
             let mut attr = |k: &str, v: String| out.push_str(&format!("\t\t{k} {v}\n"));
@@ -865,6 +945,8 @@ pub fn write_config(cfg: &ScstConfig) -> String {
                     }
                 }
                 Backend::Nullio { size } | Backend::Ram { size } => attr("size", size.to_string()),
+                // Written above as its name (H:C:I:L) alone.
+                Backend::Sg { .. } => {}
             }
             if s.block_size != 512 {
                 attr("blocksize", s.block_size.to_string());
@@ -1124,6 +1206,27 @@ DEVICE_GROUP dg1 {
         assert!(text.contains("\t\tIncomingUser \"joe s3cret-pass\"\n"), "{text}");
     }
 
+    #[test]
+    fn pass_through_devices_resolve_to_their_sg_node() {
+        let sys = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(sys.path().join("class/scsi_device/2:0:0:0/device/scsi_generic/sg3")).unwrap();
+        let text =
+            "HANDLER dev_tape {\n\tDEVICE 2:0:0:0\n}\nTARGET_DRIVER iscsi {\n\tTARGET t {\n\t\tLUN 0 2:0:0:0\n\t}\n}\n";
+        let c = parse_with_sysfs("f", text, sys.path()).unwrap();
+        assert!(
+            matches!(&c.devices[0].spec.backend, Backend::Sg { path, forward_reservations: false, .. } if path.to_str() == Some("/dev/sg3"))
+        );
+        assert_eq!(c.devices[0].handler, "dev_tape");
+        assert_eq!(c.targets[0].luns[0].device, "2:0:0:0");
+        let written = write_config(&c);
+        assert!(written.contains("HANDLER dev_tape {\n\tDEVICE 2:0:0:0\n}\n"), "{written}");
+        assert_eq!(normalized(parse_with_sysfs("w", &written, sys.path()).unwrap()), normalized(c));
+        let e = parse_with_sysfs("f", "HANDLER dev_disk {\n\tDEVICE 9:0:0:0\n}\n", sys.path()).unwrap_err();
+        assert!(e.to_string().starts_with("f:2:2: no SCSI device 9:0:0:0 ("), "{e}");
+        let e = parse_with_sysfs("f", "HANDLER dev_disk {\n\tDEVICE sda\n}\n", sys.path()).unwrap_err();
+        assert_eq!(e.to_string(), "f:2:2: a pass-through device is named H:C:I:L, not \"sda\"");
+    }
+
     fn err(text: &str) -> String {
         parse("f", text).unwrap_err().to_string()
     }
@@ -1145,8 +1248,8 @@ DEVICE_GROUP dg1 {
             "f:4:3: attribute \"bogus\" is not supported for a vdisk_fileio device"
         );
         assert_eq!(
-            err("HANDLER dev_tape {\n DEVICE 1:0:0:0\n}\n"),
-            "f:2:2: handler \"dev_tape\" is not supported (vdisk_fileio, vdisk_blockio, vdisk_nullio)"
+            err("HANDLER vdisk_rdm {\n DEVICE 1:0:0:0\n}\n"),
+            "f:2:2: handler \"vdisk_rdm\" is not supported (vdisk_fileio, vdisk_blockio, vdisk_nullio, dev_disk, dev_tape, ...)"
         );
         assert_eq!(
             err("TARGET_DRIVER qla2x00t {\n}\n"),
