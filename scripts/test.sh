@@ -10,7 +10,8 @@
 #   LINUX    Linux's own initiators in the rig VM: open-iscsi (scripts/linux-initiator.sh),
 #            virtio_scsi through vhost-user-scsi-target (scripts/vhost-user-scsi.sh), ib_srp
 #            over soft-RoCE against srp-target and LIO's ib_srpt (scripts/srp-rxe.sh), fcoe/libfc
-#            VN2VN against fc-target and LIO's tcm_fc (scripts/fcoe-vn2vn.sh)
+#            VN2VN against fc-target and LIO's tcm_fc (scripts/fcoe-vn2vn.sh), pass-through of a
+#            scsi_debug disk scored against LIO's pscsi (scripts/sg-passthrough.sh)
 #   FUZZ     a short run of every fuzz target (fuzz/smoke.sh)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -50,6 +51,8 @@ if step LINUX; then
   RIG=$RIG scripts/srp-rxe.sh both
   banner "FCoE: Linux fcoe/libfc in VN2VN mode against fc-target, then LIO tcm_fc (rig)"
   RIG=$RIG FC_COMPARE=1 scripts/fcoe-vn2vn.sh target/release/fc-target
+  banner "SCSI pass-through over scsi_debug: ours vs LIO pscsi (rig)"
+  RIG=$RIG scripts/sg-passthrough.sh
 fi
 if step FUZZ && [ -x fuzz/smoke.sh ]; then banner "fuzz smoke"; fuzz/smoke.sh "${FUZZ_SECONDS:-30}"; fi
 banner "all tests passed"
