@@ -1,5 +1,6 @@
 //! Shared pieces of the example binaries: the LUN specification parser and device builder.
 
+pub mod cli;
 pub mod daemon;
 pub mod scstconf;
 pub mod spec;

@@ -204,32 +204,10 @@ fn run(args: Args) -> Result<(), String> {
     let sig = signals.wait().map_err(|e| format!("waiting for a signal: {e}"))?;
     tracing::info!(signal = ?sig, "shutting down");
     server.shutdown(Duration::from_secs(3));
-    for d in &devices {
-        if let Err(e) = d.flush() {
-            tracing::error!(device = d.name(), error = %e, "flush failed");
-        }
-    }
+    scst_examples::cli::flush_devices(&devices);
     Ok(())
 }
 
 fn main() -> ExitCode {
-    // Every thread inherits the blocked mask, so the signals wait for `sigwait` in main.
-    let mut signals = SigSet::empty();
-    signals.add(Signal::SIGINT);
-    signals.add(Signal::SIGTERM);
-    if let Err(e) = signals.thread_block() {
-        eprintln!("iscsi-target: cannot block signals: {e}");
-        return ExitCode::FAILURE;
-    }
-    let args = Args::parse();
-    let filter = tracing_subscriber::EnvFilter::try_new(&args.log)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
-    match run(args) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("iscsi-target: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    scst_examples::cli::main("iscsi-target", scst_examples::cli::stop_signals(&[]), |a: &Args| &a.log, run)
 }

@@ -235,33 +235,10 @@ fn run(args: Args) -> Result<(), String> {
     }
     server.shutdown(Duration::from_secs(3));
     let _ = std::fs::remove_file(&args.control);
-    for (name, d) in rt.lock().devices() {
-        if let Err(e) = d.flush() {
-            tracing::error!(device = %name, error = %e, "flush failed");
-        }
-    }
+    scst_examples::cli::flush_devices(rt.lock().devices().values());
     Ok(())
 }
 
 fn main() -> ExitCode {
-    // Every thread inherits the blocked mask, so the signals wait for `sigwait` in main.
-    let mut signals = SigSet::empty();
-    for s in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
-        signals.add(s);
-    }
-    if let Err(e) = signals.thread_block() {
-        eprintln!("scst-target: cannot block signals: {e}");
-        return ExitCode::FAILURE;
-    }
-    let args = Args::parse();
-    let filter = tracing_subscriber::EnvFilter::try_new(&args.log)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
-    match run(args) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("scst-target: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    scst_examples::cli::main("scst-target", scst_examples::cli::stop_signals(&[Signal::SIGHUP]), |a: &Args| &a.log, run)
 }

@@ -284,20 +284,5 @@ fn reload(target: &Arc<Target>, name: &str, file: &Path, mapped: &mut BTreeMap<u
 }
 
 fn main() -> ExitCode {
-    // Every thread inherits the blocked mask, so the signals wait for `sigwait` in main.
-    if let Err(e) = signal_set().thread_block() {
-        eprintln!("vhost-user-scsi-target: cannot block signals: {e}");
-        return ExitCode::FAILURE;
-    }
-    let args = Args::parse();
-    let filter = tracing_subscriber::EnvFilter::try_new(&args.log)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
-    match run(args) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("vhost-user-scsi-target: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    scst_examples::cli::main("vhost-user-scsi-target", signal_set(), |a: &Args| &a.log, run)
 }

@@ -1,0 +1,53 @@
+//! What every example binary does around its own work: block the stop signals before any thread
+//! starts (every thread inherits the mask, so the signals wait for `sigwait` in main), parse the
+//! command line, set up logging to stderr, report an error as `NAME: error` with exit status 1,
+//! and flush the devices on the way out.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use nix::sys::signal::{SigSet, Signal};
+
+/// SIGINT and SIGTERM, plus `extra`.
+pub fn stop_signals(extra: &[Signal]) -> SigSet {
+    let mut s = SigSet::empty();
+    for sig in [Signal::SIGINT, Signal::SIGTERM].iter().chain(extra) {
+        s.add(*sig);
+    }
+    s
+}
+
+/// Runs a binary named `name`: blocks `signals` in this (and so every later) thread, parses
+/// `A`, logs at the level `log` picks from it (a tracing filter; `info` if it does not parse),
+/// and runs `run`.
+pub fn main<A: clap::Parser>(
+    name: &str,
+    signals: SigSet,
+    log: impl Fn(&A) -> &str,
+    run: impl FnOnce(A) -> Result<(), String>,
+) -> ExitCode {
+    if let Err(e) = signals.thread_block() {
+        eprintln!("{name}: cannot block signals: {e}");
+        return ExitCode::FAILURE;
+    }
+    let args = A::parse();
+    let filter = tracing_subscriber::EnvFilter::try_new(log(&args))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    match run(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{name}: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Flushes every device, logging (not failing on) errors.
+pub fn flush_devices<'a>(devices: impl IntoIterator<Item = &'a Arc<scst::Device>>) {
+    for d in devices {
+        if let Err(e) = d.flush() {
+            tracing::error!(device = d.name(), error = %e, "flush failed");
+        }
+    }
+}
