@@ -66,6 +66,10 @@ fn lun_spec(s: &str) {
             assert!(!path.as_os_str().is_empty());
             assert_eq!(spec.block_size, 512, "blockio takes its block size from the device");
         }
+        Backend::Sg { path, timeout, long_timeout, threads, .. } => {
+            assert!(!path.as_os_str().is_empty());
+            assert!(*timeout > 0 && *long_timeout > 0 && *threads > 0, "{spec:?}");
+        }
     }
     let again = format_spec(&spec);
     assert_eq!(LunSpec::parse(&again), Ok(spec.clone()), "{s:?} formatted as {again:?}");
@@ -105,6 +109,13 @@ fn format_spec(s: &LunSpec) -> String {
                 opts.push("thin".into());
             }
             format!("blockio:{}", path.to_str().expect("parsed from a str"))
+        }
+        Backend::Sg { path, timeout, long_timeout, forward_reservations, threads } => {
+            opts.push(format!("timeout={timeout}"));
+            opts.push(format!("long_timeout={long_timeout}"));
+            opts.push(format!("pr={}", if *forward_reservations { "passthrough" } else { "emulate" }));
+            opts.push(format!("threads={threads}"));
+            format!("sg:{}", path.to_str().expect("parsed from a str"))
         }
     };
     if s.read_only {
