@@ -190,7 +190,16 @@ pub struct Cmd {
     pub(crate) sess: Option<Arc<Session>>,
     pub(crate) token: Token,
     pub(crate) slot: u16,
+    /// When the core received the command (set only while statistics are on).
+    pub(crate) received: Option<std::time::Instant>,
+    /// Which in-flight counters count this command ([`IN_FLIGHT_SESSION`], [`IN_FLIGHT_DEVICE`]).
+    pub(crate) in_flight: u8,
 }
+
+/// [`Cmd::in_flight`]: the session's in-flight counter counts the command.
+pub(crate) const IN_FLIGHT_SESSION: u8 = 1;
+/// [`Cmd::in_flight`]: the device's in-flight counter counts the command.
+pub(crate) const IN_FLIGHT_DEVICE: u8 = 2;
 
 impl fmt::Debug for Cmd {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -228,6 +237,8 @@ impl Cmd {
             sess: None,
             token: Token::None,
             slot,
+            received: None,
+            in_flight: 0,
         }
     }
 
@@ -242,6 +253,11 @@ impl Cmd {
         self.attr = hdr.attr;
         self.expected_len = hdr.expected_len;
         self.expected_dir = hdr.expected_dir;
+        if crate::stats::enabled() {
+            self.received = Some(std::time::Instant::now());
+            self.in_flight = IN_FLIGHT_SESSION;
+            sess.stats().io.in_flight.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
         self.sess = Some(sess);
     }
 
@@ -258,6 +274,8 @@ impl Cmd {
         self.status = ScsiStatus::GOOD;
         self.sense_len = 0;
         self.token = Token::None;
+        self.received = None;
+        self.in_flight = 0;
     }
 
     /// The CDB.
@@ -571,6 +589,8 @@ impl Drop for CmdBox {
             }
         }
         cmd.token = Token::None;
+        // Dropped without completing (aborted, or its connection went away).
+        crate::exec::abandon(&mut cmd);
         let sess = cmd.sess.take();
         cmd.reset();
         if let Some(sess) = sess {

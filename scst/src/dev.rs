@@ -269,14 +269,24 @@ pub struct Device {
 /// Per-device counters.
 #[derive(Debug, Default)]
 pub struct DeviceStats {
-    /// Commands executed.
+    /// Commands completed: their status is final (executed, or answered by the core, e.g.
+    /// refused with CHECK CONDITION or RESERVATION CONFLICT before executing).
     pub commands: AtomicU64,
     /// Bytes read from the medium.
     pub read_bytes: AtomicU64,
     /// Bytes written to the medium.
     pub write_bytes: AtomicU64,
-    /// Commands that ended in CHECK CONDITION.
+    /// Commands that ended in CHECK CONDITION (all error statuses: [`DeviceStats::errors_total`]).
     pub errors: AtomicU64,
+    /// In-flight commands, errors by sense key and status, latency histograms per op class.
+    pub io: crate::stats::CompletionCounters,
+}
+
+impl DeviceStats {
+    /// Commands that ended with any status but GOOD or CONDITION MET.
+    pub fn errors_total(&self) -> u64 {
+        self.io.error_kinds.total()
+    }
 }
 
 impl std::fmt::Debug for Device {
