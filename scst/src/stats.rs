@@ -115,10 +115,8 @@ impl LatencySnapshot {
         self.buckets.iter().sum()
     }
 
-    /// An estimate of quantile `q` (0.0..=1.0) in microseconds: the upper bound of the bucket
-    /// holding it (so at most twice the true value), or the lower bound of the last bucket when
-    /// it falls there. `None` when nothing was counted.
-    pub fn quantile_us(&self, q: f64) -> Option<u64> {
+    /// The bucket holding quantile `q` (0.0..=1.0), `None` when nothing was counted.
+    pub fn quantile_bucket(&self, q: f64) -> Option<usize> {
         let n = self.count();
         if n == 0 {
             return None;
@@ -126,13 +124,17 @@ impl LatencySnapshot {
         // The rank of the quantile, 1-based: the smallest r with r >= q * n.
         let rank = ((q.clamp(0.0, 1.0) * n as f64).ceil() as u64).max(1);
         let mut seen = 0;
-        for (i, &c) in self.buckets.iter().enumerate() {
+        self.buckets.iter().position(|&c| {
             seen += c;
-            if seen >= rank {
-                return Some(Self::upper_bound_us(i).unwrap_or(1 << (LATENCY_BUCKETS - 2)));
-            }
-        }
-        None
+            seen >= rank
+        })
+    }
+
+    /// An estimate of quantile `q` (0.0..=1.0) in microseconds: the upper bound of the bucket
+    /// holding it (so at most twice the true value), or the lower bound of the last bucket when
+    /// it falls there. `None` when nothing was counted.
+    pub fn quantile_us(&self, q: f64) -> Option<u64> {
+        self.quantile_bucket(q).map(|i| Self::upper_bound_us(i).unwrap_or(1 << (LATENCY_BUCKETS - 2)))
     }
 }
 
