@@ -430,7 +430,7 @@ impl Runtime {
                             s.luns().len(),
                             s.stats().commands.load(Relaxed),
                             s.outstanding(),
-                            s.stats().completed.load(Relaxed),
+                            s.stats().io.completed(),
                             s.stats().read_bytes.load(Relaxed),
                             s.stats().write_bytes.load(Relaxed),
                             s.stats().errors.load(Relaxed),
@@ -455,7 +455,7 @@ impl Runtime {
                             st.write_bytes.load(Relaxed),
                             st.errors.load(Relaxed),
                             st.errors_total(),
-                            st.io.in_flight.load(Relaxed),
+                            st.in_flight(),
                         );
                     }
                 }
@@ -476,7 +476,7 @@ impl Runtime {
                                 "{}\tcommands={}\tin_flight={}",
                                 d.name,
                                 st.commands.load(Relaxed),
-                                st.io.in_flight.load(Relaxed)
+                                st.in_flight()
                             );
                             crate::metrics::write_report(&mut body, &st.io);
                         }

@@ -121,7 +121,7 @@ pub fn prometheus<'a>(
     let mut out = String::new();
     type Get = fn(&Device) -> u64;
     let simple: [(&str, &str, &str, Get); 5] = [
-        ("scst_device_commands_total", "counter", "Commands completed.", |d| d.stats().commands.load(Relaxed)),
+        ("scst_device_commands_total", "counter", "Commands completed.", |d| d.stats().io.completed()),
         ("scst_device_read_bytes_total", "counter", "Bytes read from the medium.", |d| {
             d.stats().read_bytes.load(Relaxed)
         }),
@@ -131,9 +131,7 @@ pub fn prometheus<'a>(
         ("scst_device_errors_total", "counter", "Commands that ended with an error status.", |d| {
             d.stats().errors_total()
         }),
-        ("scst_device_in_flight", "gauge", "Commands received and not completed.", |d| {
-            d.stats().io.in_flight.load(Relaxed)
-        }),
+        ("scst_device_in_flight", "gauge", "Commands received and not completed.", |d| d.stats().in_flight()),
     ];
     for (name, kind, help, get) in simple {
         family(&mut out, name, kind, help);
@@ -192,7 +190,7 @@ pub fn prometheus<'a>(
     }
     type GetS = fn(&Session) -> u64;
     let per_session: [(&str, &str, &str, GetS); 5] = [
-        ("scst_session_commands_total", "counter", "Commands completed.", |s| s.stats().completed.load(Relaxed)),
+        ("scst_session_commands_total", "counter", "Commands completed.", |s| s.stats().io.completed()),
         ("scst_session_read_bytes_total", "counter", "Data-In bytes of medium reads.", |s| {
             s.stats().read_bytes.load(Relaxed)
         }),
@@ -202,9 +200,7 @@ pub fn prometheus<'a>(
         ("scst_session_errors_total", "counter", "Commands that ended with an error status.", |s| {
             s.stats().io.error_kinds.total()
         }),
-        ("scst_session_in_flight", "gauge", "Commands received and not completed.", |s| {
-            s.stats().io.in_flight.load(Relaxed)
-        }),
+        ("scst_session_in_flight", "gauge", "Commands received and not completed.", |s| s.stats().in_flight()),
     ];
     for (name, kind, help, get) in per_session {
         family(&mut out, name, kind, help);

@@ -44,7 +44,7 @@ fn device_seen(r: &Rig) -> Seen {
 fn session_seen(i: &scst_local::LocalInitiator) -> Seen {
     let s = i.session().stats();
     Seen {
-        commands: s.completed.load(Relaxed),
+        commands: s.io.completed(),
         read_bytes: s.read_bytes.load(Relaxed),
         write_bytes: s.write_bytes.load(Relaxed),
         errors: s.errors.load(Relaxed),
@@ -91,8 +91,8 @@ fn reads_writes_and_other_commands_are_counted_per_device_and_session() {
     };
     assert_eq!(delta(d0, device_seen(&r)), want, "device");
     assert_eq!(delta(s0, session_seen(&i)), want, "session");
-    assert_eq!(r.dev.stats().io.in_flight.load(Relaxed), 0);
-    assert_eq!(i.session().stats().io.in_flight.load(Relaxed), 0);
+    assert_eq!(r.dev.stats().in_flight(), 0);
+    assert_eq!(i.session().stats().in_flight(), 0);
     // The latencies are real: their sum is positive and the p99 of three reads is finite.
     let read = r.dev.stats().io.latency(OpClass::Read).snapshot();
     assert!(read.sum_ns > 0);
@@ -153,14 +153,14 @@ fn commands_in_flight_until_they_complete() {
         i.start(0, &cdb10(READ10, 0, k as u32 * 8, 8), &[], 8 * 512, k).expect("queue");
     }
     f.wait_inside(1, Duration::from_secs(5));
-    assert_eq!(dev.stats().io.in_flight.load(Relaxed), 3);
-    assert_eq!(i.session().stats().io.in_flight.load(Relaxed), 3);
+    assert_eq!(dev.stats().in_flight(), 3);
+    assert_eq!(i.session().stats().in_flight(), 3);
     f.open_gate();
     for _ in 0..3 {
         let c = i.next_completion();
         assert_eq!(c.status(), ScsiStatus::GOOD);
     }
-    assert_eq!(dev.stats().io.in_flight.load(Relaxed), 0);
-    assert_eq!(i.session().stats().io.in_flight.load(Relaxed), 0);
+    assert_eq!(dev.stats().in_flight(), 0);
+    assert_eq!(i.session().stats().in_flight(), 0);
     assert_eq!(dev.stats().io.latency(OpClass::Read).snapshot().count(), 3);
 }

@@ -241,7 +241,7 @@ fn completions(target: &Arc<Target>, init: &LocalInitiator, lun: u16, write: boo
     [
         d.commands.load(Relaxed),
         d.io.latency(class).snapshot().count(),
-        s.completed.load(Relaxed),
+        s.io.completed(),
         s.io.latency(class).snapshot().count(),
     ]
 }

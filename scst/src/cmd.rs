@@ -192,7 +192,8 @@ pub struct Cmd {
     pub(crate) slot: u16,
     /// When the core received the command (set only while statistics are on).
     pub(crate) received: Option<std::time::Instant>,
-    /// Which in-flight counters count this command ([`IN_FLIGHT_SESSION`], [`IN_FLIGHT_DEVICE`]).
+    /// Whose counters count this command as received, so that its completion or abandonment
+    /// must be counted too ([`IN_FLIGHT_SESSION`], [`IN_FLIGHT_DEVICE`]).
     pub(crate) in_flight: u8,
 }
 
@@ -255,8 +256,6 @@ impl Cmd {
         self.expected_dir = hdr.expected_dir;
         if crate::stats::enabled() {
             self.received = Some(std::time::Instant::now());
-            self.in_flight = IN_FLIGHT_SESSION;
-            sess.stats().io.in_flight.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
         self.sess = Some(sess);
     }

@@ -135,26 +135,29 @@ fn fan_out_unit_attention(dev: &crate::Device, cmd: &CmdBox) {
     }
 }
 
-/// Counts a command whose status is final, once: latency, errors, bytes, the in-flight gauges
-/// of its session and device. Allocates nothing, takes no lock.
+/// Counts a command whose status is final, once: latency, errors, bytes. Allocates nothing,
+/// takes no lock. With counting off only the device's CHECK CONDITION count moves.
 pub(crate) fn record_completion(cmd: &mut Cmd) {
-    let Some(t0) = cmd.received.take() else { return };
+    let check = cmd.status == ScsiStatus::CHECK_CONDITION;
+    let Some(t0) = cmd.received.take() else {
+        if check && let Some(dev) = cmd.dev.as_ref() {
+            dev.stats().errors.fetch_add(1, Relaxed);
+        }
+        return;
+    };
     let latency = t0.elapsed();
     let class = OpClass::of(cmd);
     let (status, flags) = (cmd.status, cmd.in_flight);
     cmd.in_flight = 0;
-    let good = matches!(status, ScsiStatus::GOOD | ScsiStatus::CONDITION_MET);
-    let check = status == ScsiStatus::CHECK_CONDITION;
     if flags & IN_FLIGHT_SESSION != 0
         && let Some(sess) = cmd.sess.as_ref()
     {
         let st = sess.stats();
-        st.completed.fetch_add(1, Relaxed);
         st.io.record(class, status, cmd.sense(), latency);
         if check {
             st.errors.fetch_add(1, Relaxed);
         }
-        if good {
+        if matches!(status, ScsiStatus::GOOD | ScsiStatus::CONDITION_MET) {
             match class {
                 OpClass::Read => {
                     st.read_bytes.fetch_add(cmd.data_in_len() as u64, Relaxed);
@@ -166,29 +169,28 @@ pub(crate) fn record_completion(cmd: &mut Cmd) {
             }
         }
     }
-    if flags & IN_FLIGHT_DEVICE != 0
-        && let Some(dev) = cmd.dev.as_ref()
-    {
+    if let Some(dev) = cmd.dev.as_ref() {
         let st = dev.stats();
-        st.commands.fetch_add(1, Relaxed);
-        st.io.record(class, status, cmd.sense(), latency);
+        if flags & IN_FLIGHT_DEVICE != 0 {
+            st.io.record(class, status, cmd.sense(), latency);
+        }
         if check {
             st.errors.fetch_add(1, Relaxed);
         }
     }
 }
 
-/// A command dropped before it completed leaves the in-flight gauges.
+/// A command dropped before it completed is counted as abandoned (it is no longer in flight).
 pub(crate) fn abandon(cmd: &mut Cmd) {
     if cmd.in_flight & IN_FLIGHT_SESSION != 0
         && let Some(sess) = cmd.sess.as_ref()
     {
-        sess.stats().io.in_flight.fetch_sub(1, Relaxed);
+        sess.stats().io.abandoned.fetch_add(1, Relaxed);
     }
     if cmd.in_flight & IN_FLIGHT_DEVICE != 0
         && let Some(dev) = cmd.dev.as_ref()
     {
-        dev.stats().io.in_flight.fetch_sub(1, Relaxed);
+        dev.stats().io.abandoned.fetch_add(1, Relaxed);
     }
     cmd.in_flight = 0;
     cmd.received = None;

@@ -83,8 +83,6 @@ pub struct SessionStats {
     pub commands: AtomicU64,
     /// Commands refused with TASK SET FULL because the pool was empty.
     pub queue_full: AtomicU64,
-    /// Commands completed: their status is final.
-    pub completed: AtomicU64,
     /// Data-In bytes of completed medium reads (the op class [`crate::stats::OpClass::Read`]).
     pub read_bytes: AtomicU64,
     /// Data-Out bytes of completed medium writes (the op class [`crate::stats::OpClass::Write`]).
@@ -92,8 +90,17 @@ pub struct SessionStats {
     /// Commands that ended in CHECK CONDITION (all error statuses:
     /// [`crate::stats::ErrorCounters::total`] of `io.error_kinds`).
     pub errors: AtomicU64,
-    /// In-flight commands, errors by sense key and status, latency histograms per op class.
+    /// Completions (latency histograms per op class), errors by sense key and status, abandoned
+    /// commands.
     pub io: crate::stats::CompletionCounters,
+}
+
+impl SessionStats {
+    /// Commands submitted and neither completed nor dropped (see
+    /// [`crate::stats::CompletionCounters`]).
+    pub fn in_flight(&self) -> u64 {
+        self.io.in_flight(self.commands.load(Relaxed))
+    }
 }
 
 /// An I_T nexus: one initiator port logged in to one target port.
@@ -320,8 +327,11 @@ impl Session {
     ///
     /// Returns what the fabric must do next: fetch Data-Out, send the response, or nothing (the
     /// response will come through [`TargetDriver::xmit_response`]).
-    pub fn submit(self: &Arc<Self>, cmd: CmdBox) -> Step {
+    pub fn submit(self: &Arc<Self>, mut cmd: CmdBox) -> Step {
         self.stats.commands.fetch_add(1, Relaxed);
+        if cmd.received.is_some() {
+            cmd.in_flight |= crate::cmd::IN_FLIGHT_SESSION;
+        }
         let step = self.submit_inner(cmd);
         self.track(step)
     }
@@ -388,9 +398,9 @@ impl Session {
         };
         let dev = slot.dev.clone();
         cmd.read_only = slot.read_only;
+        dev.stats().commands.fetch_add(1, Relaxed);
         if cmd.received.is_some() {
             cmd.in_flight |= crate::cmd::IN_FLIGHT_DEVICE;
-            dev.stats().io.in_flight.fetch_add(1, Relaxed);
         }
         cmd.dev = Some(dev.clone());
         if let Some(pt) = dev.handler().pass_through() {

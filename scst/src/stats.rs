@@ -196,10 +196,17 @@ fn sense_key(sense: &[u8]) -> Option<u8> {
 }
 
 /// What a device and a session both count for the commands they complete.
+///
+/// Commands in flight are not a gauge updated twice per command but derived when read:
+/// received (the owner's `commands` counter) − completed (the histograms' counts) − abandoned.
+/// While commands run the figure is approximate (the counters are read one after the other);
+/// when the owner is idle it is exact, provided counting was never switched off
+/// ([`set_enabled`]) while commands ran.
 #[derive(Debug, Default)]
 pub struct CompletionCounters {
-    /// Commands received but neither completed nor dropped yet.
-    pub in_flight: AtomicU64,
+    /// Commands dropped before they completed (aborted without a response, their connection
+    /// gone, never submitted).
+    pub abandoned: AtomicU64,
     /// Errors by sense key and status.
     pub error_kinds: ErrorCounters,
     /// Latency from receipt to completion, per [`OpClass`] (index = `OpClass as usize`).
@@ -212,9 +219,19 @@ impl CompletionCounters {
         &self.latency[class as usize]
     }
 
+    /// Commands completed (status final), all classes.
+    pub fn completed(&self) -> u64 {
+        self.latency.iter().map(|h| h.buckets.iter().map(|b| b.load(Relaxed)).sum::<u64>()).sum()
+    }
+
+    /// Commands in flight given `received` (see the type's documentation).
+    pub fn in_flight(&self, received: u64) -> u64 {
+        let done = self.completed() + self.abandoned.load(Relaxed);
+        received.saturating_sub(done)
+    }
+
     /// Counts one completion; returns whether it was an error.
     pub(crate) fn record(&self, class: OpClass, status: ScsiStatus, sense: &[u8], latency: Duration) -> bool {
-        self.in_flight.fetch_sub(1, Relaxed);
         self.latency[class as usize].record(latency);
         self.error_kinds.record(status, sense)
     }
