@@ -2,8 +2,10 @@
 //! exposition (format 0.0.4) `scst-target --metrics ADDR:PORT` serves on `GET /metrics`.
 //!
 //! The HTTP side is the least that Prometheus needs: one request per connection, only
-//! `GET /metrics` (anything else is 404, a request line longer than [`MAX_REQUEST`] or a request
-//! that takes longer than [`REQUEST_TIMEOUT`] is dropped), then the connection is closed.
+//! `GET /metrics` (another path or method is 404, a request that is not HTTP 400; at most
+//! [`MAX_REQUEST`] bytes of request head are read and a client gets [`REQUEST_TIMEOUT`] to send
+//! them), then the connection is closed. Connections are answered one at a time: a client that
+//! stalls delays the next scrape by at most [`REQUEST_TIMEOUT`].
 
 use std::fmt::Write as _;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -67,7 +69,7 @@ pub fn write_report(out: &mut String, c: &CompletionCounters) {
     for class in OpClass::ALL {
         let s = c.latency(class).snapshot();
         let n = s.count();
-        let mean = if n == 0 { "-".to_string() } else { format!("{}", s.sum_ns / n / 1000) };
+        let mean = s.sum_ns.checked_div(n).map_or_else(|| "-".to_string(), |ns| (ns / 1000).to_string());
         let _ = writeln!(
             out,
             "  {}\tcount={n}\tp50_us={}\tp99_us={}\tmean_us={mean}",
