@@ -197,9 +197,9 @@ pub struct Cmd {
     pub(crate) in_flight: u8,
 }
 
-/// [`Cmd::in_flight`]: the session's in-flight counter counts the command.
+/// [`Cmd::in_flight`]: the session counted the command as received (counting was on).
 pub(crate) const IN_FLIGHT_SESSION: u8 = 1;
-/// [`Cmd::in_flight`]: the device's in-flight counter counts the command.
+/// [`Cmd::in_flight`]: the device counted the command as received (counting was on).
 pub(crate) const IN_FLIGHT_DEVICE: u8 = 2;
 
 impl fmt::Debug for Cmd {
