@@ -164,3 +164,32 @@ fn commands_in_flight_until_they_complete() {
     assert_eq!(i.session().stats().in_flight(), 0);
     assert_eq!(dev.stats().io.latency(OpClass::Read).snapshot().count(), 3);
 }
+
+#[test]
+fn a_command_dropped_before_completing_is_abandoned_not_in_flight() {
+    let r = Rig::new(Backend::Ram, 2048, 512);
+    let i = r.login();
+    let sess = i.session().clone();
+    let (completed, dev_completed) = (sess.stats().io.completed(), r.dev.stats().io.completed());
+    // A WRITE whose Data-Out never arrives (its connection died): the fabric drops it.
+    let cdb = cdb10(WRITE10, 0, 0, 1);
+    let hdr = scst::CmdHeader {
+        lun: Lun(0).to_sam(),
+        cdb: &cdb,
+        attr: scst::TaskAttr::Simple,
+        tag: 0x5157,
+        expected_len: 512,
+        expected_dir: scst::DataDir::Out,
+    };
+    let cmd = sess.alloc_cmd(&hdr).expect("a free command");
+    let scst::Step::NeedData(cmd) = sess.submit(cmd) else { panic!("a WRITE waits for its data") };
+    assert_eq!(sess.stats().in_flight(), 1);
+    assert_eq!(r.dev.stats().in_flight(), 1);
+    drop(cmd);
+    assert_eq!(sess.stats().in_flight(), 0);
+    assert_eq!(r.dev.stats().in_flight(), 0);
+    assert_eq!(sess.stats().io.abandoned.load(Relaxed), 1);
+    assert_eq!(r.dev.stats().io.abandoned.load(Relaxed), 1);
+    assert_eq!(sess.stats().io.completed(), completed, "not a completion");
+    assert_eq!(r.dev.stats().io.completed(), dev_completed);
+}
