@@ -336,11 +336,27 @@ apply [FILE]        re-read the configuration file (or FILE) and apply the diffe
 write-config        the running configuration in scst.conf syntax
 targets             served targets: LUNs, groups, sessions
 luns TARGET         a target's LUN maps (default map and groups)
-sessions [TARGET]   I_T nexuses: id, initiator, LUNs, commands, in flight
-devices             devices: handler, commands, bytes read/written, errors
+sessions [TARGET]   I_T nexuses: id, initiator, LUNs, commands, in flight, completed, bytes, errors
+devices             devices: handler, commands, bytes read/written, errors, all errors, in flight
+stats [DEVICE]      latency per op class (count, p50, p99, mean in µs), errors by sense key and
+                    status, for every device (or DEVICE); the buffer pool
 help                this list";
 
 impl Runtime {
+    /// The Prometheus text exposition of the running devices, sessions and buffer pool (what
+    /// `GET /metrics` answers).
+    pub fn metrics(&self) -> String {
+        let devices: Vec<(&str, &Device)> = self
+            .cfg
+            .devices
+            .iter()
+            .filter_map(|d| self.devices.get(&d.name).map(|dev| (d.name.as_str(), &**dev)))
+            .collect();
+        let sessions: Vec<(&str, Arc<scst::Session>)> =
+            self.targets.iter().flat_map(|(n, t)| t.sessions().into_iter().map(move |s| (n.as_str(), s))).collect();
+        crate::metrics::prometheus(devices.iter().copied(), sessions.iter().map(|(n, s)| (*n, &**s)), &self.sgv)
+    }
+
     /// Runs one management command line. `load(None)` reads the configuration file,
     /// `load(Some(path))` another one.
     pub fn command(&mut self, line: &str, load: impl Fn(Option<&str>) -> Result<ScstConfig, String>) -> Reply {
@@ -408,12 +424,18 @@ impl Runtime {
                     for s in t.sessions() {
                         let _ = writeln!(
                             body,
-                            "{}\t{name}\t{}\tluns={}\tcommands={}\tin_flight={}",
+                            "{}\t{name}\t{}\tluns={}\tcommands={}\tin_flight={}\tcompleted={}\tread_bytes={}\twrite_bytes={}\terrors={}\tall_errors={}\tqueue_full={}",
                             s.id(),
                             s.config().initiator_name,
                             s.luns().len(),
                             s.stats().commands.load(Relaxed),
-                            s.outstanding()
+                            s.outstanding(),
+                            s.stats().io.completed(),
+                            s.stats().read_bytes.load(Relaxed),
+                            s.stats().write_bytes.load(Relaxed),
+                            s.stats().errors.load(Relaxed),
+                            s.stats().io.error_kinds.total(),
+                            s.stats().queue_full.load(Relaxed),
                         );
                     }
                 }
@@ -425,17 +447,45 @@ impl Runtime {
                         let st = dev.stats();
                         let _ = writeln!(
                             body,
-                            "{}\t{}\tcommands={}\tread_bytes={}\twrite_bytes={}\terrors={}",
+                            "{}\t{}\tcommands={}\tread_bytes={}\twrite_bytes={}\terrors={}\tall_errors={}\tin_flight={}",
                             d.name,
                             d.handler,
                             st.commands.load(Relaxed),
                             st.read_bytes.load(Relaxed),
                             st.write_bytes.load(Relaxed),
-                            st.errors.load(Relaxed)
+                            st.errors.load(Relaxed),
+                            st.errors_total(),
+                            st.in_flight(),
                         );
                     }
                 }
                 Ok(())
+            }
+            ["stats", rest @ ..] if rest.len() <= 1 => {
+                let want = rest.first().copied();
+                if let Some(w) = want
+                    && !self.devices.contains_key(w)
+                {
+                    Err(format!("no device {w}"))
+                } else {
+                    for d in self.cfg.devices.iter().filter(|d| want.is_none_or(|w| w == d.name)) {
+                        if let Some(dev) = self.devices.get(&d.name) {
+                            let st = dev.stats();
+                            let _ = writeln!(
+                                body,
+                                "{}\tcommands={}\tin_flight={}",
+                                d.name,
+                                st.commands.load(Relaxed),
+                                st.in_flight()
+                            );
+                            crate::metrics::write_report(&mut body, &st.io);
+                        }
+                    }
+                    if want.is_none() {
+                        crate::metrics::write_sgv(&mut body, &self.sgv);
+                    }
+                    Ok(())
+                }
             }
             ["help"] => {
                 body = format!("{COMMANDS}\n");
@@ -548,6 +598,99 @@ mod tests {
             Ok(conf("  LUN 0 a\n  LUN 1 b\n", "  GROUP g {\n   LUN 2 b { read_only 1 }\n  }\n"))
         });
         assert_eq!(r.text, "ok\ntarget iqn.t: LUN 1 = b in the default map\n1 changes\n");
+    }
+
+    #[test]
+    fn stats_devices_sessions_and_metrics_show_what_commands_did() {
+        let sgv = SgvPool::new(SgvConfig::default());
+        let (mut rt, _) = Runtime::start(conf("  LUN 0 a\n  LUN 1 b\n", ""), sgv, None).unwrap();
+        let t = rt.targets()["iqn.t"].clone();
+        let i = scst_local::LocalInitiator::connect(&t, "iqn.2026-12.rs.scst:stats");
+        assert!(i.clear_unit_attentions(0).is_good());
+        let before = rt.command("stats a", |_| unreachable!()).text;
+        let cleared: u64 = before
+            .lines()
+            .find_map(|l| l.strip_prefix("a\tcommands="))
+            .unwrap()
+            .split('\t')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        // Three READ(10)s of 8 blocks and one out of range (ILLEGAL REQUEST).
+        let mut buf = vec![0u8; 8 * 512];
+        for k in 0..3u8 {
+            assert!(i.execute(0, &[0x28, 0, 0, 0, 0, k * 8, 0, 0, 8, 0], &[], &mut buf).is_good());
+        }
+        let o = i.execute(0, &[0x28, 0, 0, 0x10, 0, 0, 0, 0, 8, 0], &[], &mut buf);
+        assert_eq!(o.sense_code().map(|c| c.key.0), Some(5));
+
+        let text = rt.command("stats a", |_| unreachable!()).text;
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[0], "ok");
+        assert_eq!(lines[1], format!("a\tcommands={}\tin_flight=0", cleared + 4), "{text}");
+        assert!(lines[2].starts_with("  read\tcount=4\tp50_us="), "{text}");
+        assert!(!lines[2].contains("p99_us=-"), "{text}");
+        assert!(lines[3].starts_with("  write\tcount=0\tp50_us=-\tp99_us=-\tmean_us=-"), "{text}");
+        assert!(lines[4].starts_with("  other\tcount="), "{text}");
+        // The unit attentions the login cleared are sense key 6.
+        assert_eq!(
+            lines[5],
+            format!("  errors\ttotal={}\tILLEGAL_REQUEST=1\tUNIT_ATTENTION={}", cleared, cleared - 1),
+            "{text}"
+        );
+        assert_eq!(lines.len(), 6, "one device, no pool line: {text}");
+        let all = rt.command("stats", |_| unreachable!()).text;
+        assert!(all.contains("\nb\tcommands=0\tin_flight=0\n"), "{all}");
+        assert!(all.lines().last().unwrap().starts_with("sgv\tbytes_in_use=0\t"), "{all}");
+        assert_eq!(rt.command("stats nope", |_| unreachable!()).text, "error: no device nope\n");
+
+        let devices = rt.command("devices", |_| unreachable!()).text;
+        assert!(
+            devices.contains(&format!(
+                "\na\tvdisk_nullio\tcommands={}\tread_bytes={}\twrite_bytes=0\terrors={}\tall_errors={}\tin_flight=0\n",
+                cleared + 4,
+                3 * 8 * 512,
+                cleared,
+                cleared
+            )),
+            "{devices}"
+        );
+        let sessions = rt.command("sessions", |_| unreachable!()).text;
+        let want = format!(
+            "\tcompleted={}\tread_bytes={}\twrite_bytes=0\terrors={cleared}\tall_errors={cleared}\tqueue_full=0\n",
+            cleared + 4,
+            3 * 8 * 512
+        );
+        assert!(
+            sessions.contains(&format!(
+                "\tiqn.t\tiqn.2026-12.rs.scst:stats\tluns=2\tcommands={}\tin_flight=0{want}",
+                cleared + 4
+            )),
+            "{sessions}"
+        );
+
+        let m = rt.metrics();
+        for line in [
+            format!("scst_device_commands_total{{device=\"a\"}} {}", cleared + 4),
+            "scst_device_read_bytes_total{device=\"a\"} 12288".to_string(),
+            "scst_device_sense_key_errors_total{device=\"a\",key=\"ILLEGAL_REQUEST\"} 1".to_string(),
+            "scst_device_latency_seconds_bucket{device=\"a\",class=\"read\",le=\"+Inf\"} 4".to_string(),
+            "scst_device_latency_seconds_count{device=\"a\",class=\"read\"} 4".to_string(),
+            "scst_device_latency_seconds_count{device=\"b\",class=\"read\"} 0".to_string(),
+            "# TYPE scst_device_latency_seconds histogram".to_string(),
+            "scst_sgv_allocation_failures_total 0".to_string(),
+        ] {
+            assert!(m.lines().any(|l| l == line), "missing {line:?} in\n{m}");
+        }
+        // Buckets are cumulative: never decreasing, ending at the count.
+        let read: Vec<u64> = m
+            .lines()
+            .filter(|l| l.starts_with("scst_device_latency_seconds_bucket{device=\"a\",class=\"read\""))
+            .map(|l| l.rsplit(' ').next().unwrap().parse().unwrap())
+            .collect();
+        assert_eq!(read.len(), scst::stats::LATENCY_BUCKETS);
+        assert!(read.windows(2).all(|w| w[0] <= w[1]) && read.last() == Some(&4), "{read:?}");
     }
 
     #[test]

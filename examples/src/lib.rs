@@ -2,6 +2,7 @@
 
 pub mod cli;
 pub mod daemon;
+pub mod metrics;
 pub mod scstconf;
 pub mod spec;
 

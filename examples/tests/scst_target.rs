@@ -23,20 +23,112 @@ impl Drop for Daemon {
 }
 
 fn start(conf: &Path) -> (Daemon, SocketAddr) {
+    let (d, addr, _) = start_with(conf, &[]);
+    (d, addr)
+}
+
+/// Starts the daemon with `extra` arguments; returns its portal and, when it serves metrics,
+/// the `metrics://` address it printed.
+fn start_with(conf: &Path, extra: &[&str]) -> (Daemon, SocketAddr, Option<SocketAddr>) {
     let sock = conf.with_file_name("control.sock");
     let mut child = Command::new(env!("CARGO_BIN_EXE_scst-target"))
         .args(["--listen", "127.0.0.1:0", "--log", "warn", "-c"])
         .arg(conf)
         .arg("--control")
         .arg(sock)
+        .args(extra)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
         .expect("start scst-target");
+    let mut out = BufReader::new(child.stdout.take().expect("stdout"));
     let mut line = String::new();
-    BufReader::new(child.stdout.take().expect("stdout")).read_line(&mut line).expect("its URL");
-    let addr = line.trim().strip_prefix("iscsi://").and_then(|r| r.split('/').next()).expect("URL");
-    (Daemon(child), addr.parse().expect("portal"))
+    out.read_line(&mut line).expect("its URL");
+    let addr: SocketAddr =
+        line.trim().strip_prefix("iscsi://").and_then(|r| r.split('/').next()).expect("URL").parse().expect("portal");
+    let mut metrics = None;
+    if extra.contains(&"--metrics") {
+        // One URL per target, then the metrics address.
+        loop {
+            line.clear();
+            assert!(out.read_line(&mut line).expect("stdout") > 0, "no metrics:// line");
+            if let Some(m) = line.trim().strip_prefix("metrics://") {
+                metrics = Some(m.trim_end_matches("/metrics").parse().expect("metrics address"));
+                break;
+            }
+        }
+    }
+    (Daemon(child), addr, metrics)
+}
+
+/// One HTTP request `head` to `addr`; the whole answer.
+fn http(addr: SocketAddr, head: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).expect("connect to the metrics port");
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(head.as_bytes()).unwrap();
+    let mut r = String::new();
+    s.read_to_string(&mut r).expect("an answer");
+    r
+}
+
+#[test]
+fn metrics_are_served_over_tcp_only_when_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("scst.conf");
+    std::fs::write(&path, conf(dir.path(), "\t\tLUN 0 disk01\n\t\tLUN 1 null0\n")).unwrap();
+    let (_d, addr, metrics) = start_with(&path, &["--metrics", "127.0.0.1:0"]);
+    let metrics = metrics.expect("metrics address");
+    let mut c = Conn::login(addr, &LoginOpts::normal()).expect("login");
+    c.clear_ua(0);
+    c.clear_ua(1);
+    let data = pattern(4096, 3);
+    for lba in [0, 8] {
+        c.write(0, lba, &data).assert_good();
+    }
+    for lba in [0, 8, 16] {
+        c.read(1, lba, 8).assert_good();
+    }
+    let r = http(metrics, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
+    let (head, body) = r.split_once("\r\n\r\n").expect("HTTP answer");
+    assert!(
+        head.starts_with("HTTP/1.1 200 OK\r\n") && head.contains("Content-Type: text/plain; version=0.0.4"),
+        "{head}"
+    );
+    for want in [
+        "scst_device_write_bytes_total{device=\"disk01\"} 8192",
+        "scst_device_read_bytes_total{device=\"null0\"} 12288",
+        "scst_device_latency_seconds_count{device=\"null0\",class=\"read\"} 3",
+        "scst_device_latency_seconds_bucket{device=\"null0\",class=\"read\",le=\"+Inf\"} 3",
+        "scst_device_latency_seconds_count{device=\"disk01\",class=\"write\"} 2",
+        "scst_device_in_flight{device=\"disk01\"} 0",
+        "# TYPE scst_device_latency_seconds histogram",
+    ] {
+        assert!(body.lines().any(|l| l == want), "missing {want:?} in\n{body}");
+    }
+    let session = body
+        .lines()
+        .find(|l| l.starts_with("scst_session_read_bytes_total{target=\""))
+        .unwrap_or_else(|| panic!("no session line in\n{body}"));
+    assert!(session.contains(&LoginOpts::normal().initiator) && session.ends_with(" 12288"), "{session}");
+    // Only GET /metrics.
+    assert!(http(metrics, "GET / HTTP/1.1\r\n\r\n").starts_with("HTTP/1.1 404 "));
+    assert!(http(metrics, "POST /metrics HTTP/1.1\r\n\r\n").starts_with("HTTP/1.1 404 "));
+    assert!(http(metrics, "hello\r\n\r\n").starts_with("HTTP/1.1 400 "));
+    // A request head that never ends is cut off at its bound (the server answers or closes; it
+    // does not keep reading), and the server still answers the next scraper.
+    {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(metrics).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let _ = s.write_all(format!("GET /x HTTP/1.1\r\nX: {}", "a".repeat(1 << 20)).as_bytes());
+        let mut r = Vec::new();
+        let e = s.read_to_end(&mut r);
+        // The server closing with the rest unread resets the connection.
+        assert!(e.is_ok() || e.as_ref().is_err_and(|e| e.kind() == std::io::ErrorKind::ConnectionReset), "{e:?}");
+        assert!(r.is_empty() || r.starts_with(b"HTTP/1.1 404 "), "{:?}", String::from_utf8_lossy(&r));
+    }
+    assert!(http(metrics, "GET /metrics HTTP/1.0\r\n\r\n").starts_with("HTTP/1.1 200 OK"));
 }
 
 fn conf(dir: &Path, luns: &str) -> String {

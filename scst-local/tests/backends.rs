@@ -303,9 +303,13 @@ fn store_errors_become_medium_errors() {
     assert_check(&i.execute(0, &cdb10(SYNC_CACHE10, 0, 0, 0), &[], &mut []), 0x03, 0x0c, 0x00);
     disk.store().fail_flush.store(false, SeqCst);
     assert_good(&i.execute(0, &cdb10(SYNC_CACHE10, 0, 0, 0), &[], &mut []));
-    // The device counts its errors.
+    // The device counts its errors: the five above and the unit attention the login cleared
+    // (the core's answers count as well as the handler's).
     let dev = &t.luns()[&scst::Lun(0)].dev;
-    assert_eq!(dev.stats().errors.load(SeqCst), 5);
+    assert_eq!(dev.stats().errors.load(SeqCst), 6);
+    assert_eq!(dev.stats().io.error_kinds.sense_keys[3].load(SeqCst), 4, "MEDIUM ERROR");
+    assert_eq!(dev.stats().io.error_kinds.sense_keys[7].load(SeqCst), 1, "DATA PROTECT");
+    assert_eq!(dev.stats().io.error_kinds.sense_keys[6].load(SeqCst), 1, "UNIT ATTENTION");
 }
 
 // ------------------------------------------------------------------------------------------------

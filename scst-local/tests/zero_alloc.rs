@@ -232,6 +232,20 @@ fn run_async(init: &LocalInitiator, lun: u16, write: bool, len: usize, batches: 
     }
 }
 
+/// What the statistics counted for `lun`'s commands of one direction: device commands, device
+/// latency samples of the class, session completions, session latency samples of the class.
+fn completions(target: &Arc<Target>, init: &LocalInitiator, lun: u16, write: bool) -> [u64; 4] {
+    let class = if write { scst::stats::OpClass::Write } else { scst::stats::OpClass::Read };
+    let dev = target.luns().remove(&Lun(lun)).expect("mapped LUN").dev;
+    let (d, s) = (dev.stats(), init.session().stats());
+    [
+        d.commands.load(Relaxed),
+        d.io.latency(class).snapshot().count(),
+        s.io.completed(),
+        s.io.latency(class).snapshot().count(),
+    ]
+}
+
 #[test]
 fn steady_state_commands_do_not_allocate() {
     // The meter works: an allocation on this thread is seen by both counters, one on another
@@ -276,6 +290,7 @@ fn steady_state_commands_do_not_allocate() {
                 for i in 0..WARMUP {
                     run_sync(&init, lun, write, i, out, inb);
                 }
+                let counted = completions(&target, &init, lun, write);
                 let sync = measure(|| {
                     for i in 0..MEASURED {
                         run_sync(&init, lun, write, i, out, inb);
@@ -283,7 +298,15 @@ fn steady_state_commands_do_not_allocate() {
                 });
 
                 run_async(&init, lun, write, len, WARMUP / IN_FLIGHT, out);
+                let before_async = completions(&target, &init, lun, write);
                 let asy = measure(|| run_async(&init, lun, write, len, MEASURED / IN_FLIGHT, out));
+                // The statistics counted every measured command (the counting path is part of
+                // what allocated nothing).
+                let after = completions(&target, &init, lun, write);
+                let batched = |n: usize| (n / IN_FLIGHT * IN_FLIGHT) as u64;
+                let warm_and_sync = MEASURED as u64 + batched(WARMUP);
+                assert_eq!(before_async, counted.map(|c| c + warm_and_sync), "{name}: counted");
+                assert_eq!(after, before_async.map(|c| c + batched(MEASURED)), "{name}: counted");
 
                 println!("{name}: execute {sync:?}, start/next_completion {asy:?}");
                 let zero = Counts { thread: 0, global: 0 };

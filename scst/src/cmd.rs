@@ -190,7 +190,17 @@ pub struct Cmd {
     pub(crate) sess: Option<Arc<Session>>,
     pub(crate) token: Token,
     pub(crate) slot: u16,
+    /// When the core received the command (set only while statistics are on).
+    pub(crate) received: Option<std::time::Instant>,
+    /// Whose counters count this command as received, so that its completion or abandonment
+    /// must be counted too ([`IN_FLIGHT_SESSION`], [`IN_FLIGHT_DEVICE`]).
+    pub(crate) in_flight: u8,
 }
+
+/// [`Cmd::in_flight`]: the session counted the command as received (counting was on).
+pub(crate) const IN_FLIGHT_SESSION: u8 = 1;
+/// [`Cmd::in_flight`]: the device counted the command as received (counting was on).
+pub(crate) const IN_FLIGHT_DEVICE: u8 = 2;
 
 impl fmt::Debug for Cmd {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -228,6 +238,8 @@ impl Cmd {
             sess: None,
             token: Token::None,
             slot,
+            received: None,
+            in_flight: 0,
         }
     }
 
@@ -242,6 +254,9 @@ impl Cmd {
         self.attr = hdr.attr;
         self.expected_len = hdr.expected_len;
         self.expected_dir = hdr.expected_dir;
+        if crate::stats::enabled() {
+            self.received = Some(std::time::Instant::now());
+        }
         self.sess = Some(sess);
     }
 
@@ -258,6 +273,8 @@ impl Cmd {
         self.status = ScsiStatus::GOOD;
         self.sense_len = 0;
         self.token = Token::None;
+        self.received = None;
+        self.in_flight = 0;
     }
 
     /// The CDB.
@@ -571,6 +588,8 @@ impl Drop for CmdBox {
             }
         }
         cmd.token = Token::None;
+        // Dropped without completing (aborted, or its connection went away).
+        crate::exec::abandon(&mut cmd);
         let sess = cmd.sess.take();
         cmd.reset();
         if let Some(sess) = sess {

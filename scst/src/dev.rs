@@ -269,14 +269,31 @@ pub struct Device {
 /// Per-device counters.
 #[derive(Debug, Default)]
 pub struct DeviceStats {
-    /// Commands executed.
+    /// Commands received for this device (counted when the core found the LUN; completed ones:
+    /// `io.completed()`, in flight: [`DeviceStats::in_flight`]).
     pub commands: AtomicU64,
     /// Bytes read from the medium.
     pub read_bytes: AtomicU64,
     /// Bytes written to the medium.
     pub write_bytes: AtomicU64,
-    /// Commands that ended in CHECK CONDITION.
+    /// Commands that ended in CHECK CONDITION (all error statuses: [`DeviceStats::errors_total`]).
     pub errors: AtomicU64,
+    /// Completions (latency histograms per op class), errors by sense key and status, abandoned
+    /// commands.
+    pub io: crate::stats::CompletionCounters,
+}
+
+impl DeviceStats {
+    /// Commands received and neither completed nor dropped (see
+    /// [`crate::stats::CompletionCounters`]).
+    pub fn in_flight(&self) -> u64 {
+        self.io.in_flight(self.commands.load(Relaxed))
+    }
+
+    /// Commands that ended with any status but GOOD or CONDITION MET.
+    pub fn errors_total(&self) -> u64 {
+        self.io.error_kinds.total()
+    }
 }
 
 impl std::fmt::Debug for Device {

@@ -8,8 +8,11 @@
 //! the command leaves the task set when the fabric drops it; commands that unblocks run on the
 //! device's workers.
 
-use crate::cmd::{CmdBox, ExecContext, ScsiStatus};
+use std::sync::atomic::Ordering::Relaxed;
+
+use crate::cmd::{Cmd, CmdBox, ExecContext, IN_FLIGHT_DEVICE, IN_FLIGHT_SESSION, ScsiStatus};
 use crate::ops::Op;
+use crate::stats::OpClass;
 use crate::task_set::Gate;
 use crate::tm::Stage;
 
@@ -53,7 +56,6 @@ fn dispatch(mut cmd: CmdBox) -> Step {
             // A command that needs no waiting this time (a READ from the page cache) is done
             // here, saving the hand-off.
             if !cmd.is_aborted() && dev.handler().try_exec_nowait(&mut cmd) {
-                count(&dev, &cmd);
                 return Step::Done(cmd);
             }
             // An asynchronous handler (pass-through) starts it here and completes it later.
@@ -101,7 +103,6 @@ fn execute(cmd: &mut CmdBox) {
         }
         None => dev.handler().exec(cmd),
     }
-    count(&dev, cmd);
 }
 
 /// Completes a command a handler started with [`crate::DeviceHandler::start`]: its status,
@@ -116,7 +117,6 @@ pub fn complete(cmd: CmdBox) {
     if dev.handler().pass_through().is_some() {
         fan_out_unit_attention(&dev, &cmd);
     }
-    count(&dev, &cmd);
     deliver(cmd);
 }
 
@@ -135,15 +135,69 @@ fn fan_out_unit_attention(dev: &crate::Device, cmd: &CmdBox) {
     }
 }
 
-fn count(dev: &crate::Device, cmd: &CmdBox) {
-    let st = dev.stats();
-    st.commands.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    if cmd.status == ScsiStatus::CHECK_CONDITION {
-        st.errors.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+/// Counts a command whose status is final, once: latency, errors, bytes. Allocates nothing,
+/// takes no lock. With counting off only the device's CHECK CONDITION count moves.
+pub(crate) fn record_completion(cmd: &mut Cmd) {
+    let check = cmd.status == ScsiStatus::CHECK_CONDITION;
+    let Some(t0) = cmd.received.take() else {
+        if check && let Some(dev) = cmd.dev.as_ref() {
+            dev.stats().errors.fetch_add(1, Relaxed);
+        }
+        return;
+    };
+    let latency = t0.elapsed();
+    let class = OpClass::of(cmd);
+    let (status, flags) = (cmd.status, cmd.in_flight);
+    cmd.in_flight = 0;
+    if flags & IN_FLIGHT_SESSION != 0
+        && let Some(sess) = cmd.sess.as_ref()
+    {
+        let st = sess.stats();
+        st.io.record(class, status, cmd.sense(), latency);
+        if check {
+            st.errors.fetch_add(1, Relaxed);
+        }
+        if matches!(status, ScsiStatus::GOOD | ScsiStatus::CONDITION_MET) {
+            match class {
+                OpClass::Read => {
+                    st.read_bytes.fetch_add(cmd.data_in_len() as u64, Relaxed);
+                }
+                OpClass::Write => {
+                    st.write_bytes.fetch_add(cmd.data_out_len() as u64, Relaxed);
+                }
+                OpClass::Other => {}
+            }
+        }
+    }
+    if let Some(dev) = cmd.dev.as_ref() {
+        let st = dev.stats();
+        if flags & IN_FLIGHT_DEVICE != 0 {
+            st.io.record(class, status, cmd.sense(), latency);
+        }
+        if check {
+            st.errors.fetch_add(1, Relaxed);
+        }
     }
 }
 
-fn deliver(cmd: CmdBox) {
+/// A command dropped before it completed is counted as abandoned (it is no longer in flight).
+pub(crate) fn abandon(cmd: &mut Cmd) {
+    if cmd.in_flight & IN_FLIGHT_SESSION != 0
+        && let Some(sess) = cmd.sess.as_ref()
+    {
+        sess.stats().io.abandoned.fetch_add(1, Relaxed);
+    }
+    if cmd.in_flight & IN_FLIGHT_DEVICE != 0
+        && let Some(dev) = cmd.dev.as_ref()
+    {
+        dev.stats().io.abandoned.fetch_add(1, Relaxed);
+    }
+    cmd.in_flight = 0;
+    cmd.received = None;
+}
+
+fn deliver(mut cmd: CmdBox) {
+    record_completion(&mut cmd);
     let sess = cmd.session();
     sess.slots().set_stage(cmd.slot, Stage::Done);
     let fabric = sess.fabric().clone();

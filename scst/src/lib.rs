@@ -37,6 +37,7 @@ pub mod pr;
 pub mod sbc;
 pub mod session;
 pub mod sgv;
+pub mod stats;
 pub mod store;
 pub mod target;
 mod task_set;

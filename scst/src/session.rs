@@ -83,6 +83,24 @@ pub struct SessionStats {
     pub commands: AtomicU64,
     /// Commands refused with TASK SET FULL because the pool was empty.
     pub queue_full: AtomicU64,
+    /// Data-In bytes of completed medium reads (the op class [`crate::stats::OpClass::Read`]).
+    pub read_bytes: AtomicU64,
+    /// Data-Out bytes of completed medium writes (the op class [`crate::stats::OpClass::Write`]).
+    pub write_bytes: AtomicU64,
+    /// Commands that ended in CHECK CONDITION (all error statuses:
+    /// [`crate::stats::ErrorCounters::total`] of `io.error_kinds`).
+    pub errors: AtomicU64,
+    /// Completions (latency histograms per op class), errors by sense key and status, abandoned
+    /// commands.
+    pub io: crate::stats::CompletionCounters,
+}
+
+impl SessionStats {
+    /// Commands submitted and neither completed nor dropped (see
+    /// [`crate::stats::CompletionCounters`]).
+    pub fn in_flight(&self) -> u64 {
+        self.io.in_flight(self.commands.load(Relaxed))
+    }
 }
 
 /// An I_T nexus: one initiator port logged in to one target port.
@@ -292,9 +310,13 @@ impl Session {
 
     /// Records the stage a returned step leaves the command in (for task management).
     fn track(&self, step: Step) -> Step {
-        match &step {
+        let mut step = step;
+        match &mut step {
             Step::NeedData(c) => self.slots.set_stage(c.slot, Stage::DataWait),
-            Step::Done(c) => self.slots.set_stage(c.slot, Stage::Done),
+            Step::Done(c) => {
+                exec::record_completion(c);
+                self.slots.set_stage(c.slot, Stage::Done);
+            }
             Step::Pending => {}
         }
         step
@@ -305,8 +327,11 @@ impl Session {
     ///
     /// Returns what the fabric must do next: fetch Data-Out, send the response, or nothing (the
     /// response will come through [`TargetDriver::xmit_response`]).
-    pub fn submit(self: &Arc<Self>, cmd: CmdBox) -> Step {
+    pub fn submit(self: &Arc<Self>, mut cmd: CmdBox) -> Step {
         self.stats.commands.fetch_add(1, Relaxed);
+        if cmd.received.is_some() {
+            cmd.in_flight |= crate::cmd::IN_FLIGHT_SESSION;
+        }
         let step = self.submit_inner(cmd);
         self.track(step)
     }
@@ -373,6 +398,10 @@ impl Session {
         };
         let dev = slot.dev.clone();
         cmd.read_only = slot.read_only;
+        dev.stats().commands.fetch_add(1, Relaxed);
+        if cmd.received.is_some() {
+            cmd.in_flight |= crate::cmd::IN_FLIGHT_DEVICE;
+        }
         cmd.dev = Some(dev.clone());
         if let Some(pt) = dev.handler().pass_through() {
             return self.prepare_pass_through(cmd, slot, &view, pt);

@@ -10,6 +10,10 @@
 //! Management: a Unix socket (`--control`, default `/run/scst-target.sock`, mode 0600; a peer
 //! whose uid is neither root's nor the daemon's is refused) takes one command line per
 //! connection, as `scstctl` sends them (see `scst_examples::daemon::COMMANDS`).
+//!
+//! Statistics: `--metrics ADDR:PORT` (off by default) serves the Prometheus text exposition on
+//! `GET /metrics` (see `scst_examples::metrics`) and prints `metrics://ADDR:PORT/metrics` after
+//! the `iscsi://` URLs.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::SocketAddr;
@@ -55,6 +59,10 @@ struct Args {
     /// Seconds a ping may stay unanswered before the connection is dropped.
     #[arg(long = "nop-timeout", value_name = "SECONDS", default_value_t = 90)]
     nop_timeout: u64,
+    /// Serve Prometheus metrics on `GET /metrics` at this address (off unless given; use a
+    /// local address such as 127.0.0.1:9100 unless the network is trusted).
+    #[arg(long = "metrics", value_name = "ADDR:PORT")]
+    metrics: Option<SocketAddr>,
     /// The management socket (`scstctl --socket`).
     #[arg(long = "control", value_name = "PATH", default_value = "/run/scst-target.sock")]
     control: PathBuf,
@@ -198,11 +206,26 @@ fn run(args: Args) -> Result<(), String> {
             .spawn(move || control(listener, rt, server, config))
             .map_err(|e| format!("control thread: {e}"))?;
     }
+    let mut metrics = None;
+    if let Some(addr) = args.metrics {
+        let l = std::net::TcpListener::bind(addr).map_err(|e| format!("--metrics {addr}: {e}"))?;
+        let bound = l.local_addr().map_err(|e| format!("--metrics {addr}: {e}"))?;
+        tracing::info!(%bound, "serving metrics on GET /metrics");
+        let rt = rt.clone();
+        std::thread::Builder::new()
+            .name("metrics".into())
+            .spawn(move || scst_examples::metrics::serve(&l, || rt.lock().metrics()))
+            .map_err(|e| format!("metrics thread: {e}"))?;
+        metrics = Some(bound);
+    }
     let mut out = std::io::stdout().lock();
     for p in &portals {
         for (name, lun) in &names {
             let _ = writeln!(out, "iscsi://{p}/{name}/{lun}");
         }
+    }
+    if let Some(m) = metrics {
+        let _ = writeln!(out, "metrics://{m}/metrics");
     }
     let _ = out.flush();
     drop(out);
