@@ -15,9 +15,10 @@
 //! u32 @4, `cmdr_size` u32 @8, `cmd_head` u32 @12, `cmd_tail` u32 @64 on its own cache line),
 //! then the command ring at `cmdr_off`, then the data area. Entries are packed: a header
 //! (`len_op` u32: length with the op in the low 3 bits, `cmd_id` u16, `kflags` u8, `uflags` u8),
-//! then either the request (`iov_cnt`, `iov_bidi_cnt`, `iov_dif_cnt` u32, `cdb_off` u64, two u64
-//! of padding, `struct iovec iov[]` at byte 44, 16 bytes each, their `iov_base` being offsets into
-//! the mapping) or, written by us, the response (`scsi_status` u8 @8, `read_len` u32 @12,
+//! then either the request (`iov_cnt` @8, `iov_bidi_cnt` @12, `iov_dif_cnt` @16 u32, then, since
+//! `__packed` does not reach into the nested struct, 4 bytes of alignment padding, `cdb_off` u64
+//! @24, two u64 of padding, `struct iovec iov[]` @48, 16 bytes each, their `iov_base` being
+//! offsets into the mapping) or, written by us, the response (`scsi_status` u8 @8, `read_len` u32 @12,
 //! `sense_buffer[96]` @16). An entry never wraps: the kernel fills the end of the ring with a PAD.
 //!
 //! The kernel advertises out-of-order completion (`TCMU_MAILBOX_FLAG_CAP_OOOC`): it reaps the
@@ -106,8 +107,11 @@ const HDR_LEN: usize = 8;
 const REQ_IOV_CNT: usize = 8;
 const REQ_IOV_BIDI_CNT: usize = 12;
 const REQ_IOV_DIF_CNT: usize = 16;
-const REQ_CDB_OFF: usize = 20;
-const REQ_IOV: usize = 44;
+// `__packed` on `struct tcmu_cmd_entry` does not reach inside the anonymous `req` struct, which
+// keeps natural alignment: 4 bytes of padding after `iov_dif_cnt`, so `cdb_off` is at 16 and
+// `iov[]` at 40 within `req` (24 and 48 in the entry).
+const REQ_CDB_OFF: usize = 24;
+const REQ_IOV: usize = 48;
 const IOVEC_LEN: usize = 16;
 const RSP_STATUS: usize = 8;
 const RSP_READ_LEN: usize = 12;
