@@ -1074,6 +1074,41 @@ mod tests {
         panic!("unit attention never cleared");
     }
 
+    /// The offsets follow C's layout rules for the kernel's structs: the packed entry around a
+    /// naturally aligned `req` (a mirror `repr(C)` struct) and `rsp`.
+    #[test]
+    fn entry_offsets_follow_the_c_layout() {
+        #[repr(C)]
+        struct Req {
+            iov_cnt: u32,
+            iov_bidi_cnt: u32,
+            iov_dif_cnt: u32,
+            cdb_off: u64,
+            pad1: u64,
+            pad2: u64,
+        }
+        #[repr(C)]
+        struct Rsp {
+            scsi_status: u8,
+            pad1: u8,
+            pad2: u16,
+            read_len: u32,
+            sense: [u8; SENSE_BUFFERSIZE],
+        }
+        assert_eq!(HDR_LEN + std::mem::offset_of!(Req, iov_cnt), REQ_IOV_CNT);
+        assert_eq!(HDR_LEN + std::mem::offset_of!(Req, iov_bidi_cnt), REQ_IOV_BIDI_CNT);
+        assert_eq!(HDR_LEN + std::mem::offset_of!(Req, iov_dif_cnt), REQ_IOV_DIF_CNT);
+        assert_eq!(HDR_LEN + std::mem::offset_of!(Req, cdb_off), REQ_CDB_OFF);
+        assert_eq!(HDR_LEN + size_of::<Req>(), REQ_IOV, "iov[] follows req");
+        assert_eq!(size_of::<libc::iovec>(), IOVEC_LEN);
+        assert_eq!(HDR_LEN + std::mem::offset_of!(Rsp, scsi_status), RSP_STATUS);
+        assert_eq!(HDR_LEN + std::mem::offset_of!(Rsp, read_len), RSP_READ_LEN);
+        assert_eq!(HDR_LEN + std::mem::offset_of!(Rsp, sense), RSP_SENSE);
+        assert_eq!(HDR_LEN + size_of::<Rsp>().max(size_of::<Req>()), ENTRY_LEN);
+        let _ = Req { iov_cnt: 0, iov_bidi_cnt: 0, iov_dif_cnt: 0, cdb_off: 0, pad1: 0, pad2: 0 };
+        let _ = Rsp { scsi_status: 0, pad1: 0, pad2: 0, read_len: 0, sense: [0; SENSE_BUFFERSIZE] };
+    }
+
     #[test]
     fn write_then_read_through_split_iovecs() {
         let t = target();
