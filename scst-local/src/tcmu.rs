@@ -590,6 +590,8 @@ pub struct TcmuStats {
     pub skipped: AtomicU64,
     /// Completions for which no parsed command was known (dropped).
     pub stray_completions: AtomicU64,
+    /// Completions that came through `xmit_response` (device workers) rather than inline.
+    pub async_completions: AtomicU64,
 }
 
 /// A command's data iovecs: (offset into the mapping, length).
@@ -663,6 +665,7 @@ struct Fabric(Arc<Shared>);
 
 impl TargetDriver for Fabric {
     fn xmit_response(&self, cmd: CmdBox) {
+        self.0.stats.async_completions.fetch_add(1, Ordering::Relaxed);
         self.0.complete(cmd);
     }
     // abort_pending: Data-Out is copied before `data_received` on the poller thread, so the
@@ -1136,6 +1139,56 @@ mod tests {
         f.shm.read(b, &mut back[100..]).unwrap();
         assert_eq!(back, block);
         assert_eq!(tail(&f), f.head);
+    }
+
+    /// FILEIO on a disk file runs WRITEs on device workers: their completions arrive through
+    /// `xmit_response`, on other threads and in any order, and must still land in ring order.
+    #[test]
+    fn worker_completions_fill_the_ring_in_order() {
+        let file = tempfile::NamedTempFile::new().unwrap();
+        let opts = scst_backends::FileOptions { size: Some(64 * 512), ..Default::default() };
+        let store = scst_backends::FileStore::open(file.path(), opts).unwrap();
+        let mut cfg = DeviceConfig::new("tcmu-file");
+        cfg.threads = 4;
+        let t = Target::new("iqn.2026-12.rs.scst:tcmu-file", SgvPool::new(SgvConfig::default()));
+        t.add_lun(Lun(0), Device::new(cfg, Disk::new(store)).unwrap(), false).unwrap();
+        let mut f = Fake::new();
+        let dev = device(&f, &t);
+        clear_ua(&mut f, &dev);
+        let mut slots = Vec::new();
+        for i in 0..8u16 {
+            let data = vec![0x40 + i as u8; 512];
+            let at = DATA_OFF + u64::from(i) * 512;
+            f.shm.write(at, &data).unwrap();
+            let lba = i as u8;
+            slots.push(f.cmd(100 + i, &[0x2a, 0, 0, 0, 0, lba, 0, 0, 1, 0], &[(at, 512)]));
+        }
+        f.publish();
+        assert!(dev.process().unwrap() >= 8, "8 commands (and a PAD where the ring wrapped)");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while tail(&f) != f.head {
+            assert!(std::time::Instant::now() < deadline, "completions never reached the tail");
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        let mut ids: Vec<u16> = slots.iter().map(|&s| rsp(&f.shm, s).0).collect();
+        assert!(slots.iter().all(|&s| rsp(&f.shm, s).2 == 0), "all GOOD");
+        ids.sort_unstable();
+        assert_eq!(ids, (100..108).collect::<Vec<_>>(), "every command answered once");
+        assert!(dev.stats().async_completions.load(Ordering::Relaxed) >= 1, "went through the workers");
+        for i in 0..8u16 {
+            let at = DATA_OFF + 4096;
+            let off = f.cmd(200 + i, &[0x28, 0, 0, 0, 0, i as u8, 0, 0, 1, 0], &[(at, 512)]);
+            f.publish();
+            dev.process().unwrap();
+            while tail(&f) != f.head {
+                assert!(std::time::Instant::now() < deadline, "READ never completed");
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+            assert_eq!(rsp(&f.shm, off).2, 0);
+            let mut back = [0u8; 512];
+            f.shm.read(at, &mut back).unwrap();
+            assert_eq!(back, [0x40 + i as u8; 512], "LBA {i}");
+        }
     }
 
     #[test]
