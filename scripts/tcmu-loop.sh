@@ -12,7 +12,7 @@ RIG=${RIG:-$HERE/../../shared/rig}
 [ -x "$BIN" ] || { echo "tcmu-loop.sh: no $BIN (cargo build --release --bin tcmu-target)" >&2; exit 2; }
 BIN=$(realpath "$BIN")
 W=$(mktemp -d /tmp/scst-tcmu.XXXXXX)
-trap 'rm -rf "$W"' EXIT
+trap '[ -n "${KEEP:-}" ] || rm -rf "$W"' EXIT
 mkdir -p "$W/result"
 t0=$(date +%s)
 rc=0

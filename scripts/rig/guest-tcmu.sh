@@ -7,7 +7,7 @@ set -eux
 trap '[ $? -eq 0 ] || dmesg | grep -v evm | tail -n 25' EXIT
 BIN=$1 OUT=$2
 modprobe -a target_core_mod target_core_user tcm_loop sd_mod sg
-"$BIN" --lun 0=ram:128M --name scst0 --loopback --log info > "$OUT/target.out" 2> "$OUT/target.err" &
+"$BIN" --lun 0=ram:128M --name scst0 --loopback --core-pr-alua --log info > "$OUT/target.out" 2> "$OUT/target.err" &
 PID=$!
 for _ in $(seq 300); do grep -q READY "$OUT/target.out" 2>/dev/null && break; sleep 0.1; done
 grep -q READY "$OUT/target.out" || { cat "$OUT/target.err"; exit 1; }
@@ -29,6 +29,15 @@ sg_inq "$DEV" | tee "$OUT/inq"
 grep -q "Vendor identification: SCST_RS" "$OUT/inq"   # our core answered INQUIRY, not LIO
 sg_inq -p 0x83 "$DEV" | tee "$OUT/vpd83"
 [ "$(blockdev --getsize64 "$DEV")" = $((128 << 20)) ]
+# --core-pr-alua: PERSISTENT RESERVE reaches our core (registered key and reservation read back).
+# The kernel's own PR state is out of the way (pr/res_holder says Passthrough, not a holder).
+[ "$(cat /sys/kernel/config/target/core/user_1/scst0/pr/res_holder)" = Passthrough ]
+sg_persist -n -o -G -S 0xabc "$DEV"
+sg_persist -n -k "$DEV" | tee "$OUT/pr-keys" | grep -q 0xabc
+sg_persist -n -o -R -K 0xabc -T 5 "$DEV"
+sg_persist -n -r "$DEV" | tee "$OUT/pr-res" | grep -q "Write Exclusive, registrants only"
+sg_persist -n -o -L -K 0xabc -T 5 "$DEV"
+sg_persist -n -o -C -K 0xabc "$DEV"
 mkfs.ext4 -q -F "$DEV"
 mkdir -p /mnt/t
 mount "$DEV" /mnt/t

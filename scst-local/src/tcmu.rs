@@ -33,12 +33,14 @@
 //! - The kernel (LIO core, `passthrough_parse_cdb`) answers REPORT LUNS itself: our core never
 //!   sees it, and the LUN numbering is tcm_loop's (the TCMU device is one LUN; our session maps
 //!   it to [`TcmuConfig::lun`]).
-//! - The kernel emulates PERSISTENT RESERVE IN/OUT, RESERVE/RELEASE and the ALUA commands
-//!   (REPORT/SET TARGET PORT GROUPS) and applies its own ALUA state and reservation checks before
-//!   a command reaches the ring: target_core_user sets neither `TRANSPORT_FLAG_PASSTHROUGH_PGR`
-//!   nor `TRANSPORT_FLAG_PASSTHROUGH_ALUA`. Our core's PR and ALUA state is not consulted for
-//!   these; everything else (INQUIRY and its VPD pages, MODE SENSE, READ CAPACITY, the medium
-//!   commands, UNMAP, WRITE SAME, ...) is executed by our core.
+//! - By default the kernel emulates PERSISTENT RESERVE IN/OUT, RESERVE/RELEASE and the ALUA
+//!   commands (REPORT/SET TARGET PORT GROUPS) and applies its own ALUA state and reservation
+//!   checks before a command reaches the ring: target_core_user's default transport flags are
+//!   `TRANSPORT_FLAG_PASSTHROUGH` only. Both are changeable per device: writing 0 to the
+//!   device's `attrib/pgr_support` (`attrib/alua_support`) sets `TRANSPORT_FLAG_PASSTHROUGH_PGR`
+//!   (`_ALUA`) and the kernel then passes those commands to the ring, where our core answers
+//!   them for its one nexus. Everything else (INQUIRY and its VPD pages, MODE SENSE, READ
+//!   CAPACITY, the medium commands, UNMAP, WRITE SAME, ...) is always executed by our core.
 //! - Task management stays in the kernel: there is no way to answer a TMF from user space. Since
 //!   5.11 the kernel may put TMR entries (`TCMU_OP_TMR`, only when notification is enabled) on
 //!   the ring as information; we skip them. An aborted command is simply not waited for by the

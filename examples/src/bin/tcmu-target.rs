@@ -71,6 +71,10 @@ struct Args {
     /// SCSI target name of our core's target.
     #[arg(long, value_name = "NAME", default_value = "iqn.2026-12.rs.scst:tcmu")]
     target: String,
+    /// Pass PERSISTENT RESERVE and the ALUA commands to our core instead of the kernel's
+    /// emulation (writes 0 to the device's attrib/pgr_support and attrib/alua_support).
+    #[arg(long = "core-pr-alua")]
+    core_pr_alua: bool,
     /// Log level: error, warn, info, debug or trace (or a tracing filter directive).
     #[arg(long, value_name = "LEVEL", default_value = "info")]
     log: String,
@@ -166,6 +170,10 @@ fn run(args: Args) -> Result<(), String> {
     cfs.set(&control, &format!("dev_size={}", geo.blocks * u64::from(geo.block_size)), None)?;
     cfs.set(&control, &format!("hw_block_size={}", geo.block_size), None)?;
     cfs.set(&udev.join("enable"), "1", None)?;
+    if args.core_pr_alua {
+        cfs.set(&udev.join("attrib/pgr_support"), "0", None)?;
+        cfs.set(&udev.join("attrib/alua_support"), "0", None)?;
+    }
 
     let deadline = Instant::now() + Duration::from_secs(5);
     let (uio, size) = loop {
