@@ -2,12 +2,20 @@
 # Guest side of scripts/tcmu-loop.sh: our tcmu-target as a TCMU backstore behind tcm_loop, the
 # LUN as /dev/sdX: sg_inq, ext4 (mkfs, files, fsck, remount, checksums), fio verify at QD16,
 # then SIGTERM and a check that the configfs objects are gone.
-# usage: guest-tcmu.sh TCMU_TARGET_BINARY RESULT_DIR
+# usage: guest-tcmu.sh TCMU_TARGET_BINARY RESULT_DIR [ram|blockio]
+# blockio: the LUN is a loop device, whose commands run on device workers, so completions reach
+# the ring from other threads and out of order.
 set -eux
 trap '[ $? -eq 0 ] || dmesg | grep -v evm | tail -n 25' EXIT
-BIN=$1 OUT=$2
+BIN=$1 OUT=$2 MODE=${3:-ram}
 modprobe -a target_core_mod target_core_user tcm_loop sd_mod sg
-"$BIN" --lun 0=ram:128M --name scst0 --loopback --core-pr-alua --log info > "$OUT/target.out" 2> "$OUT/target.err" &
+SPEC=0=ram:128M
+if [ "$MODE" = blockio ]; then
+  modprobe loop
+  truncate -s 128M /tmp/tcmu-backing.img
+  SPEC=0=blockio:$(losetup -f --show /tmp/tcmu-backing.img)
+fi
+"$BIN" --lun "$SPEC" --name scst0 --loopback --core-pr-alua --log info > "$OUT/target.out" 2> "$OUT/target.err" &
 PID=$!
 for _ in $(seq 300); do grep -q READY "$OUT/target.out" 2>/dev/null && break; sleep 0.1; done
 grep -q READY "$OUT/target.out" || { cat "$OUT/target.err"; exit 1; }
@@ -59,5 +67,10 @@ rc=0; wait "$PID" || rc=$?
 [ -z "$(ls /sys/kernel/config/target/loopback 2>/dev/null)" ] || { echo "tcm_loop target left in configfs"; exit 1; }
 [ ! -b "$DEV" ] || { echo "$DEV still present after tear-down"; exit 1; }
 ! grep -q ERROR "$OUT/target.err" || { echo "errors in the target log"; cat "$OUT/target.err"; exit 1; }
-tail -n 3 "$OUT/target.err"
+sed 's/\x1b\[[0-9;]*m//g' "$OUT/target.err" > "$OUT/target.log"
+grep "ring stopped" "$OUT/target.log" | grep -q "bad_entries=0"
+if [ "$MODE" = blockio ]; then   # completions really came from the device workers
+  grep "ring stopped" "$OUT/target.log" | grep -q "async_completions=[1-9]"
+fi
+tail -n 3 "$OUT/target.log"
 echo "TCMU LOOP OK"

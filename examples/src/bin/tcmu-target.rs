@@ -227,6 +227,7 @@ fn run(args: Args) -> Result<(), String> {
     tracing::info!(
         commands = stats.commands.load(Ordering::Relaxed),
         bad_entries = stats.bad_entries.load(Ordering::Relaxed),
+        async_completions = stats.async_completions.load(Ordering::Relaxed),
         "ring stopped"
     );
     drop(tcmu);
