@@ -43,10 +43,11 @@
 //!   CAPACITY, the medium commands, UNMAP, WRITE SAME, ...) is always executed by our core.
 //! - Task management stays in the kernel: there is no way to answer a TMF from user space. Since
 //!   5.11 the kernel may put TMR entries (`TCMU_OP_TMR`, only when notification is enabled) on
-//!   the ring as information; we skip them. An aborted command is simply not waited for by the
-//!   kernel; we still complete it and the kernel drops that completion. After the kernel's
-//!   command timeout it may reset the ring (`reset_ring` in configfs): entries we then complete
-//!   belong to commands the kernel has forgotten (not handled yet: see the limits below).
+//!   the ring as information (the device's `attrib/tmr_notification`, off by default); we skip
+//!   them and our core never learns of the abort. We still complete an aborted command; what
+//!   the kernel does with that completion is its business (it holds the command's data area
+//!   until then, or until its `cmd_time_out` expires). An administrator may reset the ring
+//!   (`action/reset_ring` in configfs): we do not detect that (see the limits below).
 //! - The ring carries no initiator identity: every command arrives on one nexus whose initiator
 //!   name is [`TcmuConfig::initiator_name`], so our ACLs, PR keys and unit attentions see one
 //!   initiator for all users of the LIO device.
