@@ -26,6 +26,8 @@
 //! ```
 #![deny(unsafe_code)]
 
+#[cfg(all(feature = "tcmu", target_os = "linux"))]
+pub mod tcmu;
 #[cfg(feature = "vhost-user")]
 pub mod vhost_user;
 pub mod virtio_scsi;
