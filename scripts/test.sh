@@ -11,7 +11,8 @@
 #            virtio_scsi through vhost-user-scsi-target (scripts/vhost-user-scsi.sh), ib_srp
 #            over soft-RoCE against srp-target and LIO's ib_srpt (scripts/srp-rxe.sh), fcoe/libfc
 #            VN2VN against fc-target and LIO's tcm_fc (scripts/fcoe-vn2vn.sh), pass-through of a
-#            scsi_debug disk scored against LIO's pscsi (scripts/sg-passthrough.sh)
+#            scsi_debug disk scored against LIO's pscsi (scripts/sg-passthrough.sh), a TCMU
+#            backstore as a tcm_loop /dev/sdX (scripts/tcmu-loop.sh)
 #   FUZZ     a short run of every fuzz target (fuzz/smoke.sh)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -53,6 +54,8 @@ if step LINUX; then
   RIG=$RIG FC_COMPARE=1 scripts/fcoe-vn2vn.sh target/release/fc-target
   banner "SCSI pass-through over scsi_debug: ours vs LIO pscsi (rig)"
   RIG=$RIG scripts/sg-passthrough.sh
+  banner "TCMU + tcm_loop: a LUN of ours as the guest's /dev/sdX (rig)"
+  RIG=$RIG scripts/tcmu-loop.sh
 fi
 if step FUZZ && [ -x fuzz/smoke.sh ]; then banner "fuzz smoke"; fuzz/smoke.sh "${FUZZ_SECONDS:-30}"; fi
 banner "all tests passed"
