@@ -359,6 +359,36 @@ pub fn parse_port_group(s: &str) -> Result<PortGroup, SpecError> {
     Ok(g)
 }
 
+/// Parses the `--lun` argument `arg`, builds its device (named `PREFIX:N`, state in
+/// `state_dir`) and maps it in `target`: in each security group it names (`group=`), else in
+/// the default map. With `groups_allowed` false a `group=` is refused (a binary without
+/// security group options). Errors name the argument.
+///
+/// # Errors
+/// A bad spec, a device that cannot be opened, or a mapping the target refuses.
+pub fn map_lun(
+    target: &scst::Target,
+    prefix: &str,
+    arg: &str,
+    state_dir: Option<&Path>,
+    groups_allowed: bool,
+) -> Result<Arc<Device>, String> {
+    let spec = LunSpec::parse(arg).map_err(|e| format!("--lun {arg}: {e}"))?;
+    if !groups_allowed && !spec.groups.is_empty() {
+        return Err(format!("--lun {arg}: group= needs security groups, which this target has no options for"));
+    }
+    let dev = spec.build(&format!("{prefix}:{}", spec.lun), state_dir).map_err(|e| format!("--lun {arg}: {e}"))?;
+    if spec.groups.is_empty() {
+        target.add_lun(scst::Lun(spec.lun), dev.clone(), false).map_err(|e| format!("--lun {arg}: {e}"))?;
+    }
+    for (group, ro) in &spec.groups {
+        target
+            .add_group_lun(Some(group), scst::Lun(spec.lun), dev.clone(), *ro)
+            .map_err(|e| format!("--lun {arg}: {e} (define it with --group)"))?;
+    }
+    Ok(dev)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

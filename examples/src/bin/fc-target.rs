@@ -11,8 +11,8 @@ use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 
 use clap::Parser;
 use nix::sys::signal::{SigSet, Signal};
-use scst::{Lun, SgvConfig, SgvPool, Target};
-use scst_examples::spec::{LunSpec, parse_size};
+use scst::{SgvConfig, SgvPool, Target};
+use scst_examples::spec::parse_size;
 use scst_transport_fc::afpacket::FcoeDriver;
 use scst_transport_fc::{PortConfig, parse_wwn, wwn_string};
 
@@ -69,13 +69,7 @@ fn run(args: Args) -> Result<(), String> {
     let luns = if args.luns.is_empty() { vec!["0=ram:1G".to_string()] } else { args.luns.clone() };
     let mut devices = Vec::new();
     for l in &luns {
-        let spec = LunSpec::parse(l).map_err(|e| format!("--lun {l}: {e}"))?;
-        if !spec.groups.is_empty() {
-            return Err(format!("--lun {l}: group= needs security groups, which fc-target has no options for"));
-        }
-        let dev = spec.build(&format!("{}:{}", args.target, spec.lun), None).map_err(|e| format!("--lun {l}: {e}"))?;
-        target.add_lun(Lun(spec.lun), dev.clone(), false).map_err(|e| format!("--lun {l}: {e}"))?;
-        devices.push(dev);
+        devices.push(scst_examples::spec::map_lun(&target, &args.target, l, None, false)?);
     }
     let cfg = PortConfig::new(wwpn, wwnn);
     let mut driver =

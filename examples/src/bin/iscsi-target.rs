@@ -13,8 +13,8 @@ use clap::Parser;
 use nix::sys::signal::{SigSet, Signal};
 use scst::acl::NamePatterns;
 use scst::alua::AluaConfig;
-use scst::{Lun, SgvConfig, SgvPool, Target};
-use scst_examples::spec::{LunSpec, parse_group, parse_port_group, parse_size};
+use scst::{SgvConfig, SgvPool, Target};
+use scst_examples::spec::{map_lun, parse_group, parse_port_group, parse_size};
 use scst_transport_iscsi::{ChapConfig, ChapCredentials, IscsiConfig, IscsiServer, TargetEntry};
 
 const LONG_ABOUT: &str = "\
@@ -139,19 +139,7 @@ fn run(args: Args) -> Result<(), String> {
     let luns = if args.luns.is_empty() { vec!["0=ram:1G".to_string()] } else { args.luns.clone() };
     let mut devices = Vec::new();
     for l in &luns {
-        let spec = LunSpec::parse(l).map_err(|e| format!("--lun {l}: {e}"))?;
-        let dev = spec
-            .build(&format!("{}:{}", args.target, spec.lun), args.state_dir.as_deref())
-            .map_err(|e| format!("--lun {l}: {e}"))?;
-        if spec.groups.is_empty() {
-            target.add_lun(Lun(spec.lun), dev.clone(), false).map_err(|e| format!("--lun {l}: {e}"))?;
-        }
-        for (group, ro) in &spec.groups {
-            target
-                .add_group_lun(Some(group), Lun(spec.lun), dev.clone(), *ro)
-                .map_err(|e| format!("--lun {l}: {e} (define it with --group)"))?;
-        }
-        devices.push(dev);
+        devices.push(map_lun(&target, &args.target, l, args.state_dir.as_deref(), true)?);
     }
     if !args.port_groups.is_empty() {
         let groups = args

@@ -11,8 +11,8 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use nix::sys::signal::{SigSet, Signal};
-use scst::{Lun, SgvConfig, SgvPool, Target};
-use scst_examples::spec::{LunSpec, parse_group, parse_size};
+use scst::{SgvConfig, SgvPool, Target};
+use scst_examples::spec::{parse_group, parse_size};
 use scst_transport_srp::rdma::{RdmaConfig, SrpRdmaServer};
 use scst_transport_srp::{PortConfig, SrpPort};
 
@@ -78,17 +78,7 @@ fn run(args: Args) -> Result<(), String> {
     let luns = if args.luns.is_empty() { vec!["0=ram:1G".to_string()] } else { args.luns.clone() };
     let mut devices = Vec::new();
     for l in &luns {
-        let spec = LunSpec::parse(l).map_err(|e| format!("--lun {l}: {e}"))?;
-        let dev = spec.build(&format!("{name}:{}", spec.lun), None).map_err(|e| format!("--lun {l}: {e}"))?;
-        if spec.groups.is_empty() {
-            target.add_lun(Lun(spec.lun), dev.clone(), false).map_err(|e| format!("--lun {l}: {e}"))?;
-        }
-        for (group, ro) in &spec.groups {
-            target
-                .add_group_lun(Some(group), Lun(spec.lun), dev.clone(), *ro)
-                .map_err(|e| format!("--lun {l}: {e} (define it with --group)"))?;
-        }
-        devices.push(dev);
+        devices.push(scst_examples::spec::map_lun(&target, &name, l, None, true)?);
     }
     let mut cfg = PortConfig::new(guid);
     cfg.queue_depth = args.queue_depth.clamp(3, 4096);

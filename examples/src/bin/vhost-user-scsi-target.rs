@@ -249,12 +249,7 @@ fn signal_set() -> SigSet {
 
 /// Builds the device of one `N=SPEC` and maps it.
 fn map_lun(target: &Arc<Target>, name: &str, l: &str) -> Result<(), String> {
-    let spec = LunSpec::parse(l).map_err(|e| format!("--lun {l}: {e}"))?;
-    if !spec.groups.is_empty() {
-        return Err(format!("--lun {l}: group= needs security groups, which this target does not configure"));
-    }
-    let dev = spec.build(&format!("{name}:{}", spec.lun), None).map_err(|e| format!("--lun {l}: {e}"))?;
-    target.add_lun(Lun(spec.lun), dev, false).map_err(|e| format!("--lun {l}: {e}"))
+    scst_examples::spec::map_lun(target, name, l, None, false).map(drop)
 }
 
 /// Applies `file` to the LUNs it mapped before (`mapped`, by LUN and spec line): maps the new
