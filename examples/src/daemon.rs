@@ -565,7 +565,11 @@ mod tests {
         c.targets[0].luns[0].device = "c".into();
         let mut bad = c.devices[0].clone();
         bad.name = "c".into();
-        bad.spec.backend = crate::spec::Backend::Blockio { path: "/nonexistent/dev".into(), thin: false };
+        bad.spec.backend = crate::spec::Backend::Blockio {
+            path: "/nonexistent/dev".into(),
+            thin: false,
+            aio: scst_backends::AioMode::Auto,
+        };
         c.devices.push(bad);
         assert!(rt.reload(c).unwrap_err().contains("device c"));
         assert_eq!(names(&t.luns()), [(0, "a".into(), false)]);

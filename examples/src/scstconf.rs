@@ -35,6 +35,7 @@ use std::fmt;
 use std::path::PathBuf;
 
 use scst::alua::AluaState;
+use scst_backends::AioMode;
 
 use crate::spec::{Backend, LunSpec, parse_size};
 
@@ -650,10 +651,12 @@ fn device(cx: &mut Ctx<'_>, kind: &'static str, attrs: &[Item], pos: Pos) -> Res
             write_through: wt,
             direct,
             physical_block_size: 0,
+            aio: AioMode::Auto,
         },
         "blockio" => Backend::Blockio {
             path: filename.ok_or_else(|| cx.err(pos, "a vdisk_blockio device needs filename"))?,
             thin,
+            aio: AioMode::Auto,
         },
         _ => Backend::Nullio { size: size.ok_or_else(|| cx.err(pos, "a vdisk_nullio device needs size or size_mb"))? },
     };
@@ -938,7 +941,7 @@ pub fn write_config(cfg: &ScstConfig) -> String {
                         }
                     }
                 }
-                Backend::Blockio { path, thin } => {
+                Backend::Blockio { path, thin, .. } => {
                     attr("filename", quote(&path.to_string_lossy()));
                     if *thin {
                         attr("thin_provisioned", "1".into());
@@ -1128,7 +1131,8 @@ DEVICE_GROUP dg1 {
                 thin: true,
                 write_through: false,
                 direct: false,
-                physical_block_size: 0
+                physical_block_size: 0,
+                aio: AioMode::Auto,
             }
         );
         let d2 = &c.devices[1].spec;
@@ -1136,7 +1140,10 @@ DEVICE_GROUP dg1 {
         assert!(
             matches!(&d2.backend, Backend::Fileio { path, write_through: true, direct: true, thin: false, .. } if path.to_str() == Some("/var/lib/scst/disk 02.img"))
         );
-        assert_eq!(c.devices[2].spec.backend, Backend::Blockio { path: "/dev/loop7".into(), thin: false });
+        assert_eq!(
+            c.devices[2].spec.backend,
+            Backend::Blockio { path: "/dev/loop7".into(), thin: false, aio: AioMode::Auto }
+        );
         assert!(c.devices[2].spec.read_only);
         assert_eq!(c.devices[3].spec.backend, Backend::Nullio { size: 1 << 40 });
         assert!(c.devices[3].spec.removable);

@@ -3,8 +3,8 @@
 //! ```text
 //! SPEC := ram:SIZE[,bs=512|4096][,COMMON]
 //!       | nullio:SIZE[,bs=512|4096][,COMMON]
-//!       | fileio:PATH[,size=SIZE][,thin][,wt][,direct][,bs=512|4096][,pbs=N][,COMMON]
-//!       | blockio:DEVICE[,thin][,COMMON]
+//!       | fileio:PATH[,size=SIZE][,thin][,wt][,direct][,bs=512|4096][,pbs=N][,AIO][,COMMON]
+//!       | blockio:DEVICE[,thin][,AIO][,COMMON]
 //!       | sg:NODE[,timeout=SECS][,long_timeout=SECS][,pr=passthrough|emulate][,threads=N][,ro][,group=..]
 //!           (SCSI pass-through to /dev/sgN: timeout of READ, WRITE and most commands (30),
 //!            of FORMAT, REWIND, SPACE, ... (1800); reservations emulated by the target
@@ -13,6 +13,8 @@
 //!           writes at most; 0: unlimited)
 //!         | group=NAME[:ro]   (map the LUN in security group NAME instead of the default map,
 //!                              read-only there with :ro; repeatable)
+//! AIO := aio=auto|uring|threads   (io_uring where available (auto, the default), io_uring or
+//!        fail, or worker threads with synchronous calls)
 //! SIZE := N[K|M|G|T] (binary multiples)
 //!
 //! GROUP := NAME:PATTERN[,PATTERN...]        (a security group; see scst::acl)
@@ -28,6 +30,8 @@ use scst::acl::NamePatterns;
 use scst::alua::{AluaState, PortGroup};
 
 use scst::{Device, DeviceConfig, Disk};
+/// The I/O path of a FILEIO or BLOCKIO LUN (`aio=`).
+pub use scst_backends::AioMode;
 use scst_backends::{
     BlockDevStore, FileOptions, FileStore, NullStore, OpenError, RamStore, SgDevice, SgOptions, SgTimeouts,
 };
@@ -83,6 +87,8 @@ pub enum Backend {
         direct: bool,
         /// Physical block size to report (0: the logical block size).
         physical_block_size: u32,
+        /// The I/O path (io_uring or worker threads).
+        aio: AioMode,
     },
     /// Block device.
     Blockio {
@@ -90,6 +96,8 @@ pub enum Backend {
         path: PathBuf,
         /// Discard on UNMAP (thin provisioning).
         thin: bool,
+        /// The I/O path (io_uring or worker threads).
+        aio: AioMode,
     },
     /// SCSI pass-through to a SCSI generic node.
     Sg {
@@ -179,6 +187,7 @@ impl LunSpec {
             groups: Vec::new(),
         };
         let (mut size, mut thin, mut wt, mut direct, mut pbs) = (None, false, false, false, 0);
+        let mut aio = AioMode::Auto;
         let defaults = SgTimeouts::default();
         let (mut timeout, mut long_timeout) = (defaults.normal.as_secs(), defaults.long.as_secs());
         let (mut forward_reservations, mut threads) = (false, 8usize);
@@ -212,6 +221,14 @@ impl LunSpec {
                 (None, "fileio" | "blockio") if opt == "thin" => thin = true,
                 (None, "fileio") if opt == "wt" => wt = true,
                 (None, "fileio") if opt == "direct" => direct = true,
+                (Some(("aio", v)), "fileio" | "blockio") => {
+                    aio = match v {
+                        "auto" => AioMode::Auto,
+                        "uring" => AioMode::Uring,
+                        "threads" => AioMode::Threads,
+                        _ => return Err(bad()),
+                    }
+                }
                 (Some(("bs", v)), "ram" | "nullio" | "fileio") => {
                     out.block_size = match v {
                         "512" => 512,
@@ -248,9 +265,10 @@ impl LunSpec {
                 write_through: wt,
                 direct,
                 physical_block_size: pbs,
+                aio,
             },
             "blockio" => {
-                Backend::Blockio { path: first.ok_or(SpecError::Missing("blockio", "a DEVICE"))?.into(), thin }
+                Backend::Blockio { path: first.ok_or(SpecError::Missing("blockio", "a DEVICE"))?.into(), thin, aio }
             }
             _ => Backend::Sg {
                 path: first.ok_or(SpecError::Missing("sg", "a NODE"))?.into(),
@@ -282,7 +300,7 @@ impl LunSpec {
         let dev = match &self.backend {
             Backend::Ram { size } => Device::new(cfg, Disk::new(RamStore::new(*size, bs)?)),
             Backend::Nullio { size } => Device::new(cfg, Disk::new(NullStore::new(*size, bs)?)),
-            Backend::Fileio { path, size, thin, write_through, direct, physical_block_size } => {
+            Backend::Fileio { path, size, thin, write_through, direct, physical_block_size, aio } => {
                 if *write_through {
                     cfg.write_cache = false;
                 }
@@ -294,11 +312,12 @@ impl LunSpec {
                     write_through: *write_through,
                     direct: *direct,
                     physical_block_size: *physical_block_size,
+                    aio: *aio,
                 };
                 Device::new(cfg, Disk::new(FileStore::open(path, opts)?))
             }
-            Backend::Blockio { path, thin } => {
-                Device::new(cfg, Disk::new(BlockDevStore::open(path, self.read_only, *thin)?))
+            Backend::Blockio { path, thin, aio } => {
+                Device::new(cfg, Disk::new(BlockDevStore::open_with(path, self.read_only, *thin, *aio)?))
             }
             Backend::Sg { path, timeout, long_timeout, forward_reservations, threads } => {
                 cfg.threads = *threads;
@@ -418,8 +437,18 @@ mod tests {
                 write_through: true,
                 direct: false,
                 physical_block_size: 0,
+                aio: AioMode::Auto,
             }
         );
+        let aio = |s: &str| match LunSpec::parse(s).map(|l| l.backend) {
+            Ok(Backend::Fileio { aio, .. } | Backend::Blockio { aio, .. }) => Some(aio),
+            _ => None,
+        };
+        assert_eq!(aio("0=fileio:/x,aio=uring"), Some(AioMode::Uring));
+        assert_eq!(aio("0=fileio:/x,direct,aio=threads"), Some(AioMode::Threads));
+        assert_eq!(aio("0=blockio:/dev/x,aio=auto"), Some(AioMode::Auto));
+        assert!(LunSpec::parse("0=fileio:/x,aio=libaio").is_err());
+        assert!(LunSpec::parse("0=ram:1M,aio=uring").is_err(), "only disks with I/O take aio=");
         let s = LunSpec::parse("0=ram:64M,removable").unwrap();
         assert!(s.removable && !s.read_only);
         assert_eq!(s.sanitize_rate, None);
@@ -448,7 +477,7 @@ mod tests {
         assert!(parse_port_group("1=active,remote=x").is_err());
         assert_eq!(
             LunSpec::parse("1=blockio:/dev/loop0,ro").unwrap().backend,
-            Backend::Blockio { path: "/dev/loop0".into(), thin: false }
+            Backend::Blockio { path: "/dev/loop0".into(), thin: false, aio: AioMode::Auto }
         );
         assert!(LunSpec::parse("0=blockio:/dev/x,bs=512").is_err(), "block size comes from the device");
         assert!(LunSpec::parse("0=ram:64M,thin").is_err());

@@ -89,7 +89,8 @@ fn format_spec(s: &LunSpec) -> String {
             opts.push(format!("bs={}", s.block_size));
             format!("nullio:{size}")
         }
-        Backend::Fileio { path, size, thin, write_through, direct, physical_block_size } => {
+        Backend::Fileio { path, size, thin, write_through, direct, physical_block_size, aio } => {
+            push_aio(&mut opts, *aio);
             if let Some(z) = size {
                 opts.push(format!("size={z}"));
             }
@@ -104,7 +105,8 @@ fn format_spec(s: &LunSpec) -> String {
             }
             format!("fileio:{}", path.to_str().expect("parsed from a str"))
         }
-        Backend::Blockio { path, thin } => {
+        Backend::Blockio { path, thin, aio } => {
+            push_aio(&mut opts, *aio);
             if *thin {
                 opts.push("thin".into());
             }
@@ -254,4 +256,12 @@ fn glob_ref(p: &[u8], n: &[u8]) -> bool {
         row = cur;
     }
     row[0]
+}
+
+fn push_aio(opts: &mut Vec<String>, aio: scst_examples::spec::AioMode) {
+    match aio {
+        scst_examples::spec::AioMode::Auto => {}
+        scst_examples::spec::AioMode::Uring => opts.push("aio=uring".into()),
+        scst_examples::spec::AioMode::Threads => opts.push("aio=threads".into()),
+    }
 }

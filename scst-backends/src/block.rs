@@ -2,13 +2,14 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, IoSlice, IoSliceMut};
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
-use scst::{BlockStore, Geometry, StoreCaps};
+use scst::{BlockIo, BlockStore, Geometry, StoreCaps};
 
+use crate::uring::{AioMode, AtEof, Ring};
 use crate::{OpenError, check_geometry, sys};
 
 /// A block device opened with `O_DIRECT`: data moves between the command's page-aligned buffer
@@ -22,6 +23,7 @@ pub struct BlockDevStore {
     block_size: u32,
     blocks: AtomicU64,
     thin: bool,
+    ring: Option<&'static Ring>,
 }
 
 impl BlockDevStore {
@@ -31,6 +33,15 @@ impl BlockDevStore {
     /// # Errors
     /// If it cannot be opened or sized, or its logical block size is neither 512 nor 4096.
     pub fn open(path: impl AsRef<Path>, read_only: bool, thin: bool) -> Result<Self, OpenError> {
+        Self::open_with(path, read_only, thin, AioMode::Auto)
+    }
+
+    /// Like [`BlockDevStore::open`], with the I/O path chosen.
+    ///
+    /// # Errors
+    /// As [`BlockDevStore::open`]; also [`OpenError::NoUring`] for [`AioMode::Uring`] where
+    /// io_uring is unavailable.
+    pub fn open_with(path: impl AsRef<Path>, read_only: bool, thin: bool, aio: AioMode) -> Result<Self, OpenError> {
         let path = path.as_ref();
         let err = |source| OpenError::Io { path: path.display().to_string(), source };
         let file =
@@ -39,7 +50,17 @@ impl BlockDevStore {
         let bs = sys::blksszget(file.as_fd()).map_err(err)?;
         let blocks = size / u64::from(bs);
         check_geometry(blocks * u64::from(bs), bs)?;
-        Ok(Self { path: path.to_path_buf(), file, block_size: bs, blocks: AtomicU64::new(blocks), thin })
+        let ring = match aio {
+            AioMode::Threads => None,
+            AioMode::Auto => Ring::shared(),
+            AioMode::Uring => Some(Ring::shared().ok_or(OpenError::NoUring)?),
+        };
+        Ok(Self { path: path.to_path_buf(), file, block_size: bs, blocks: AtomicU64::new(blocks), thin, ring })
+    }
+
+    /// The path commands take: `"io_uring"` or `"threads"`.
+    pub fn io_path(&self) -> &'static str {
+        if self.ring.is_some() { "io_uring" } else { "threads" }
     }
 
     /// The device path.
@@ -54,7 +75,20 @@ impl BlockStore for BlockDevStore {
     }
 
     fn caps(&self) -> StoreCaps {
-        StoreCaps { may_block: true, null: false, rotation_rate: 0, lbppbe: 0, thin: self.thin }
+        StoreCaps {
+            may_block: true,
+            null: false,
+            rotation_rate: 0,
+            lbppbe: 0,
+            thin: self.thin,
+            async_io: self.ring.is_some(),
+        }
+    }
+
+    fn submit(&self, io: BlockIo) -> Result<(), BlockIo> {
+        let Some(ring) = self.ring else { return Err(io) };
+        let dsync = io.write_through();
+        ring.submit(io, dsync, AtEof::Error, |_| self.file.as_raw_fd())
     }
 
     fn product(&self) -> &str {

@@ -4,10 +4,15 @@
 //! |---|---|---|---|
 //! | [`NullStore`] | reads zeros, drops writes | no | any size; reads served from a zero page |
 //! | [`RamStore`] | in memory, sparse | no | the embedded default; pages appear on first write |
-//! | [`FileStore`] | regular file | yes | vectored `preadv`/`pwritev` on the command's segments; write-back or write-through; optional `O_DIRECT`; sparse when thin |
-//! | [`BlockDevStore`] | block device | yes | `O_DIRECT`; size and logical block size from the device |
+//! | [`FileStore`] | regular file | yes | io_uring (or `preadv2`/`pwritev2` on workers) on the command's segments; write-back or write-through; optional `O_DIRECT`; sparse when thin |
+//! | [`BlockDevStore`] | block device | yes | `O_DIRECT`, io_uring or workers; size and logical block size from the device |
 //!
 //! Each implements [`scst::BlockStore`]; wrap one in [`scst::Disk`] to get a SCSI disk.
+//!
+//! FILEIO and BLOCKIO submit READ, WRITE and SYNCHRONIZE CACHE through one process-wide io_uring
+//! ([`AioMode::Auto`], the default) from the thread that decoded the command; its completion
+//! thread delivers the response. Where io_uring is refused they fall back to the device's
+//! worker threads and synchronous calls (a warning in the log says which).
 //!
 //! [`SgDevice`] is not a store but a pass-through [`scst::DeviceHandler`] over a SCSI generic
 //! node: any real SCSI device (disk, tape, changer, ...) exported as it is.
@@ -19,12 +24,25 @@ mod nullio;
 mod ram;
 pub mod sg;
 mod sys;
+mod uring;
 
 pub use block::BlockDevStore;
 pub use file::{FileOptions, FileStore};
 pub use nullio::NullStore;
 pub use ram::RamStore;
 pub use sg::{SgDevice, SgOptions, SgTimeouts};
+pub use uring::AioMode;
+
+/// I/Os submitted to the process's io_uring so far (resubmissions of short transfers included),
+/// or `None` when this process has no ring (none was needed yet, or io_uring is unavailable).
+pub fn io_uring_submitted() -> Option<u64> {
+    uring::Ring::existing().map(uring::Ring::submitted)
+}
+
+/// Whether io_uring works here: creates the shared ring if no store has yet.
+pub fn io_uring_available() -> bool {
+    uring::Ring::shared().is_some()
+}
 
 /// Errors opening a store.
 #[derive(Debug, thiserror::Error)]
@@ -39,6 +57,9 @@ pub enum OpenError {
         #[source]
         source: std::io::Error,
     },
+    /// io_uring was asked for ([`AioMode::Uring`]) and this kernel or sandbox refuses it.
+    #[error("io_uring is unavailable here")]
+    NoUring,
     /// The block size is neither 512 nor 4096, or the device cannot use it.
     #[error("unsupported block size {0}")]
     BlockSize(u32),

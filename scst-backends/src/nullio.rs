@@ -29,7 +29,7 @@ impl BlockStore for NullStore {
     }
 
     fn caps(&self) -> StoreCaps {
-        StoreCaps { may_block: false, null: true, rotation_rate: 1, lbppbe: 0, thin: false }
+        StoreCaps { may_block: false, null: true, rotation_rate: 1, lbppbe: 0, thin: false, async_io: false }
     }
 
     fn product(&self) -> &str {

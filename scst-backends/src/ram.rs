@@ -79,7 +79,7 @@ impl BlockStore for RamStore {
     }
 
     fn caps(&self) -> StoreCaps {
-        StoreCaps { may_block: false, null: false, rotation_rate: 1, lbppbe: 0, thin: true }
+        StoreCaps { may_block: false, null: false, rotation_rate: 1, lbppbe: 0, thin: true, async_io: false }
     }
 
     fn product(&self) -> &str {

@@ -534,7 +534,7 @@ impl scst::BlockStore for NowaitStore {
         scst::Geometry { block_size: 512, blocks: 1024 }
     }
     fn caps(&self) -> scst::StoreCaps {
-        scst::StoreCaps { may_block: true, null: false, rotation_rate: 1, lbppbe: 0, thin: false }
+        scst::StoreCaps { may_block: true, null: false, rotation_rate: 1, lbppbe: 0, thin: false, async_io: false }
     }
     fn product(&self) -> &str {
         "NOWAIT"

@@ -6,6 +6,11 @@
 //! with no intermediate copy.
 
 use std::io::{self, IoSlice, IoSliceMut};
+use std::sync::atomic::Ordering::Relaxed;
+
+use crate::cmd::{CmdBox, Fail};
+use crate::sbc::locks::OwnedRangeGuard;
+use crate::wire::sense::{Sense, SenseCode};
 
 /// Size of a store.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -34,6 +39,9 @@ pub struct StoreCaps {
     /// and [`BlockStore::mapped`] tells mapped from deallocated ranges. The disk then reports
     /// LBPME/LBPRZ and accepts UNMAP and WRITE SAME with UNMAP.
     pub thin: bool,
+    /// [`BlockStore::submit`] takes I/O asynchronously (io_uring): the disk then starts READ,
+    /// WRITE and SYNCHRONIZE CACHE on the submitting thread instead of handing them to a worker.
+    pub async_io: bool,
 }
 
 /// A byte-addressed block store. Offsets and lengths the core passes are always whole logical
@@ -132,11 +140,178 @@ pub trait BlockStore: Send + Sync + 'static {
         Ok((true, len))
     }
 
+    /// Starts `io` without waiting for it: an asynchronous submission (io_uring, say). Called on
+    /// the submitting (fabric) thread; must not block. On `Ok` the store owns `io` and calls
+    /// [`BlockIo::complete`] exactly once, from any thread, when the transfer is over; until
+    /// then the buffer segments [`BlockIo::segments`] gave stay valid and are the store's to
+    /// fill (READ) or read (WRITE). `Err(io)` refuses (queue full, not supported): the command
+    /// then runs on a device worker through [`BlockStore::read_at`] / [`BlockStore::write_at`]
+    /// as usual. Only called when [`StoreCaps::async_io`] is set; the default refuses.
+    ///
+    /// # Errors
+    /// `io` itself, handed back unstarted.
+    fn submit(&self, io: BlockIo) -> Result<(), BlockIo> {
+        Err(io)
+    }
+
     /// Re-reads the size from the backing object (after it was resized) and returns it.
     ///
     /// # Errors
     /// An I/O error.
     fn refresh(&self) -> io::Result<Geometry> {
         Ok(self.geometry())
+    }
+}
+
+/// What an asynchronous block I/O ([`BlockIo`]) does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IoKind {
+    /// Fill the segments from the store, starting at the offset.
+    Read,
+    /// Write the segments to the store, starting at the offset.
+    Write,
+    /// Make every completed write durable (no data).
+    Flush,
+}
+
+/// One asynchronous block I/O: the medium access of a READ, WRITE or SYNCHRONIZE CACHE command,
+/// handed to [`BlockStore::submit`].
+///
+/// It owns the command (and through it the data buffer and the LBA range lock that keeps
+/// COMPARE AND WRITE atomic), so the buffer cannot move or be freed while the store's I/O is in
+/// flight. The store calls [`BlockIo::complete`] once with the outcome; the core then sets the
+/// command's status (GOOD, or MEDIUM ERROR with the LBA) and delivers it to its fabric from that
+/// thread. Dropping a `BlockIo` without completing it fails the command with INTERNAL TARGET
+/// FAILURE rather than leave the initiator waiting.
+pub struct BlockIo {
+    cmd: Option<CmdBox>,
+    kind: IoKind,
+    off: u64,
+    len: usize,
+    write_through: bool,
+    lba: u64,
+    range: Option<OwnedRangeGuard>,
+}
+
+impl std::fmt::Debug for BlockIo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BlockIo")
+            .field("kind", &self.kind)
+            .field("off", &self.off)
+            .field("len", &self.len)
+            .field("write_through", &self.write_through)
+            .finish_non_exhaustive()
+    }
+}
+
+impl BlockIo {
+    /// A block I/O for `cmd`, whose buffer already holds `len` bytes (for a READ: has room).
+    pub(crate) fn new(
+        cmd: CmdBox,
+        kind: IoKind,
+        lba: u64,
+        bs: u64,
+        len: usize,
+        write_through: bool,
+        range: Option<OwnedRangeGuard>,
+    ) -> Self {
+        Self { cmd: Some(cmd), kind, off: lba * bs, len, write_through, lba, range }
+    }
+
+    /// What to do.
+    pub fn kind(&self) -> IoKind {
+        self.kind
+    }
+
+    /// Byte offset in the store.
+    pub fn offset(&self) -> u64 {
+        self.off
+    }
+
+    /// Bytes to transfer (0 for [`IoKind::Flush`]).
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether there is nothing to transfer.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// A write must be on stable storage when it completes (FUA, or the write cache is off).
+    pub fn write_through(&self) -> bool {
+        self.write_through
+    }
+
+    /// Writes the buffer's segments for the transfer into `out` as raw `iovec`s and returns how
+    /// many (at most [`crate::sgv::MAX_SEGS`]). The memory they point at belongs to the command
+    /// and stays valid, unmoved, until this `BlockIo` is completed or dropped; for a READ the
+    /// store may write it, for a WRITE only read it.
+    pub fn segments(&mut self, out: &mut [libc::iovec]) -> usize {
+        let len = self.len;
+        let Some(buf) = self.cmd.as_mut().and_then(|c| c.buf_mut()) else { return 0 };
+        let mut iov: [IoSliceMut<'_>; crate::sgv::MAX_SEGS] = crate::sgv::empty_io_slices_mut();
+        let n = buf.io_slices_mut(0, len, &mut iov).min(out.len());
+        for (o, s) in out.iter_mut().zip(iov.iter_mut().take(n)) {
+            *o = libc::iovec { iov_base: s.as_mut_ptr().cast(), iov_len: s.len() };
+        }
+        n
+    }
+
+    /// Zero-fills the READ buffer from byte `from` on (the store ended before the transfer did:
+    /// a file that shrank reads as zeros past its end).
+    pub fn zero_from(&mut self, from: usize) {
+        let len = self.len;
+        if from < len
+            && let Some(buf) = self.cmd.as_mut().and_then(|c| c.buf_mut())
+        {
+            buf.fill(from, len - from, 0);
+        }
+    }
+
+    /// Ends the I/O: `Ok` when every byte was transferred (or the flush is done), else the
+    /// error. Sets the command's status and delivers it to its fabric from this thread.
+    pub fn complete(mut self, r: io::Result<()>) {
+        let Some(mut cmd) = self.cmd.take() else { return };
+        let r: Result<(), Fail> = match (self.kind, r) {
+            (IoKind::Read, Ok(())) => {
+                cmd.set_data_in(self.len);
+                cmd.produced = cmd.info().data_len;
+                if let Some(d) = cmd.device() {
+                    d.stats().read_bytes.fetch_add(self.len as u64, Relaxed);
+                }
+                Ok(())
+            }
+            (IoKind::Write, Ok(())) => {
+                if let Some(d) = cmd.device() {
+                    d.stats().write_bytes.fetch_add(self.len as u64, Relaxed);
+                }
+                Ok(())
+            }
+            (IoKind::Flush, Ok(())) => Ok(()),
+            (IoKind::Read, Err(_)) => Err(Sense::with_info(SenseCode::UNRECOVERED_READ_ERROR, self.lba).into()),
+            (IoKind::Write | IoKind::Flush, Err(e)) => Err(crate::sbc::write_error(&e, self.lba).into()),
+        };
+        // Release the range before the response goes out: a COMPARE AND WRITE waiting for it
+        // may go on.
+        self.range = None;
+        cmd.complete_with(r);
+        crate::exec::complete(cmd);
+    }
+
+    /// The command back, unstarted (the store refused the I/O).
+    pub(crate) fn into_cmd(mut self) -> CmdBox {
+        self.range = None;
+        self.cmd.take().expect("a BlockIo holds its command until completed")
+    }
+}
+
+impl Drop for BlockIo {
+    fn drop(&mut self) {
+        if let Some(mut cmd) = self.cmd.take() {
+            self.range = None;
+            cmd.complete_with(Err(Sense::new(SenseCode::INTERNAL_TARGET_FAILURE).into()));
+            crate::exec::complete(cmd);
+        }
     }
 }

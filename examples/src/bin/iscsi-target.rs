@@ -28,6 +28,9 @@ LUN specifications (--lun N=SPEC):
                                                  thin = sparse + UNMAP, wt = write-through,
                                                  direct = O_DIRECT, pbs = physical block size
   blockio:DEVICE[,thin][,ro][,removable]         a block device (O_DIRECT; thin = discard)
+  fileio and blockio take aio=auto|uring|threads: READ, WRITE and SYNCHRONIZE CACHE go through
+  io_uring from the connection's thread (auto, the default, where the kernel allows it), or to
+  worker threads with synchronous calls (threads)
   sg:/dev/sgN[,timeout=SECS][,long_timeout=SECS][,pr=passthrough|emulate][,threads=N][,ro]
                                                  SCSI pass-through to a real device of any
                                                  type: commands go to it unchanged; REPORT

@@ -5,6 +5,8 @@
 //! small table under one mutex (held only to scan and update the table, never during I/O); the
 //! table's capacity is kept, so steady-state writes do not allocate.
 
+use std::sync::Arc;
+
 use parking_lot::{Condvar, Mutex};
 
 #[derive(Clone, Copy)]
@@ -64,14 +66,41 @@ impl RangeLocks {
     }
 }
 
-impl Drop for RangeGuard<'_> {
-    fn drop(&mut self) {
-        let mut g = self.locks.table.lock();
-        if let Some(i) = g.0.iter().position(|e| e.id == self.id) {
+/// A held range that owns its table: it travels with an asynchronous I/O
+/// ([`crate::store::BlockIo`]) and is released when that completes.
+pub(crate) struct OwnedRangeGuard {
+    locks: Arc<RangeLocks>,
+    id: u64,
+}
+
+impl RangeLocks {
+    /// Like [`RangeLocks::try_lock`], with a guard that can outlive the borrow.
+    pub(super) fn try_lock_owned(self: &Arc<Self>, lba: u64, blocks: u64) -> Option<OwnedRangeGuard> {
+        let g = self.try_lock(lba, blocks, false)?;
+        let id = g.id;
+        std::mem::forget(g);
+        Some(OwnedRangeGuard { locks: self.clone(), id })
+    }
+
+    fn unlock(&self, id: u64) {
+        let mut g = self.table.lock();
+        if let Some(i) = g.0.iter().position(|e| e.id == id) {
             g.0.swap_remove(i);
         }
         drop(g);
-        self.locks.freed.notify_all();
+        self.freed.notify_all();
+    }
+}
+
+impl Drop for RangeGuard<'_> {
+    fn drop(&mut self) {
+        self.locks.unlock(self.id);
+    }
+}
+
+impl Drop for OwnedRangeGuard {
+    fn drop(&mut self) {
+        self.locks.unlock(self.id);
     }
 }
 
@@ -102,5 +131,16 @@ mod tests {
         drop(_b);
         t.join().unwrap();
         assert!(got.load(SeqCst));
+    }
+
+    #[test]
+    fn owned_guard_holds_until_dropped() {
+        let l = Arc::new(RangeLocks::default());
+        let g = l.try_lock_owned(10, 4).expect("free range");
+        assert!(l.try_lock(12, 1, true).is_none(), "exclusive refused while the owned guard is held");
+        assert!(l.try_lock(12, 1, false).is_some(), "shared coexists");
+        assert!(l.try_lock(14, 1, true).is_some(), "disjoint exclusive is fine");
+        drop(g);
+        assert!(l.try_lock(12, 1, true).is_some(), "released with the guard");
     }
 }

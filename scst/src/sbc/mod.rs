@@ -1,7 +1,7 @@
 //! The direct-access block device handler: SPC-4 and SBC-3 emulation over a [`BlockStore`].
 
 mod atomic;
-mod locks;
+pub(crate) mod locks;
 mod mode;
 mod spc;
 mod thin;
@@ -11,11 +11,11 @@ use std::io::IoSliceMut;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
-use crate::cmd::{Cmd, CmdInfo, ExecContext, Fail};
+use crate::cmd::{Cmd, CmdBox, CmdInfo, ExecContext, Fail};
 use crate::dev::{BlockAccess, Device, DeviceHandler};
 use crate::ops::{DISK_OPS, DataDir, Op, OpFlags, OpInfo};
 use crate::sgv::{MAX_SEGS, SgBuf, SgvPool, empty_io_slices, empty_io_slices_mut};
-use crate::store::{BlockStore, Geometry};
+use crate::store::{BlockIo, BlockStore, Geometry, IoKind};
 use crate::wire::cdb::{be16, be24, be32, be64};
 use crate::wire::sense::{Sense, SenseCode};
 use locks::RangeLocks;
@@ -33,7 +33,7 @@ pub struct Disk<S: BlockStore> {
     store: S,
     block_size: u32,
     blocks: AtomicU64,
-    locks: RangeLocks,
+    locks: Arc<RangeLocks>,
 }
 
 impl<S: BlockStore> std::fmt::Debug for Disk<S> {
@@ -62,12 +62,7 @@ impl<S: BlockStore> Disk<S> {
     pub fn new(store: S) -> Arc<Self> {
         let g = store.geometry();
         assert!(matches!(g.block_size, 512 | 4096), "block size must be 512 or 4096, not {}", g.block_size);
-        Arc::new(Self {
-            block_size: g.block_size,
-            blocks: AtomicU64::new(g.blocks),
-            store,
-            locks: RangeLocks::default(),
-        })
+        Arc::new(Self { block_size: g.block_size, blocks: AtomicU64::new(g.blocks), store, locks: Arc::default() })
     }
 
     /// The store.
@@ -388,7 +383,7 @@ fn first_diff(a: &SgBuf, a_off: usize, b: &SgBuf, b_off: usize, len: usize) -> O
 }
 
 /// Maps a write failure to sense data.
-fn write_error(e: &std::io::Error, lba: u64) -> Sense {
+pub(crate) fn write_error(e: &std::io::Error, lba: u64) -> Sense {
     if e.raw_os_error() == Some(28) {
         // ENOSPC: a thin store ran out of space (SBC-3 §4.7.3.7).
         Sense::new(SenseCode::SPACE_ALLOCATION_FAILED_WRITE_PROTECT)
@@ -505,6 +500,40 @@ impl<S: BlockStore> DeviceHandler for Disk<S> {
             other => self.exec_control(other, cmd),
         };
         cmd.complete_with(r);
+    }
+
+    fn start(&self, mut cmd: CmdBox) -> Result<(), CmdBox> {
+        // READ, WRITE and SYNCHRONIZE CACHE go to an asynchronous store without a worker; the
+        // rest (verification, WRITE SAME, UNMAP, ...) keeps the worker path.
+        if !self.store.caps().async_io {
+            return Err(cmd);
+        }
+        let Some(op) = cmd.op() else { return Err(cmd) };
+        let info = *cmd.info();
+        let len = (info.blocks * self.bs()) as usize;
+        let kind = match op.op {
+            Op::Read6 | Op::Read10 | Op::Read12 | Op::Read16 if len > 0 => IoKind::Read,
+            Op::Write6 | Op::Write10 | Op::Write12 | Op::Write16 if len > 0 && info.dir == DataDir::Out => {
+                IoKind::Write
+            }
+            Op::SyncCache10 | Op::SyncCache16 => IoKind::Flush,
+            _ => return Err(cmd),
+        };
+        let range = match kind {
+            IoKind::Flush => None,
+            // A COMPARE AND WRITE holds the range: the worker waits for it.
+            _ => match self.locks.try_lock_owned(info.lba, info.blocks) {
+                Some(g) => Some(g),
+                None => return Err(cmd),
+            },
+        };
+        if kind == IoKind::Read && cmd.data_in_buf(len).is_err() {
+            // The worker reports BUSY.
+            return Err(cmd);
+        }
+        let wt = kind == IoKind::Write && self.write_through(&cmd, info.fua);
+        let io = BlockIo::new(cmd, kind, info.lba, self.bs(), len, wt, range);
+        self.store.submit(io).map_err(BlockIo::into_cmd)
     }
 
     fn try_exec_nowait(&self, cmd: &mut Cmd) -> bool {
