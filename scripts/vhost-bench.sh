@@ -16,10 +16,10 @@
 # The guest is TCG-emulated and its vCPU threads share the host's cores with the targets: absolute
 # numbers are small and move with the machine's load; read the ratios within one run. iSCSI also
 # pays for slirp (QEMU's user-mode TCP/IP), which is not what a real NIC costs.
-# MAX_SECTORS_KB (default 1024) is set on all three disks in the guest, so that each 1 MiB fio I/O
-# is one SCSI command everywhere: our targets report a 128 KiB optimal transfer length (Block
-# Limits VPD), which Linux adopts as max_sectors_kb, QEMU's scsi-hd none (1280 KiB).
-# MAX_SECTORS_KB= (empty) keeps the kernel's choice per disk.
+# By default the guest kernel picks each disk's request size limit, as a user's guest would: our
+# targets report a 1 MiB optimal transfer length (Block Limits VPD), which Linux adopts as
+# max_sectors_kb (1024), QEMU's scsi-hd none (1280 KiB); the guest prints what it chose.
+# MAX_SECTORS_KB=N sets N on all three disks instead.
 # usage: [RUNTIME=10] [SIZE=256M] [BIN_DIR=target/release] [RIG=../shared/rig] scripts/vhost-bench.sh
 # Exits non-zero if a disk is missing in the guest or a fio run fails. KEEP=1 keeps the work dir.
 set -euo pipefail
@@ -32,7 +32,7 @@ SIZE=${SIZE:-256M}
 QEMU_CACHE=${QEMU_CACHE:-none}
 QEMU_AIO=${QEMU_AIO:-threads}
 QUEUES=${QUEUES:-2}
-MAX_SECTORS_KB=${MAX_SECTORS_KB-1024}
+MAX_SECTORS_KB=${MAX_SECTORS_KB:-}
 VHOST=$BIN_DIR/vhost-user-scsi-target ISCSI=$BIN_DIR/iscsi-target
 [ -x "$RIG/run-vm.sh" ] || { echo "vhost-bench.sh: no rig at $RIG (set RIG=)" >&2; exit 2; }
 for b in "$VHOST" "$ISCSI"; do

@@ -12,9 +12,9 @@
 # max_sectors_kb"), fio-ROLE-POINT.json for every run, and "FAIL ..." lines to RESULT_DIR/fail.txt;
 # exits non-zero if a disk is missing or a fio run failed. Prints "VHOST BENCH DONE" at the end.
 # usage: guest-vhost-bench.sh ISCSI_PORTAL ISCSI_IQN RESULT_DIR RUNTIME SIZE [MAX_SECTORS_KB]
-# MAX_SECTORS_KB (if given and not "-"): the request size limit of all three disks, so that a
-# 1 MiB fio I/O is one SCSI command on each (our targets' Block Limits VPD says 128 KiB optimal
-# transfer length, which Linux takes as max_sectors_kb; QEMU's scsi-hd gives none: 1280 KiB).
+# MAX_SECTORS_KB (if given and not "-"): the request size limit of all three disks (else the
+# kernel's choice: our targets' Block Limits VPD says 1 MiB optimal transfer length, which Linux
+# takes as max_sectors_kb; QEMU's scsi-hd gives none: 1280 KiB).
 set -uo pipefail
 portal=$1 iqn=$2 out=$3 runtime=$4 size=$5 maxkb=${6:--}
 fail() { echo "FAIL $*" | tee -a "$out/fail.txt"; }

@@ -337,10 +337,10 @@ fn vpd_extended_inquiry_and_block_pages() {
     assert_eq!(vpd(&i, 0x86), want, "HEADSUP ORDSUP SIMPSUP, V_SUP, 32-byte sense");
 
     // Block Limits: page length 3Ch; compare and write up to 255 blocks; granularity 1; maximum
-    // transfer 64 MiB; optimal 128 KiB; maximum prefetch 64 MiB; unmap: any LBA count, 4095
+    // transfer 64 MiB; optimal 1 MiB; maximum prefetch 64 MiB; unmap: any LBA count, 4095
     // descriptors, 4 KiB granularity; no write same limit; atomic writes of 1024 blocks, aligned
     // and granular to 1 block.
-    let mut want = vec![0, 0xb0, 0, 0x3c, 0, 0xff, 0, 1, 0, 2, 0, 0, 0, 0, 0x01, 0, 0, 2, 0, 0];
+    let mut want = vec![0, 0xb0, 0, 0x3c, 0, 0xff, 0, 1, 0, 2, 0, 0, 0, 0, 0x08, 0, 0, 2, 0, 0];
     want.extend([0xff, 0xff, 0xff, 0xff, 0, 0, 0x0f, 0xff, 0, 0, 0, 8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
     want.extend([0, 0, 4, 0, 0, 0, 0, 1, 0, 0, 0, 1]);
     want.resize(64, 0);
@@ -363,7 +363,7 @@ fn vpd_extended_inquiry_and_block_pages() {
     let j = r4.login();
     let d = vpd(&j, 0xb0);
     assert_eq!(be32(&d, 8), 16384, "maximum transfer length");
-    assert_eq!(be32(&d, 12), 32, "optimal transfer length");
+    assert_eq!(be32(&d, 12), 256, "optimal transfer length: 1 MiB");
     assert_eq!(be32(&d, 16), 16384, "maximum prefetch length");
     // A file reports no rotation rate.
     assert_eq!(be16(&vpd(&j, 0xb1), 4), 0);

@@ -24,7 +24,6 @@ use std::cell::Cell;
 use std::hint::black_box;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
-use std::time::{Duration, Instant};
 
 use scst::{Device, DeviceConfig, Disk, Lun, SgvConfig, SgvPool, Target};
 use scst_backends::{NullStore, RamStore};
@@ -152,42 +151,6 @@ fn target() -> Arc<Target> {
     target
 }
 
-/// Waits until the device worker threads (named `scst-dev...`; every device starts at least one,
-/// even for stores that never block) have started and are blocked waiting for work. Their
-/// one-time startup allocations (the thread name, the channel's per-thread context) would
-/// otherwise race into the first measurement on the "any thread" counter. On Linux this reads
-/// the thread states from `/proc`; elsewhere it just sleeps.
-fn wait_for_parked_workers(expected: usize) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let mut parked_checks = 0;
-    loop {
-        let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
-            std::thread::sleep(Duration::from_millis(200));
-            return;
-        };
-        let (mut workers, mut parked) = (0, 0);
-        for task in tasks.flatten() {
-            let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
-            if !comm.starts_with("scst-dev") {
-                continue;
-            }
-            workers += 1;
-            // The state is the first field after the parenthesised command name.
-            let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
-            if stat.rsplit_once(')').and_then(|(_, rest)| rest.trim_start().chars().next()) == Some('S') {
-                parked += 1;
-            }
-        }
-        // Seen parked twice in a row, so a thread that merely paused does not pass.
-        parked_checks = if workers >= expected && parked == workers { parked_checks + 1 } else { 0 };
-        if parked_checks == 2 {
-            return;
-        }
-        assert!(Instant::now() < deadline, "device workers did not park: {parked}/{workers} of {expected}");
-        std::thread::sleep(Duration::from_millis(5));
-    }
-}
-
 /// READ(10) (or WRITE(10) when `write`) of `len` bytes, command number `i` of its kind.
 fn rw10(write: bool, len: usize, i: usize) -> [u8; 10] {
     let blocks = (len / BLOCK) as u16;
@@ -272,7 +235,6 @@ fn steady_state_commands_do_not_allocate() {
         TRACE.store(true, Relaxed);
     }
     let target = target();
-    wait_for_parked_workers(2);
     let init = LocalInitiator::connect(&target, "iqn.2026-11.rs.scst:zero-alloc-init");
     for lun in [NULLIO_LUN, RAM_LUN] {
         assert!(init.clear_unit_attentions(lun).is_good(), "LUN {lun} not ready");
@@ -324,4 +286,9 @@ fn steady_state_commands_do_not_allocate() {
         "steady-state commands allocated (rerun with ZERO_ALLOC_TRACE=1 -- --nocapture for call sites):\n{}",
         failures.join("\n")
     );
+    // NULLIO and RAM commands never left the submitting thread: their devices never needed a
+    // worker, so none was started (no thread, no queue memory per LUN).
+    for (lun, m) in target.luns() {
+        assert!(!m.dev.workers_started(), "LUN {} started device workers", lun.0);
+    }
 }

@@ -419,10 +419,11 @@ fn full_feature(
     }
     let mut rx = rx;
     rx.set_before_read(cs.clone());
-    let flusher = {
-        let cs = cs.clone();
+    let weak = Arc::downgrade(&cs);
+    cs.tx.set_flusher_start(Box::new(move || {
+        let cs = weak.upgrade()?;
         std::thread::Builder::new().name("iscsi-tx".into()).spawn(move || cs.tx.run_flusher()).ok()
-    };
+    }));
     let mut f = Ffp {
         shared,
         policy,
@@ -454,7 +455,7 @@ fn full_feature(
         cs.tx.drain(Duration::from_secs(5));
     }
     cs.tx.kill();
-    if let Some(h) = flusher {
+    if let Some(h) = cs.tx.take_flusher() {
         let _ = h.join();
     }
     if let Some(isess) = &login.isess {

@@ -11,8 +11,9 @@
 //! - device workers (asynchronous completions) and PDUs sent from elsewhere queue and flush at
 //!   once;
 //! - a flush that meets a full socket leaves the rest queued and wakes the connection's flusher
-//!   thread, which waits for the socket to drain (up to the send timeout, then the connection
-//!   is dropped). A peer that stops reading therefore stalls only its own connection, never a
+//!   thread (started the first time the socket is full: an idle or light connection has none),
+//!   which waits for the socket to drain (up to the send timeout, then the connection is
+//!   dropped). A peer that stops reading therefore stalls only its own connection, never a
 //!   device worker.
 //!
 //! A mutex serializes the queue, which also keeps StatSN in wire order.
@@ -23,6 +24,7 @@ use std::net::TcpStream;
 use std::os::fd::AsFd;
 use std::sync::Weak;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering::Acquire, Ordering::Relaxed, Ordering::Release};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex, MutexGuard};
@@ -97,11 +99,18 @@ pub(crate) struct TxParams {
     pub(crate) max_burst: u32,
 }
 
+/// Starts a connection's flusher thread (see [`Tx::set_flusher_start`]).
+pub(crate) type FlusherStart = Box<dyn FnOnce() -> Option<JoinHandle<()>> + Send>;
+
 /// A connection's transmit side.
 pub(crate) struct Tx {
     inner: Mutex<Inner>,
     /// Wakes the flusher thread when the socket is full (and on kill).
     flusher: Condvar,
+    /// Starts the flusher thread, taken the first time the socket is full (or by `kill`).
+    flusher_start: Mutex<Option<FlusherStart>>,
+    /// The flusher thread, once started, for the connection's end to join.
+    flusher_thread: Mutex<Option<JoinHandle<()>>>,
     params: TxParams,
     /// The initiator's MaxRecvDataSegmentLength now (a Text Request may declare a new one).
     max_send_segment: AtomicU32,
@@ -189,6 +198,8 @@ impl Tx {
                 parked: Vec::new(),
             }),
             flusher: Condvar::new(),
+            flusher_start: Mutex::new(None),
+            flusher_thread: Mutex::new(None),
             max_send_segment: AtomicU32::new(params.max_send_segment),
             params,
             exp_cmd_sn: AtomicU32::new(exp_cmd_sn),
@@ -198,6 +209,33 @@ impl Tx {
             dead: AtomicBool::new(false),
             send_timeout,
             conn_id,
+        }
+    }
+
+    /// Sets how to start the flusher thread (which must run [`Tx::run_flusher`]); it is started
+    /// the first time a flush finds the socket full. A start that returns `None` (no thread)
+    /// drops the connection.
+    pub(crate) fn set_flusher_start(&self, start: FlusherStart) {
+        *self.flusher_start.lock() = Some(start);
+    }
+
+    /// The flusher thread, if one was started: to be joined after [`Tx::kill`].
+    pub(crate) fn take_flusher(&self) -> Option<JoinHandle<()>> {
+        self.flusher_thread.lock().take()
+    }
+
+    /// Starts the flusher thread unless it runs already (or the connection is dead).
+    fn start_flusher(&self) {
+        let mut start = self.flusher_start.lock();
+        let Some(f) = start.take() else { return };
+        // Started under the lock: `kill` takes it too, so a connection being torn down either
+        // never gets a flusher or finds its handle stored for joining.
+        if let Some(h) = f() {
+            *self.flusher_thread.lock() = Some(h);
+        } else {
+            drop(start);
+            tracing::warn!("cannot start the flusher thread of a full socket: dropping the connection");
+            self.kill();
         }
     }
 
@@ -239,6 +277,8 @@ impl Tx {
             g.total_sent = sent;
             (std::mem::take(&mut g.cmds), std::mem::take(&mut g.parked))
         };
+        // No flusher is started after this; one already running sees `dead` and returns.
+        drop(self.flusher_start.lock().take());
         self.flusher.notify_all();
         // Outside the lock: dropping a command may complete a TMF, which sends.
         drop(cmds);
@@ -504,7 +544,8 @@ impl Tx {
         let mut rel = Released::new();
         loop {
             let r = self.flush_some(&mut g, &mut rel);
-            if r == Flushed::Blocked && !g.blocked {
+            let newly_blocked = r == Flushed::Blocked && !g.blocked;
+            if newly_blocked {
                 g.blocked = true;
                 self.flusher.notify_one();
             }
@@ -513,6 +554,8 @@ impl Tx {
                 rel.drop_all();
                 if r == Flushed::Dead {
                     self.kill();
+                } else if newly_blocked {
+                    self.start_flusher();
                 }
                 return;
             }

@@ -887,7 +887,43 @@ fn a_peer_that_stops_reading_does_not_stall_other_sessions() {
         let cmd = CmdPdu { read: true, edtl: 4 << 20, ..CmdPdu::new(FILE, read10(k * 2048, 8192)) };
         itts.push(c.send_cmd(&cmd));
     }
+    // The stalled connection's flusher thread was started (a connection has none until its
+    // socket is first full).
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while threads_named("iscsi-tx") == 0 {
+        assert!(Instant::now() < deadline, "no flusher thread for the full socket");
+        std::thread::sleep(Duration::from_millis(10));
+    }
     std::thread::sleep(Duration::from_secs(7));
+    drop(c);
+    s.finish();
+}
+
+/// Threads of this process whose name starts with `prefix`.
+fn threads_named(prefix: &str) -> usize {
+    std::fs::read_dir("/proc/self/task")
+        .expect("/proc/self/task")
+        .flatten()
+        .filter(|e| std::fs::read_to_string(e.path().join("comm")).unwrap_or_default().starts_with(prefix))
+        .count()
+}
+
+#[test]
+fn an_idle_connection_costs_one_thread() {
+    // A logged-in connection that is not sending much has its receive thread only: the flusher
+    // starts with the first full socket.
+    let s = Suite::start();
+    let tx_before = threads_named("iscsi-tx");
+    let mut c = s.t.login();
+    c.assert_usable();
+    let u = usage();
+    assert_eq!(
+        u.target_threads,
+        s.base.target_threads + 1,
+        "threads of one more idle connection: {u:?} vs {:?}",
+        s.base
+    );
+    assert_eq!(threads_named("iscsi-tx"), tx_before, "an idle connection started a flusher thread");
     drop(c);
     s.finish();
 }

@@ -6,8 +6,8 @@
 //! ([`crate::sbc::Disk`]) emulates SPC/SBC over any [`crate::store::BlockStore`].
 
 use std::io;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, OnceLock};
 
 use crossbeam_channel::{Receiver, Sender};
 use parking_lot::Mutex;
@@ -249,7 +249,10 @@ pub struct Device {
     medium_loaded: AtomicBool,
     /// Session ids holding a PREVENT MEDIUM REMOVAL.
     prevent: Mutex<Vec<u64>>,
-    jobs: Sender<CmdBox>,
+    /// The worker queue, created with the workers by the first command that needs one: a device
+    /// whose commands all run inline (NULLIO, RAM, emulated commands) or through
+    /// `BlockStore::submit` costs no thread and no queue memory until then.
+    jobs: OnceLock<Sender<CmdBox>>,
     stats: DeviceStats,
     pr: Mutex<PrState>,
     /// Anything registered or reserved: commands check reservations only then.
@@ -323,10 +326,13 @@ fn fnv1a(s: &str) -> u64 {
 const JOB_QUEUE: usize = 8192;
 
 impl Device {
-    /// Creates a device and starts its worker threads.
+    /// Creates a device. Its worker threads start with the first command that needs one (a
+    /// command of a store that may block, or one released from the task set onto a worker); a
+    /// worker that cannot be started then is logged, and with none the command ends with
+    /// INTERNAL TARGET FAILURE.
     ///
     /// # Errors
-    /// If a worker thread cannot be spawned.
+    /// None today; the signature keeps room for setup that can fail.
     pub fn new(cfg: DeviceConfig, handler: Arc<dyn DeviceHandler>) -> io::Result<Arc<Self>> {
         let id = NEXT_DEVICE_ID.fetch_add(1, Relaxed);
         let h = fnv1a(&cfg.name);
@@ -346,12 +352,6 @@ impl Device {
             }
             Some(PrLoad::Empty) | None => PrState::default(),
         };
-        let (tx, rx) = crossbeam_channel::bounded(JOB_QUEUE);
-        let threads = if handler.may_block() { cfg.threads.max(1) } else { 1 };
-        for i in 0..threads {
-            let rx: Receiver<CmdBox> = rx.clone();
-            std::thread::Builder::new().name(format!("scst-dev{id}-{i}")).spawn(move || worker(&rx))?;
-        }
         let dev = Arc::new(Self {
             id,
             serial,
@@ -368,7 +368,7 @@ impl Device {
             ua: UaLog::default(),
             medium_loaded: AtomicBool::new(true),
             prevent: Mutex::new(Vec::new()),
-            jobs: tx,
+            jobs: OnceLock::new(),
             stats: DeviceStats::default(),
             pr_active: AtomicBool::new(!pr.is_idle()),
             pr: Mutex::new(pr),
@@ -568,16 +568,41 @@ impl Device {
         self.sanitize_progress.store(done, Relaxed);
     }
 
-    /// Hands a command to a worker for execution.
+    /// Whether the worker threads have been started (by the first command that needed one).
+    pub fn workers_started(&self) -> bool {
+        self.jobs.get().is_some()
+    }
+
+    /// The worker queue; the first call starts the workers (`DeviceConfig::threads` for handlers
+    /// that may block, else one).
+    fn jobs(&self) -> &Sender<CmdBox> {
+        self.jobs.get_or_init(|| {
+            let (tx, rx) = crossbeam_channel::bounded(JOB_QUEUE);
+            let threads = if self.handler.may_block() { self.cfg.threads.max(1) } else { 1 };
+            for i in 0..threads {
+                let rx: Receiver<CmdBox> = rx.clone();
+                let name = format!("scst-dev{}-{i}", self.id);
+                if let Err(e) = std::thread::Builder::new().name(name).spawn(move || worker(&rx)) {
+                    error!(device = %self.cfg.name, "cannot start a device worker: {e}");
+                }
+            }
+            tx
+        })
+    }
+
+    /// Hands a command to a worker for execution (the workers start with the first one).
     pub(crate) fn queue_exec(&self, cmd: CmdBox) {
-        // The queue only closes when the device is gone, and then nothing can own `cmd`'s device
-        // reference: a failed send cannot happen while `cmd` exists.
-        let _ = self.jobs.send(cmd);
+        self.defer(cmd);
     }
 
     /// Runs a released command on a worker thread.
     pub(crate) fn defer(&self, cmd: CmdBox) {
-        let _ = self.jobs.send(cmd);
+        // The queue only closes when no worker could be started (the receivers went with the
+        // failed spawns): the command ends with INTERNAL TARGET FAILURE rather than waiting.
+        if let Err(crossbeam_channel::SendError(mut cmd)) = self.jobs().send(cmd) {
+            cmd.complete_with(Err(Sense::new(SenseCode::INTERNAL_TARGET_FAILURE).into()));
+            crate::exec::complete(cmd);
+        }
     }
 }
 

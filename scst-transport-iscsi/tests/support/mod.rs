@@ -61,7 +61,9 @@ pub fn hostile_config() -> IscsiConfig {
 pub struct Usage {
     /// Every thread of the process.
     pub threads: usize,
-    /// Threads the target runs: `iscsi-*` (accept, connections) and `scst-*` (device workers).
+    /// Threads the target runs per portal and connection: `iscsi-*` (accept, connections,
+    /// flushers). Device workers (`scst-*`) are per device, started by the first command that
+    /// needs one, and stay: they are not counted.
     pub target_threads: usize,
     /// Open file descriptors.
     pub fds: usize,
@@ -86,7 +88,7 @@ pub fn usage() -> Usage {
         threads += 1;
         // A thread may exit between read_dir and here.
         let comm = std::fs::read_to_string(e.path().join("comm")).unwrap_or_default();
-        if comm.starts_with("iscsi-") || comm.starts_with("scst-") {
+        if comm.starts_with("iscsi-") {
             target_threads += 1;
         }
     }

@@ -25,6 +25,9 @@ pub use xcopy::CopyResult;
 /// size). Longer transfers get INVALID FIELD IN CDB.
 pub const MAX_TRANSFER_BYTES: u32 = 64 << 20;
 
+/// The optimal transfer length reported in the Block Limits VPD page, in bytes.
+pub const OPTIMAL_TRANSFER_BYTES: u32 = 1 << 20;
+
 /// Verification and read-modify-write work in pieces of at most this size.
 const CHUNK: usize = 1 << 20;
 

@@ -147,7 +147,9 @@ fn vpd<S: BlockStore>(disk: &Disk<S>, cmd: &mut Cmd, page: u8, alloc: usize) -> 
             p[1] = super::atomic::MAX_CAW_BLOCKS; // maximum compare and write length
             put16(&mut p, 2, 1); // optimal transfer length granularity
             put32(&mut p, 4, MAX_TRANSFER_BYTES / bs); // maximum transfer length
-            put32(&mut p, 8, (128 << 10) / bs); // optimal transfer length
+            // Optimal transfer length 1 MiB: Linux takes it as the disk's request size limit
+            // (max_sectors_kb) and io_opt; 128 KiB there cost a third of 1 MiB throughput.
+            put32(&mut p, 8, (super::OPTIMAL_TRANSFER_BYTES / bs).min(MAX_TRANSFER_BYTES / bs));
             put32(&mut p, 12, MAX_TRANSFER_BYTES / bs); // maximum prefetch length
             if disk.thin() {
                 put32(&mut p, 16, super::thin::MAX_UNMAP_LBA_COUNT);
