@@ -15,12 +15,14 @@
 # processes per I/O, sampled when the guest starts and ends each fio run.
 # The guest is TCG-emulated and its vCPU threads share the host's cores with the targets: absolute
 # numbers are small and move with the machine's load; read the ratios within one run. iSCSI also
-# pays for slirp (QEMU's user-mode TCP/IP), which is not what a real NIC costs.
+# pays for slirp (QEMU's user-mode TCP/IP), which is not what a real NIC costs; NET=tap (as root)
+# gives the guest a second virtio-net NIC on a host tap device instead (192.168.77.0/24, QEMU's
+# userspace virtio-net: /dev/vhost-net is not on every host), and the target listens there.
 # By default the guest kernel picks each disk's request size limit, as a user's guest would: our
 # targets report a 1 MiB optimal transfer length (Block Limits VPD), which Linux adopts as
 # max_sectors_kb (1024), QEMU's scsi-hd none (1280 KiB); the guest prints what it chose.
 # MAX_SECTORS_KB=N sets N on all three disks instead.
-# usage: [RUNTIME=10] [SIZE=256M] [BIN_DIR=target/release] [RIG=../shared/rig] scripts/vhost-bench.sh
+# usage: [NET=slirp|tap] [RUNTIME=10] [SIZE=256M] [BIN_DIR=target/release] [RIG=../shared/rig] scripts/vhost-bench.sh
 # Exits non-zero if a disk is missing in the guest or a fio run fails. KEEP=1 keeps the work dir.
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -33,6 +35,7 @@ QEMU_CACHE=${QEMU_CACHE:-none}
 QEMU_AIO=${QEMU_AIO:-threads}
 QUEUES=${QUEUES:-2}
 MAX_SECTORS_KB=${MAX_SECTORS_KB:-}
+NET=${NET:-slirp}
 VHOST=$BIN_DIR/vhost-user-scsi-target ISCSI=$BIN_DIR/iscsi-target
 [ -x "$RIG/run-vm.sh" ] || { echo "vhost-bench.sh: no rig at $RIG (set RIG=)" >&2; exit 2; }
 for b in "$VHOST" "$ISCSI"; do
@@ -40,10 +43,11 @@ for b in "$VHOST" "$ISCSI"; do
 done
 W=$(mktemp -d /tmp/scst-vhost-bench.XXXXXX)   # under /tmp: the guest sees it
 RAW=$(mktemp /dev/shm/scst-vhost-bench.XXXXXX.raw)
-VPID= IPID= HELPER=
+VPID= IPID= HELPER= TAP=
 cleanup() {
   local p
   for p in $HELPER $VPID $IPID; do kill "$p" 2>/dev/null && wait "$p" 2>/dev/null; done
+  [ -z "$TAP" ] || ip link del "$TAP" 2>/dev/null || true
   rm -f "$RAW"
   if [ -n "${KEEP:-}" ]; then echo "work dir kept: $W" >&2; else rm -rf "$W"; fi
 }
@@ -56,7 +60,18 @@ SOCK=$W/vus.sock
 VPID=$!
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 IQN=iqn.2026-12.rs.scst:vhost-bench
-"$ISCSI" --listen "127.0.0.1:$PORT" --target "$IQN" --lun 0=ram:1G --log warn > "$W/iscsi.out" 2> "$W/iscsi.err" &
+case $NET in
+  slirp) LISTEN=127.0.0.1 PORTAL=10.0.2.2:$PORT GUESTNET=- NETQ=();;
+  tap)
+    TAP=scstvb$$
+    ip tuntap add dev "$TAP" mode tap && ip addr add 192.168.77.1/24 dev "$TAP" && ip link set "$TAP" up ||
+      { echo "vhost-bench.sh: NET=tap needs root and /dev/net/tun" >&2; TAP=; exit 2; }
+    LISTEN=192.168.77.1 PORTAL=192.168.77.1:$PORT GUESTNET=52:54:00:77:00:02,192.168.77.2/24
+    NETQ=(-q -netdev -q "tap,id=bn,ifname=$TAP,script=no,downscript=no"
+          -q -device -q "virtio-net-pci,netdev=bn,mac=${GUESTNET%%,*}");;
+  *) echo "vhost-bench.sh: NET=slirp or NET=tap" >&2; exit 2;;
+esac
+"$ISCSI" --listen "$LISTEN:$PORT" --target "$IQN" --lun 0=ram:1G --log warn > "$W/iscsi.out" 2> "$W/iscsi.err" &
 IPID=$!
 for _ in $(seq 100); do [ -S "$SOCK" ] && grep -q iscsi:// "$W/iscsi.out" 2>/dev/null && break; sleep 0.1; done
 [ -S "$SOCK" ] || { echo "FAIL: vhost-user-scsi-target made no socket"; cat "$W/vhost.err"; exit 1; }
@@ -86,8 +101,8 @@ rc=0
   -q -chardev -q "socket,id=vus,path=$SOCK" -q -device -q "vhost-user-scsi-pci,chardev=vus,num_queues=$QUEUES" \
   -q -device -q "virtio-scsi-pci,id=vs0,num_queues=$QUEUES" \
   -d "file=$RAW,if=none,format=raw,id=d0,cache=$QEMU_CACHE,aio=$QEMU_AIO" \
-  -q -device -q "scsi-hd,drive=d0,bus=vs0.0" \
-  "bash $HERE/rig/guest-vhost-bench.sh 10.0.2.2:$PORT $IQN $W/result $RUNTIME $SIZE ${MAX_SECTORS_KB:--}" > "$W/guest.log" 2>&1 || rc=$?
+  -q -device -q "scsi-hd,drive=d0,bus=vs0.0" ${NETQ[@]+"${NETQ[@]}"} \
+  "bash $HERE/rig/guest-vhost-bench.sh $PORTAL $IQN $W/result $RUNTIME $SIZE ${MAX_SECTORS_KB:--} $GUESTNET" > "$W/guest.log" 2>&1 || rc=$?
 kill "$HELPER" 2>/dev/null; wait "$HELPER" 2>/dev/null || true; HELPER=
 t1=$(date +%s)
 if [ $rc -ne 0 ] || ! grep -q "VHOST BENCH DONE" "$W/guest.log"; then
@@ -98,7 +113,7 @@ if [ $rc -ne 0 ] || ! grep -q "VHOST BENCH DONE" "$W/guest.log"; then
 fi
 for p in "$VPID" "$IPID"; do kill -0 "$p" 2>/dev/null || { echo "FAIL: a target process died"; exit 1; }; done
 sed 's/^/# /' "$W/result/disks.txt"
-echo "# RUNTIME=${RUNTIME}s SIZE=$SIZE queues=$QUEUES max_sectors_kb=${MAX_SECTORS_KB:-kernel} QEMU drive cache=$QEMU_CACHE aio=$QEMU_AIO;" \
+echo "# NET=$NET RUNTIME=${RUNTIME}s SIZE=$SIZE queues=$QUEUES max_sectors_kb=${MAX_SECTORS_KB:-kernel} QEMU drive cache=$QEMU_CACHE aio=$QEMU_AIO;" \
   "guest run $((t1 - t0))s wall"
 python3 - "$W/result" "$W/cpu.txt" "$(getconf CLK_TCK)" <<'PY'
 import json, os, sys

@@ -11,13 +11,20 @@
 # Writes RESULT_DIR/disks.txt ("DISK role /dev/sdX H:C:T:L proc_name vendor model sectors
 # max_sectors_kb"), fio-ROLE-POINT.json for every run, and "FAIL ..." lines to RESULT_DIR/fail.txt;
 # exits non-zero if a disk is missing or a fio run failed. Prints "VHOST BENCH DONE" at the end.
-# usage: guest-vhost-bench.sh ISCSI_PORTAL ISCSI_IQN RESULT_DIR RUNTIME SIZE [MAX_SECTORS_KB]
+# usage: guest-vhost-bench.sh ISCSI_PORTAL ISCSI_IQN RESULT_DIR RUNTIME SIZE [MAX_SECTORS_KB [NIC]]
 # MAX_SECTORS_KB (if given and not "-"): the request size limit of all three disks (else the
 # kernel's choice: our targets' Block Limits VPD says 1 MiB optimal transfer length, which Linux
 # takes as max_sectors_kb; QEMU's scsi-hd gives none: 1280 KiB).
+# NIC (if given and not "-"): "MAC,ADDR/PREFIX", the address given to the NIC with that MAC (the
+# host's tap NIC of NET=tap) before the iSCSI login.
 set -uo pipefail
-portal=$1 iqn=$2 out=$3 runtime=$4 size=$5 maxkb=${6:--}
+portal=$1 iqn=$2 out=$3 runtime=$4 size=$5 maxkb=${6:--} nic=${7:--}
 fail() { echo "FAIL $*" | tee -a "$out/fail.txt"; }
+if [ "$nic" != - ]; then
+  ifc=
+  for i in /sys/class/net/*; do [ "$(cat "$i"/address)" = "${nic%%,*}" ] && ifc=${i##*/}; done
+  [ -n "$ifc" ] && ip addr add "${nic#*,}" dev "$ifc" && ip link set "$ifc" up || fail "nic $nic"
+fi
 modprobe -a virtio_scsi iscsi_tcp sd_mod sg || { fail modprobe; exit 1; }
 iscsid || { fail iscsid; exit 1; }
 # The target reports the portal it was reached on (127.0.0.1 on the host's side of slirp): the
