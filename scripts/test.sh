@@ -24,7 +24,8 @@ if [ "$(id -u)" = 0 ] && command -v apt-get > /dev/null; then
   # qemu-img (benches only) is not needed here: qemu-block-extra must match qemu-utils' Debian
   # version, which differs between machine images.
   # libibverbs-dev/librdmacm-dev: the SRP driver (feature rdma, built by --all-features).
-  pkgs="libiscsi-bin sg3-utils python3 util-linux e2fsprogs clang libibverbs-dev librdmacm-dev"
+  # multipath-tools: dm-multipath in the guest over two vhost-user paths (scripts/vhost-user-scsi.sh).
+  pkgs="libiscsi-bin sg3-utils python3 util-linux e2fsprogs clang libibverbs-dev librdmacm-dev multipath-tools"
   missing=$(for p in $pkgs; do dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null | grep -q 'install ok installed' || echo "$p"; done)
   if [ -n "$missing" ]; then
     apt-get update -qq

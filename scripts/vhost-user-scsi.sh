@@ -72,7 +72,9 @@ grep -i "conflict" "$W/result/write-b.txt" | sed 's/^/paths: /'
 grep -i "asymmetric access state changed" "$W/result/rtpg-ua.txt" | sed 's/^/alua: /'
 grep -A1 "target port group id : 0x2" "$W/result/rtpg-after.txt" | sed 's/^/alua: /'
 grep -iE "standby|not ready" "$W/result/read-standby.txt" | sed 's/^/alua: /'
+sed -n 1,6p "$W/result/multipath.txt" 2>/dev/null | sed 's/^/multipath: /'
+cat "$W/result/multipath-ok.txt"
 tp=$(( $(date +%s) - t2 ))
 echo "PASS vhost-user-scsi (virtio_scsi: 2 LUNs, VPD 83h, 8 MiB O_DIRECT round trip, ext4 remount/verify/fsck," \
-  "fio verify QD32, sg_reset -d under fio verify, hot-add, capacity change, reconnect, two paths + PR + ALUA, both request queues used) in" \
+  "fio verify QD32, sg_reset -d under fio verify, hot-add, capacity change, reconnect, two paths + PR + ALUA + dm-multipath, both request queues used) in" \
   "$(( $(date +%s) - t0 ))s (reconnect boot $(( t2 - t1 ))s, two-path boot ${tp}s)"
