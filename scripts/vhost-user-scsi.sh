@@ -74,7 +74,8 @@ grep -A1 "target port group id : 0x2" "$W/result/rtpg-after.txt" | sed 's/^/alua
 grep -iE "standby|not ready" "$W/result/read-standby.txt" | sed 's/^/alua: /'
 sed -n 1,6p "$W/result/multipath.txt" 2>/dev/null | sed 's/^/multipath: /'
 cat "$W/result/multipath-ok.txt"
+mp=; grep -q "multipath: OK" "$W/result/multipath-ok.txt" && mp=" + dm-multipath"
 tp=$(( $(date +%s) - t2 ))
 echo "PASS vhost-user-scsi (virtio_scsi: 2 LUNs, VPD 83h, 8 MiB O_DIRECT round trip, ext4 remount/verify/fsck," \
-  "fio verify QD32, sg_reset -d under fio verify, hot-add, capacity change, reconnect, two paths + PR + ALUA + dm-multipath, both request queues used) in" \
+  "fio verify QD32, sg_reset -d under fio verify, hot-add, capacity change, reconnect, two paths + PR + ALUA$mp, both request queues used) in" \
   "$(( $(date +%s) - t0 ))s (reconnect boot $(( t2 - t1 ))s, two-path boot ${tp}s)"

@@ -22,8 +22,8 @@
 # reservation (WRITE EXCLUSIVE) taken through path 1 makes a write through path 2 a RESERVATION
 # CONFLICT while reads still work; after the release, path 2 writes again; ALUA: a port group
 # put in standby through path 1 is seen (unit attention, RTPG, NOT READY) through path 2; then
-# dm-multipath (when multipath-tools is installed) maps both paths and survives path 1 going
-# offline.
+# dm-multipath (when multipath-tools is installed) maps both paths and survives the path in use
+# going offline.
 # Prints "VHOST SCSI OK" at the end.
 set -euxo pipefail
 mode=$1 pat=$2 out=$3
@@ -84,8 +84,9 @@ if [ "$mode" = paths ]; then
   { sg_raw -r 512 "$pb" 28 00 00 00 00 00 00 00 01 00 2>&1 || true; } | grep -qi "asymmetric access state changed"
   sg_raw -r 512 "$pb" 28 00 00 00 00 00 00 00 01 00
   # dm-multipath over the two paths (multipath-tools; udev gives it the devices): one map with
-  # both paths and the ALUA handler; a write through the map, path 1 taken offline, the data
-  # read back through the map (path 2 only), a second write, path 1 back.
+  # both paths and the ALUA handler; a write through the map, the path it used taken offline,
+  # the data read back through the map (the other path only), a second write read back
+  # directly from the other path, the first path back.
   if command -v multipath > /dev/null; then
     modprobe -a dm_multipath dm_round_robin dm_service_time
     # /etc is the host's, read-only: a private writable copy for multipath's files.
@@ -95,24 +96,29 @@ if [ "$mode" = paths ]; then
     /lib/systemd/systemd-udevd --daemon
     udevadm trigger --action=add; udevadm settle -t 30
     multipath -v2 > "$out/multipath-create.txt" 2>&1
-    multipath -ll 2>/dev/null | sed 's/\x1b\[[0-9;]*m//g' | tee "$out/multipath.txt"
     # The map of LUN 1 (LUN 0 gets one too): the dm device holding path 1.
     dm=$(ls /sys/block/"${pa#/dev/}"/holders/ | head -n 1)
     [ -n "$dm" ] && dm=/dev/$dm
     [ -b "$dm" ]
+    map=$(cat /sys/block/"${dm#/dev/}"/dm/name)
+    mpll() { multipath -ll "$map" 2>/dev/null | sed 's/\x1b\[[0-9;]*m//g'; }
+    mpll | tee "$out/multipath.txt"
     grep -q "hwhandler='1 alua'" "$out/multipath.txt"
     [ "$(grep -cE "[0-9]+:0:0:1 sd[a-z]+ .*active ready running" "$out/multipath.txt")" = 2 ]
     head -c $((4 << 20)) /dev/urandom > /tmp/mp1
     dd if=/tmp/mp1 of="$dm" bs=1M oflag=direct status=none
-    echo offline > /sys/class/scsi_device/0:0:0:1/device/state
+    # The path of the group the write went through (status=active), and the other one.
+    used=$(mpll | awk '/status=active/ { getline; for (i = 1; i <= NF; i++) if ($i ~ /^[0-9]+:0:0:1$/) print $i }')
+    case $used in 0:0:0:1) spare=$pb;; 1:0:0:1) spare=$pa;; *) echo "no active path: $used"; exit 1;; esac
+    echo offline > /sys/class/scsi_device/"$used"/device/state
     dd if="$dm" of=/tmp/mp1.back bs=1M count=4 iflag=direct status=none
     cmp /tmp/mp1 /tmp/mp1.back
     dd if=/tmp/mp1 of="$dm" bs=1M seek=4 oflag=direct status=none
-    dmsetup status "$(cat /sys/block/${dm#/dev/}/dm/name)" | tee "$out/multipath-degraded.txt"
-    # The failed path (F) and the live one (A): I/O went through path 2 only.
-    grep -q " F " "$out/multipath-degraded.txt" && grep -q " A " "$out/multipath-degraded.txt"
-    echo running > /sys/class/scsi_device/0:0:0:1/device/state
-    dd if="$pb" of=/tmp/mp2.back bs=1M skip=4 count=4 iflag=direct status=none
+    dmsetup status "$map" | tee "$out/multipath-degraded.txt"
+    # The offline path failed (F) under the read; the other one carried it.
+    grep -q " F " "$out/multipath-degraded.txt"
+    echo running > /sys/class/scsi_device/"$used"/device/state
+    dd if="$spare" of=/tmp/mp2.back bs=1M skip=4 count=4 iflag=direct status=none
     cmp /tmp/mp1 /tmp/mp2.back
     multipath -F
     echo "multipath: OK" > "$out/multipath-ok.txt"
