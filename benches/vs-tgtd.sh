@@ -13,7 +13,9 @@
 #   tcpu/io     the target process's CPU (utime+stime from /proc/PID/stat) per command, in us
 #   ccpu/io     the clients' CPU per command, in us
 #   csw/io      the target's context switches per command (sampled from /proc/PID/task)
-#   lat         QD1 points: microseconds per command
+#   lat         QD1 points: microseconds per command; below each QD1 point, our target-side
+#               time per command (the core's receipt to response ready, from our --metrics
+#               latency histogram) as a distribution, beside the client's latency
 # and, per point, the ratio ours/tgtd for each. Goals (issue 6): tcpu/io <= 0.5x, rate >= 1.5x
 # with 4 clients and at 1 MiB, QD1 latency <= 0.7x.
 set -euo pipefail
@@ -78,11 +80,63 @@ start_targets() { # LUN type
       spec=0=fileio:$SHM/o.img ;;
   esac
   tgtadm -C "$cp" --lld iscsi --op bind --mode target --tid 1 -I ALL
-  "$BIN" --listen "127.0.0.1:$op" --target "$IQN_O" --lun "$spec" --log warn > "$W/ours.out" 2> "$W/ours.err" &
+  mp=$(free_port)
+  "$BIN" --listen "127.0.0.1:$op" --target "$IQN_O" --lun "$spec" --metrics "127.0.0.1:$mp" --log warn \
+    > "$W/ours.out" 2> "$W/ours.err" &
   OURS=$!
   for _ in $(seq 50); do grep -q iscsi:// "$W/ours.out" 2> /dev/null && break; sleep 0.1; done
   URL_T=iscsi://127.0.0.1:$tp/$IQN_T/1
   URL_O=iscsi://127.0.0.1:$op/$IQN_O/0
+  METRICS_O=http://127.0.0.1:$mp/metrics
+}
+
+# scrape FILE: our latency histograms (GET /metrics), kept for `histogram`.
+scrape() {
+  python3 -c 'import sys, urllib.request; sys.stdout.write(urllib.request.urlopen(sys.argv[1], timeout=5).read().decode())' \
+    "$METRICS_O" > "$1"
+}
+
+# histogram BEFORE AFTER POINT CLIENT_LAT_US: the target's own time per command between two
+# scrapes (from the core's receipt of a command to its response being ready to send), as a
+# distribution, beside the client's latency per command: what the target owns of a round trip.
+histogram() {
+  python3 - "$@" << 'PY'
+import re, sys
+def load(path):
+    b, s, c = {}, 0.0, 0
+    for l in open(path):
+        m = re.match(r'scst_device_latency_seconds_(bucket|sum|count)\{([^}]*)\} (\S+)', l)
+        if not m:
+            continue
+        kind, labels, v = m.group(1), m.group(2), float(m.group(3))
+        if kind == "bucket":
+            le = re.search(r'le="([^"]+)"', labels).group(1)
+            b[le] = b.get(le, 0) + v
+        elif kind == "sum":
+            s += v
+        else:
+            c += v
+    return b, s, c
+(b0, s0, c0), (b1, s1, c1) = load(sys.argv[1]), load(sys.argv[2])
+n = c1 - c0
+if n <= 0:
+    print(f"  {sys.argv[3]}: no commands counted (statistics off?)")
+    sys.exit()
+les = sorted(b1, key=lambda x: float("inf") if x == "+Inf" else float(x))
+prev, lo, parts = 0.0, 0, []
+for le in les:
+    cum = b1[le] - b0.get(le, 0)
+    k = cum - prev
+    prev = cum
+    hi = "inf" if le == "+Inf" else f"{float(le) * 1e6:.0f}"
+    if k > 0:
+        parts.append(f"{lo}-{hi} us {100 * k / n:.1f}%")
+    lo = hi
+mean = (s1 - s0) / n * 1e6
+lat = float(sys.argv[4])
+print(f"  {sys.argv[3]} ours, target-side time per command: mean {mean:.1f} us of the client's {lat:.1f} us "
+      f"({100 * mean / lat:.0f}%); " + ", ".join(parts))
+PY
 }
 
 ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
@@ -178,6 +232,7 @@ for lun in $LUNS; do
   for p in $POINTS; do
     : > "$W/res.t"
     : > "$W/res.o"
+    scrape "$W/m0"
     for _ in $(seq "$ROUNDS"); do
       run "$TGTD" "$URL_T" "$p" >> "$W/res.t"
       run "$OURS" "$URL_O" "$p" >> "$W/res.o"
@@ -193,5 +248,10 @@ unit = "MB/s" if "1m" in p else "IOPS"
 f = lambda r: f"{r[0]:>9.0f} {unit:4} {r[1]:6.2f} {r[2]:6.2f} {r[3]:5.2f} {r[4]:7.1f}"
 print(f"{lun:7} {p:8} | {f(t)} | {f(o)} | {o[0] / t[0]:4.2f}x {o[1] / t[1]:4.2f}x {o[4] / t[4]:4.2f}x", flush=True)
 PY
+    scrape "$W/m1"
+    read -r _ depth _ <<< "$(point "$p")"
+    if [ "$depth" = 1 ]; then
+      histogram "$W/m0" "$W/m1" "$lun $p" "$(awk '{print $5}' "$W/res.o" | sort -n | awk '{a[NR] = $1} END {print a[int((NR + 1) / 2)]}')"
+    fi
   done
 done

@@ -39,6 +39,12 @@ pub fn io_uring_submitted() -> Option<u64> {
     uring::Ring::existing().map(uring::Ring::submitted)
 }
 
+/// `io_uring_enter` calls made so far to submit I/O (fewer than submissions when they were
+/// batched, see [`scst::batch`]), or `None` when this process has no ring.
+pub fn io_uring_enters() -> Option<u64> {
+    uring::Ring::existing().map(uring::Ring::enters)
+}
+
 /// Whether io_uring works here: creates the shared ring if no store has yet.
 pub fn io_uring_available() -> bool {
     uring::Ring::shared().is_some()

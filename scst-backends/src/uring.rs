@@ -2,9 +2,11 @@
 //!
 //! One ring per process ([`Ring::shared`]), created on first use. Any thread submits: a
 //! [`BlockIo`] takes a free slot (its `iovec` array lives there, at a fixed address, until the
-//! I/O completes), the SQE is pushed under a short lock and the kernel is entered at once, so a
-//! command started on a fabric thread is on its way to the device before that thread reads the
-//! next PDU. One completion thread per ring waits in `io_uring_enter`, finishes short transfers
+//! I/O completes) and the SQE is pushed under a short lock. The kernel is entered at once, or,
+//! on a thread inside a [`scst::batch`] (a fabric's receive thread between two socket reads, this
+//! ring's own completion thread), once at the end of the batch for all the SQEs pushed in it: a
+//! command started on a fabric thread is on its way to the device before that thread next reads
+//! the socket. One completion thread per ring waits in `io_uring_enter`, finishes short transfers
 //! by resubmitting the rest, and completes each command from there: the command crosses exactly
 //! one thread boundary, as on the worker path, but no thread sits in a blocking `pwritev` and
 //! the kernel queues every command in flight to the device at once.
@@ -16,8 +18,8 @@
 
 use std::io;
 use std::os::fd::RawFd;
-use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, OnceLock};
 
 use crossbeam_queue::ArrayQueue;
 use io_uring::{IoUring, opcode, squeue, types};
@@ -77,6 +79,8 @@ pub(crate) struct Ring {
     free: ArrayQueue<u32>,
     /// Submissions and completions, for the log and tests.
     submitted: AtomicU64,
+    /// `io_uring_enter` calls made to submit (the completion thread's waits not counted).
+    enters: AtomicU64,
 }
 
 impl std::fmt::Debug for Ring {
@@ -85,11 +89,28 @@ impl std::fmt::Debug for Ring {
             .field("slots", &self.slots.len())
             .field("free", &self.free.len())
             .field("submitted", &self.submitted())
+            .field("enters", &self.enters.load(Relaxed))
             .finish()
     }
 }
 
 static RING: OnceLock<Option<&'static Ring>> = OnceLock::new();
+
+/// Enters the shared ring for SQEs pushed inside a batch (see [`scst::batch`]).
+struct Enter;
+
+impl scst::batch::Kick for Enter {
+    fn kick(&self) {
+        if let Some(r) = Ring::existing() {
+            r.enter();
+        }
+    }
+}
+
+fn enter_kick() -> &'static Arc<dyn scst::batch::Kick> {
+    static KICK: OnceLock<Arc<dyn scst::batch::Kick>> = OnceLock::new();
+    KICK.get_or_init(|| Arc::new(Enter))
+}
 
 impl Ring {
     /// The shared ring, created (with its completion thread) on first use; `None` where io_uring
@@ -140,12 +161,18 @@ impl Ring {
             slots: (0..SLOTS).map(|_| Mutex::new(None)).collect(),
             free,
             submitted: AtomicU64::new(0),
+            enters: AtomicU64::new(0),
         })
     }
 
     /// I/Os submitted to the kernel so far (resubmissions of short transfers included).
     pub(crate) fn submitted(&self) -> u64 {
         self.submitted.load(Relaxed)
+    }
+
+    /// `io_uring_enter` calls made to submit.
+    pub(crate) fn enters(&self) -> u64 {
+        self.enters.load(Relaxed)
     }
 
     /// Starts `io` on the descriptor `fd_for` picks for its segments (an `O_DIRECT` one when
@@ -209,16 +236,23 @@ impl Ring {
             sq.sync();
         }
         self.submitted.fetch_add(1, Relaxed);
+        if !scst::batch::defer(enter_kick()) {
+            self.enter();
+        }
+        Ok(())
+    }
+
+    /// Submits the SQEs pushed so far.
+    fn enter(&self) {
+        self.enters.fetch_add(1, Relaxed);
         match self.ring.submit() {
-            Ok(_) => Ok(()),
-            // The entry stays queued: the completion thread's next enter submits it.
-            Err(e) if matches!(e.raw_os_error(), Some(libc::EAGAIN | libc::EBUSY | libc::EINTR)) => Ok(()),
-            // The ring is unusable; the entry is still on the queue and may be picked up by the
-            // next enter, so it cannot be taken back: leave it, it completes with an error.
-            Err(e) => {
-                tracing::error!("io_uring_enter: {e}");
-                Ok(())
-            }
+            Ok(_) => {}
+            // The entries stay queued: the completion thread's next enter submits them.
+            Err(e) if matches!(e.raw_os_error(), Some(libc::EAGAIN | libc::EBUSY | libc::EINTR)) => {}
+            // The ring is unusable; the entries are still on the queue and may be picked up by
+            // the next enter, so they cannot be taken back: leave them, they complete with an
+            // error.
+            Err(e) => tracing::error!("io_uring_enter: {e}"),
         }
     }
 
@@ -241,9 +275,13 @@ impl Ring {
                 cq.sync();
                 done.extend(cq.map(|c| (c.user_data() as u32, c.result())));
             }
+            // One batch per wake-up: resubmissions enter the ring once, and a fabric that
+            // defers its sends (iSCSI) sends the responses of a connection's completions together.
+            let batch = scst::batch::begin();
             for (idx, res) in done.drain(..) {
                 self.finish(idx, res);
             }
+            drop(batch);
         }
     }
 

@@ -98,6 +98,16 @@ pub(crate) struct ConnShared {
 
 impl crate::rx::BeforeRead for ConnShared {
     fn before_read(&self) {
+        // The receive thread may wait in this read: what its batch deferred (io_uring
+        // submissions, sends) goes first, then this connection's queued responses.
+        scst::batch::flush();
+        self.tx.flush();
+    }
+}
+
+/// Sends the responses queued while a batch was open (see [`scst::batch`]).
+impl scst::batch::Kick for ConnShared {
+    fn kick(&self) {
         self.tx.flush();
     }
 }
@@ -512,6 +522,10 @@ enum Order {
 
 impl Ffp<'_> {
     fn serve(&mut self) -> End {
+        // Commands decoded between two socket reads start their I/O with one kick (one
+        // `io_uring_enter`): the batch is flushed before every read (`before_read`) and before
+        // any PDU that may wait, and when the connection ends.
+        let _batch = scst::batch::begin();
         loop {
             if self.logged_out {
                 return End::Logout;
@@ -633,6 +647,7 @@ impl Ffp<'_> {
         if !matches!(op, Opcode::SCSI_COMMAND | Opcode::DATA_OUT) {
             // Whatever else comes may wait (task management waits for commands to be freed,
             // and queued responses hold theirs) or must follow the responses on the wire.
+            scst::batch::flush();
             self.cs.tx.flush();
         }
         let ordered = matches!(

@@ -34,7 +34,7 @@ impl From<io::Error> for RxError {
 /// Work to do before the receive thread reads the socket (and may wait there): the
 /// connection flushes the responses it queued.
 pub(crate) trait BeforeRead: Send + Sync {
-    /// Called before each read of the socket.
+    /// Called before each read of the socket (which may wait).
     fn before_read(&self);
 }
 
@@ -191,6 +191,10 @@ impl<R: Read> Rx<R> {
         while done < len {
             let left = len - done;
             if self.buffered() == 0 && left >= DIRECT_MIN {
+                // This read may wait too.
+                if let Some(f) = &self.before_read {
+                    f.before_read();
+                }
                 let started = Instant::now();
                 let mut iov: [IoSliceMut<'_>; scst::sgv::MAX_SEGS] = scst::sgv::empty_io_slices_mut();
                 let k = dst.io_slices_mut(off + done, left, &mut iov);

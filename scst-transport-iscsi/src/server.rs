@@ -123,7 +123,16 @@ impl IscsiSession {
 impl TargetDriver for IscsiSession {
     fn xmit_response(&self, cmd: CmdBox) {
         // Commands of a connection that has been replaced are dropped with it.
-        if let Some(c) = self.current(cmd.fabric_cookie) {
+        let Some(c) = self.current(cmd.fabric_cookie) else { return };
+        if scst::batch::active() {
+            // Inside a batch (the io_uring completion thread's, or the receive thread's): queue
+            // it, and send once for all of this connection's responses when the batch flushes.
+            c.tx.queue_response(cmd);
+            let kick: Arc<dyn scst::batch::Kick> = c;
+            if !scst::batch::defer(&kick) {
+                kick.kick();
+            }
+        } else {
             c.tx.send_response(cmd);
         }
     }

@@ -29,6 +29,7 @@
 
 pub mod acl;
 pub mod alua;
+pub mod batch;
 pub mod cmd;
 pub mod dev;
 mod exec;

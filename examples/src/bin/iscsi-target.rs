@@ -7,6 +7,7 @@
 use std::io::Write;
 use std::net::SocketAddr;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
@@ -114,6 +115,11 @@ struct Args {
     /// Seconds a ping may stay unanswered before the connection is dropped.
     #[arg(long = "nop-timeout", value_name = "SECONDS", default_value_t = 90)]
     nop_timeout: u64,
+    /// Serve Prometheus metrics (per LUN: commands, bytes, errors, latency histograms from the
+    /// receipt of a command to its response; per session; the buffer pool) on `GET /metrics`
+    /// at this address (off unless given; use a local address unless the network is trusted).
+    #[arg(long = "metrics", value_name = "ADDR:PORT")]
+    metrics: Option<SocketAddr>,
 }
 
 fn credentials(s: &str, what: &str) -> Result<ChapCredentials, String> {
@@ -122,6 +128,33 @@ fn credentials(s: &str, what: &str) -> Result<ChapCredentials, String> {
         return Err(format!("{what} must be USER:SECRET"));
     }
     Ok(ChapCredentials::new(user, secret.as_bytes().to_vec()))
+}
+
+/// Serves `GET /metrics` for the target's devices and sessions from a thread; the bound address.
+fn serve_metrics(
+    addr: SocketAddr,
+    target: &Arc<Target>,
+    name: &str,
+    devices: &[Arc<scst::Device>],
+) -> Result<SocketAddr, String> {
+    let l = std::net::TcpListener::bind(addr).map_err(|e| format!("--metrics {addr}: {e}"))?;
+    let bound = l.local_addr().map_err(|e| format!("--metrics {addr}: {e}"))?;
+    let (target, name, devices) = (target.clone(), name.to_string(), devices.to_vec());
+    std::thread::Builder::new()
+        .name("metrics".into())
+        .spawn(move || {
+            scst_examples::metrics::serve(&l, || {
+                let sessions = target.sessions();
+                scst_examples::metrics::prometheus(
+                    devices.iter().map(|d| (d.name(), &**d)),
+                    sessions.iter().map(|s| (name.as_str(), &**s)),
+                    target.sgv(),
+                )
+            })
+        })
+        .map_err(|e| format!("metrics thread: {e}"))?;
+    tracing::info!(%bound, "serving metrics on GET /metrics");
+    Ok(bound)
 }
 
 fn run(args: Args) -> Result<(), String> {
@@ -182,10 +215,17 @@ fn run(args: Args) -> Result<(), String> {
     let server = IscsiServer::new(cfg);
     server.add_target(TargetEntry { target: target.clone(), alias: None, chap, allow });
     let portals = server.listen().map_err(|e| format!("listen: {e}"))?;
+    let metrics = match args.metrics {
+        Some(addr) => Some(serve_metrics(addr, &target, &args.target, &devices)?),
+        None => None,
+    };
     let mut out = std::io::stdout().lock();
     for p in &portals {
         let lun = luns.first().and_then(|l| l.split_once('=')).map_or("0", |(n, _)| n);
         let _ = writeln!(out, "iscsi://{p}/{}/{lun}", args.target);
+    }
+    if let Some(m) = metrics {
+        let _ = writeln!(out, "metrics://{m}/metrics");
     }
     let _ = out.flush();
     drop(out);
