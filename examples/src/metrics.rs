@@ -282,6 +282,22 @@ pub fn serve(listener: &TcpListener, render: impl Fn() -> String) {
     }
 }
 
+/// Binds `addr` (`--metrics`) and serves `GET /metrics` from a thread named `metrics`; the
+/// bound address.
+pub fn spawn(
+    addr: std::net::SocketAddr,
+    render: impl Fn() -> String + Send + 'static,
+) -> Result<std::net::SocketAddr, String> {
+    let l = TcpListener::bind(addr).map_err(|e| format!("--metrics {addr}: {e}"))?;
+    let bound = l.local_addr().map_err(|e| format!("--metrics {addr}: {e}"))?;
+    std::thread::Builder::new()
+        .name("metrics".into())
+        .spawn(move || serve(&l, render))
+        .map_err(|e| format!("metrics thread: {e}"))?;
+    tracing::info!(%bound, "serving metrics on GET /metrics");
+    Ok(bound)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -646,9 +646,9 @@ impl Ffp<'_> {
         let op = b.opcode();
         if !matches!(op, Opcode::SCSI_COMMAND | Opcode::DATA_OUT) {
             // Whatever else comes may wait (task management waits for commands to be freed,
-            // and queued responses hold theirs) or must follow the responses on the wire.
-            scst::batch::flush();
-            self.cs.tx.flush();
+            // and queued responses hold theirs) or must follow the responses on the wire: the
+            // same flush as before a socket read.
+            crate::rx::BeforeRead::before_read(&*self.cs);
         }
         let ordered = matches!(
             op,

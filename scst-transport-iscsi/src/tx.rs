@@ -9,7 +9,8 @@
 //!   and flushes the queue once before each read of the socket, so the responses to a burst of
 //!   commands read by one `read` go out in one `sendmsg`;
 //! - device workers (asynchronous completions) and PDUs sent from elsewhere queue and flush at
-//!   once;
+//!   once; a thread inside a [`scst::batch`] (the io_uring completion thread) queues and flushes
+//!   once per connection when its batch flushes;
 //! - a flush that meets a full socket leaves the rest queued and wakes the connection's flusher
 //!   thread (started the first time the socket is full: an idle or light connection has none),
 //!   which waits for the socket to drain (up to the send timeout, then the connection is

@@ -130,31 +130,22 @@ fn credentials(s: &str, what: &str) -> Result<ChapCredentials, String> {
     Ok(ChapCredentials::new(user, secret.as_bytes().to_vec()))
 }
 
-/// Serves `GET /metrics` for the target's devices and sessions from a thread; the bound address.
+/// Serves `GET /metrics` for the target's devices and sessions (`--metrics`); the bound address.
 fn serve_metrics(
     addr: SocketAddr,
     target: &Arc<Target>,
     name: &str,
     devices: &[Arc<scst::Device>],
 ) -> Result<SocketAddr, String> {
-    let l = std::net::TcpListener::bind(addr).map_err(|e| format!("--metrics {addr}: {e}"))?;
-    let bound = l.local_addr().map_err(|e| format!("--metrics {addr}: {e}"))?;
     let (target, name, devices) = (target.clone(), name.to_string(), devices.to_vec());
-    std::thread::Builder::new()
-        .name("metrics".into())
-        .spawn(move || {
-            scst_examples::metrics::serve(&l, || {
-                let sessions = target.sessions();
-                scst_examples::metrics::prometheus(
-                    devices.iter().map(|d| (d.name(), &**d)),
-                    sessions.iter().map(|s| (name.as_str(), &**s)),
-                    target.sgv(),
-                )
-            })
-        })
-        .map_err(|e| format!("metrics thread: {e}"))?;
-    tracing::info!(%bound, "serving metrics on GET /metrics");
-    Ok(bound)
+    scst_examples::metrics::spawn(addr, move || {
+        let sessions = target.sessions();
+        scst_examples::metrics::prometheus(
+            devices.iter().map(|d| (d.name(), &**d)),
+            sessions.iter().map(|s| (name.as_str(), &**s)),
+            target.sgv(),
+        )
+    })
 }
 
 fn run(args: Args) -> Result<(), String> {

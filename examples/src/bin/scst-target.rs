@@ -208,15 +208,8 @@ fn run(args: Args) -> Result<(), String> {
     }
     let mut metrics = None;
     if let Some(addr) = args.metrics {
-        let l = std::net::TcpListener::bind(addr).map_err(|e| format!("--metrics {addr}: {e}"))?;
-        let bound = l.local_addr().map_err(|e| format!("--metrics {addr}: {e}"))?;
-        tracing::info!(%bound, "serving metrics on GET /metrics");
         let rt = rt.clone();
-        std::thread::Builder::new()
-            .name("metrics".into())
-            .spawn(move || scst_examples::metrics::serve(&l, || rt.lock().metrics()))
-            .map_err(|e| format!("metrics thread: {e}"))?;
-        metrics = Some(bound);
+        metrics = Some(scst_examples::metrics::spawn(addr, move || rt.lock().metrics())?);
     }
     let mut out = std::io::stdout().lock();
     for p in &portals {
