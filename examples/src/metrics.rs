@@ -122,11 +122,17 @@ pub fn prometheus<'a>(
 ) -> String {
     let mut out = String::new();
     type Get = fn(&Device) -> u64;
-    let simple: [(&str, &str, &str, Get); 5] = [
+    let simple: [(&str, &str, &str, Get); 6] = [
         ("scst_device_commands_total", "counter", "Commands completed.", |d| d.stats().io.completed()),
         ("scst_device_read_bytes_total", "counter", "Bytes read from the medium.", |d| {
             d.stats().read_bytes.load(Relaxed)
         }),
+        (
+            "scst_device_zero_copy_read_bytes_total",
+            "counter",
+            "Bytes read sent from the page cache without a copy.",
+            |d| d.stats().zero_copy_read_bytes.load(Relaxed),
+        ),
         ("scst_device_write_bytes_total", "counter", "Bytes written to the medium.", |d| {
             d.stats().write_bytes.load(Relaxed)
         }),

@@ -261,6 +261,12 @@ pub const KEYWORDS: &[(&str, &str, Support, &str)] = &[
         "every write reaches stable storage before GOOD (WCE=0)",
     ),
     ("o_direct", "vdisk_fileio DEVICE", Support::Honoured, "O_DIRECT on the file"),
+    (
+        "zero_copy",
+        "vdisk_fileio DEVICE",
+        Support::Honoured,
+        "0: READs always copy (no sendfile from the page cache; scst-rs only)",
+    ),
     ("nv_cache", "DEVICE", Support::Ignored, "SYNCHRONIZE CACHE and FUA always reach the store here"),
     ("rotational", "DEVICE", Support::Ignored, "the medium rotation rate comes from the store"),
     ("t10_vend_id", "DEVICE", Support::Ignored, "INQUIRY data is fixed"),
@@ -605,6 +611,7 @@ fn device(cx: &mut Ctx<'_>, kind: &'static str, attrs: &[Item], pos: Pos) -> Res
         groups: Vec::new(),
     };
     let (mut filename, mut size, mut thin, mut wt, mut direct) = (None::<PathBuf>, None::<u64>, false, false, false);
+    let mut zerocopy = true;
     let mut seen = BTreeSet::new();
     for it in attrs {
         let k = it.words[0].as_str();
@@ -635,6 +642,7 @@ fn device(cx: &mut Ctx<'_>, kind: &'static str, attrs: &[Item], pos: Pos) -> Res
             ("thin_provisioned", "fileio" | "blockio") => thin = cx.flag(it)?,
             ("write_through", "fileio") => wt = cx.flag(it)?,
             ("o_direct", "fileio") => direct = cx.flag(it)?,
+            ("zero_copy", "fileio") => zerocopy = cx.flag(it)?,
             ("dummy", "nullio") => cx.ignored(it, "vdisk_nullio DEVICE"),
             (k, _) if k != "dummy" && Ctx::is_ignored(k, "DEVICE") => {
                 cx.value(it)?;
@@ -651,6 +659,7 @@ fn device(cx: &mut Ctx<'_>, kind: &'static str, attrs: &[Item], pos: Pos) -> Res
             write_through: wt,
             direct,
             physical_block_size: 0,
+            zerocopy,
             aio: AioMode::Auto,
         },
         "blockio" => Backend::Blockio {
@@ -929,10 +938,13 @@ pub fn write_config(cfg: &ScstConfig) -> String {
             let s = &d.spec;
             let mut attr = |k: &str, v: String| out.push_str(&format!("\t\t{k} {v}\n"));
             match &s.backend {
-                Backend::Fileio { path, size, thin, write_through, direct, .. } => {
+                Backend::Fileio { path, size, thin, write_through, direct, zerocopy, .. } => {
                     attr("filename", quote(&path.to_string_lossy()));
                     if let Some(n) = size {
                         attr("size", n.to_string());
+                    }
+                    if !zerocopy {
+                        attr("zero_copy", "0".into());
                     }
                     for (k, on) in [("thin_provisioned", thin), ("write_through", write_through), ("o_direct", direct)]
                     {
@@ -1132,6 +1144,7 @@ DEVICE_GROUP dg1 {
                 write_through: false,
                 direct: false,
                 physical_block_size: 0,
+                zerocopy: true,
                 aio: AioMode::Auto,
             }
         );

@@ -3,7 +3,8 @@
 //! ```text
 //! SPEC := ram:SIZE[,bs=512|4096][,COMMON]
 //!       | nullio:SIZE[,bs=512|4096][,COMMON]
-//!       | fileio:PATH[,size=SIZE][,thin][,wt][,direct][,bs=512|4096][,pbs=N][,AIO][,COMMON]
+//!       | fileio:PATH[,size=SIZE][,thin][,wt][,direct][,bs=512|4096][,pbs=N][,zerocopy=on|off][,AIO][,COMMON]
+//!           (zerocopy: large READs of cached data go from the page cache to the socket; default on)
 //!       | blockio:DEVICE[,thin][,AIO][,COMMON]
 //!       | sg:NODE[,timeout=SECS][,long_timeout=SECS][,pr=passthrough|emulate][,threads=N][,ro][,group=..]
 //!           (SCSI pass-through to /dev/sgN: timeout of READ, WRITE and most commands (30),
@@ -87,6 +88,9 @@ pub enum Backend {
         direct: bool,
         /// Physical block size to report (0: the logical block size).
         physical_block_size: u32,
+        /// Zero-copy READs from the page cache (`sendfile`) on fabrics that can (default on;
+        /// `zerocopy=off`).
+        zerocopy: bool,
         /// The I/O path (io_uring or worker threads).
         aio: AioMode,
     },
@@ -187,6 +191,7 @@ impl LunSpec {
             groups: Vec::new(),
         };
         let (mut size, mut thin, mut wt, mut direct, mut pbs) = (None, false, false, false, 0);
+        let mut zerocopy = true;
         let mut aio = AioMode::Auto;
         let defaults = SgTimeouts::default();
         let (mut timeout, mut long_timeout) = (defaults.normal.as_secs(), defaults.long.as_secs());
@@ -221,6 +226,13 @@ impl LunSpec {
                 (None, "fileio" | "blockio") if opt == "thin" => thin = true,
                 (None, "fileio") if opt == "wt" => wt = true,
                 (None, "fileio") if opt == "direct" => direct = true,
+                (Some(("zerocopy", v)), "fileio") => {
+                    zerocopy = match v {
+                        "on" => true,
+                        "off" => false,
+                        _ => return Err(bad()),
+                    }
+                }
                 (Some(("aio", v)), "fileio" | "blockio") => {
                     aio = match v {
                         "auto" => AioMode::Auto,
@@ -265,6 +277,7 @@ impl LunSpec {
                 write_through: wt,
                 direct,
                 physical_block_size: pbs,
+                zerocopy,
                 aio,
             },
             "blockio" => {
@@ -300,7 +313,7 @@ impl LunSpec {
         let dev = match &self.backend {
             Backend::Ram { size } => Device::new(cfg, Disk::new(RamStore::new(*size, bs)?)),
             Backend::Nullio { size } => Device::new(cfg, Disk::new(NullStore::new(*size, bs)?)),
-            Backend::Fileio { path, size, thin, write_through, direct, physical_block_size, aio } => {
+            Backend::Fileio { path, size, thin, write_through, direct, physical_block_size, zerocopy, aio } => {
                 if *write_through {
                     cfg.write_cache = false;
                 }
@@ -312,6 +325,7 @@ impl LunSpec {
                     write_through: *write_through,
                     direct: *direct,
                     physical_block_size: *physical_block_size,
+                    zerocopy: *zerocopy,
                     aio: *aio,
                 };
                 Device::new(cfg, Disk::new(FileStore::open(path, opts)?))
@@ -437,6 +451,7 @@ mod tests {
                 write_through: true,
                 direct: false,
                 physical_block_size: 0,
+                zerocopy: true,
                 aio: AioMode::Auto,
             }
         );

@@ -89,8 +89,11 @@ fn format_spec(s: &LunSpec) -> String {
             opts.push(format!("bs={}", s.block_size));
             format!("nullio:{size}")
         }
-        Backend::Fileio { path, size, thin, write_through, direct, physical_block_size, aio } => {
+        Backend::Fileio { path, size, thin, write_through, direct, physical_block_size, zerocopy, aio } => {
             push_aio(&mut opts, *aio);
+            if !zerocopy {
+                opts.push("zerocopy=off".into());
+            }
             if let Some(z) = size {
                 opts.push(format!("size={z}"));
             }

@@ -35,6 +35,9 @@ pub struct FileOptions {
     /// The I/O path: io_uring or worker threads. A file in tmpfs or ramfs ignores it (nothing
     /// waits there: commands run on the submitting thread).
     pub aio: AioMode,
+    /// Offer READs of cached data as file ranges ([`BlockStore::file_range`]): a fabric that
+    /// can sends them from the page cache without a copy. Ignored with `direct`.
+    pub zerocopy: bool,
 }
 
 impl Default for FileOptions {
@@ -48,6 +51,7 @@ impl Default for FileOptions {
             direct: false,
             physical_block_size: 0,
             aio: AioMode::Auto,
+            zerocopy: true,
         }
     }
 }
@@ -69,6 +73,8 @@ pub struct FileStore {
     memory_backed: bool,
     /// `preadv2(RWF_NOWAIT)` works here (cleared on the first `EOPNOTSUPP`).
     nowait_reads: std::sync::atomic::AtomicBool,
+    /// `cachestat` works here (cleared on its first failure): zero-copy reads are possible.
+    cachestat: std::sync::atomic::AtomicBool,
     /// The io_uring READ, WRITE and SYNCHRONIZE CACHE go through, if any.
     ring: Option<&'static Ring>,
 }
@@ -138,6 +144,7 @@ impl FileStore {
             opts,
             memory_backed,
             nowait_reads: std::sync::atomic::AtomicBool::new(true),
+            cachestat: std::sync::atomic::AtomicBool::new(true),
             ring,
         })
     }
@@ -255,6 +262,24 @@ impl BlockStore for FileStore {
             return Ok(false);
         }
         self.read_all(off, bufs, true)
+    }
+
+    fn file_range(&self, off: u64, len: u64) -> Option<std::os::fd::BorrowedFd<'_>> {
+        // Not in tmpfs: its commands run on the fabric's thread, where an atomic write waiting
+        // for the range of a READ still being sent would stop that READ's sending.
+        if !self.opts.zerocopy || self.direct.is_some() || self.memory_backed || !self.cachestat.load(Relaxed) {
+            return None;
+        }
+        match sys::resident(self.file.as_fd(), off, len) {
+            Ok(true) => Some(self.file.as_fd()),
+            Ok(false) => None,
+            Err(e) => {
+                // No cachestat (Linux < 6.5): READs copy, as before.
+                tracing::info!(path = %self.path.display(), error = %e, "no cachestat: zero-copy reads off");
+                self.cachestat.store(false, Relaxed);
+                None
+            }
+        }
     }
 
     fn write_at(&self, off: u64, bufs: &[IoSlice<'_>], fua: bool) -> io::Result<()> {

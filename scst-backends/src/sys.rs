@@ -26,6 +26,41 @@ fn preadv_flags(fd: BorrowedFd<'_>, bufs: &mut [IoSliceMut<'_>], off: u64, flags
     if n < 0 { Err(io::Error::last_os_error()) } else { Ok(n as usize) }
 }
 
+/// `cachestat(2)` (Linux 6.5): whether every page of bytes `off..off + len` (`len` > 0) of the
+/// file is in the page cache. Never waits for the device.
+pub(crate) fn resident(fd: BorrowedFd<'_>, off: u64, len: u64) -> io::Result<bool> {
+    #[repr(C)]
+    struct Range {
+        off: u64,
+        len: u64,
+    }
+    #[repr(C)]
+    #[derive(Default)]
+    struct Stat {
+        nr_cache: u64,
+        nr_dirty: u64,
+        nr_writeback: u64,
+        nr_evicted: u64,
+        nr_recently_evicted: u64,
+    }
+    const SYS_CACHESTAT: libc::c_long = 451;
+    if len == 0 {
+        return Ok(true);
+    }
+    let range = Range { off, len };
+    let mut st = Stat::default();
+    // SAFETY: both pointers are to live, properly laid out structures (the kernel's
+    // `cachestat_range` and `cachestat`, all `__u64`); `fd` is open; flags must be 0.
+    let r = unsafe { libc::syscall(SYS_CACHESTAT, fd.as_raw_fd(), &raw const range, &raw mut st, 0 as libc::c_uint) };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: sysconf has no preconditions.
+    let page = u64::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap_or(4096).max(1);
+    let pages = (off + len).div_ceil(page) - off / page;
+    Ok(st.nr_cache >= pages)
+}
+
 /// Whether the file lives in memory (tmpfs, ramfs): its I/O never waits for a device.
 pub(crate) fn memory_backed(fd: BorrowedFd<'_>) -> bool {
     const TMPFS_MAGIC: i64 = 0x0102_1994;

@@ -31,6 +31,12 @@ fn commands_started_in_a_batch_enter_the_ring_once_at_its_end() {
     let n = 16u64;
     let data: Vec<Vec<u8>> = (0..n).map(|k| pattern(200 + k as u32, 4096)).collect();
 
+    // One I/O first, so that the ring's completion thread is up and waiting: each of its waits
+    // also submits whatever is queued, and a first wait still to come would submit the batch's
+    // WRITEs early on a loaded machine.
+    let mut one = vec![0u8; 4096];
+    assert_eq!(i.execute(0, &cdb16(READ16, 0, 0, 8), &[], &mut one).status, ScsiStatus::GOOD);
+    std::thread::sleep(Duration::from_millis(50));
     let (sub0, ent0) = (io_uring_submitted().expect("ring"), io_uring_enters().expect("ring"));
     let batch = scst::batch::begin();
     for (k, d) in data.iter().enumerate() {

@@ -926,6 +926,10 @@ impl Ffp<'_> {
         };
         self.take_advance();
         cmd.fabric_cookie = self.cs.tx.conn_id;
+        if !self.digests.data {
+            // Tx sends Data-In from a file with sendfile (not when it must digest the data).
+            cmd.allow_file_data_in();
+        }
         if !fin {
             // Unsolicited Data-Out follows. Should the core answer without wanting it, the
             // response must wait for the last of it, whichever thread sends the response (a

@@ -22,14 +22,14 @@
 use std::collections::VecDeque;
 use std::io::{self, IoSlice};
 use std::net::TcpStream;
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, AsRawFd};
 use std::sync::Weak;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering::Acquire, Ordering::Relaxed, Ordering::Release};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex, MutexGuard};
-use scst::{CmdBox, ScsiStatus, Session};
+use scst::{CmdBox, DataInHold, ScsiStatus, Session};
 
 use crate::proto::bhs::{BHS_LEN, Digests, RESERVED_TAG, pad_len};
 use crate::proto::build::{DataInHeader, ScsiResponseHeader, TargetSn};
@@ -42,6 +42,9 @@ enum Piece {
     Bytes { start: usize, len: usize },
     /// Data-In bytes `off..off + len` of queued command `seq`.
     Data { seq: u64, off: usize, len: usize },
+    /// The same, for a command whose Data-In is a file range ([`scst::Cmd::data_in_file`]):
+    /// sent with `sendfile`, straight from the page cache.
+    File { seq: u64, off: usize, len: usize },
     /// `n` zero pad bytes.
     Pad(usize),
 }
@@ -49,7 +52,7 @@ enum Piece {
 impl Piece {
     fn len(self) -> usize {
         match self {
-            Self::Bytes { len, .. } | Self::Data { len, .. } => len,
+            Self::Bytes { len, .. } | Self::Data { len, .. } | Self::File { len, .. } => len,
             Self::Pad(n) => n,
         }
     }
@@ -66,6 +69,11 @@ const QUEUE_FLUSH_CMDS: usize = 64;
 const RELEASE_BATCH: usize = 32;
 /// Scratch bytes already sent before the buffer is compacted while output is still queued.
 const SCRATCH_COMPACT: usize = 256 << 10;
+/// While READs sent from a file wait for the initiator's acknowledgement, the flusher looks at
+/// the socket this often at first (a LAN acknowledges within this)...
+const HOLD_POLL_MIN: Duration = Duration::from_micros(250);
+/// ...then less and less often, down to this (a delayed acknowledgement, a slow peer).
+const HOLD_POLL_MAX: Duration = Duration::from_millis(10);
 
 struct Inner {
     sock: TcpStream,
@@ -85,9 +93,16 @@ struct Inner {
     next_seq: u64,
     /// The socket was full: the flusher thread is (to be) waiting for it.
     blocked: bool,
+    /// `O_NONBLOCK` is set on the socket for the `sendfile`s of a flush pass (cleared at its
+    /// end: the receive thread reads with a timeout, and takes an `EAGAIN` for an idle tick).
+    nonblock: bool,
     /// ITTs whose unsolicited data is still being drained: their responses wait in `parked`.
     draining: Vec<u32>,
     parked: Vec<CmdBox>,
+    /// READs sent from a file whose bytes the initiator has not acknowledged yet, oldest first:
+    /// the end of their output (as `total_sent` counts) and what keeps their range from writes
+    /// ([`scst::Cmd::take_data_in_hold`]). The flusher releases them as acknowledgements come.
+    holds: VecDeque<(u64, DataInHold)>,
 }
 
 /// Negotiated values the transmit path needs.
@@ -195,8 +210,10 @@ impl Tx {
                 cmds: VecDeque::with_capacity(depth),
                 next_seq: 0,
                 blocked: false,
+                nonblock: false,
                 draining: Vec::new(),
                 parked: Vec::new(),
+                holds: VecDeque::new(),
             }),
             flusher: Condvar::new(),
             flusher_start: Mutex::new(None),
@@ -268,7 +285,7 @@ impl Tx {
         if self.dead.swap(true, Relaxed) {
             return;
         }
-        let (cmds, parked) = {
+        let (cmds, parked, holds) = {
             let mut g = self.inner.lock();
             let _ = g.sock.shutdown(std::net::Shutdown::Both);
             g.pieces.clear();
@@ -276,7 +293,7 @@ impl Tx {
             g.front_sent = 0;
             let sent = g.total_queued;
             g.total_sent = sent;
-            (std::mem::take(&mut g.cmds), std::mem::take(&mut g.parked))
+            (std::mem::take(&mut g.cmds), std::mem::take(&mut g.parked), std::mem::take(&mut g.holds))
         };
         // No flusher is started after this; one already running sees `dead` and returns.
         drop(self.flusher_start.lock().take());
@@ -284,6 +301,7 @@ impl Tx {
         // Outside the lock: dropping a command may complete a TMF, which sends.
         drop(cmds);
         drop(parked);
+        drop(holds);
     }
 
     /// The sequence numbers for a PDU, with MaxCmdSN from the free command slots. `releasing`
@@ -436,6 +454,9 @@ impl Tx {
         let total = if tas { 0 } else { cmd.data_in_len() };
         let (overflow, resid) = if tas { (false, 0) } else { cmd.residual() };
         let collapse = status == ScsiStatus::GOOD && total > 0;
+        // Data-In from a file goes out with sendfile (never with a data digest: the fabric
+        // allows it only on connections without one).
+        let from_file = !tas && !p.digests.data && cmd.data_in_file().is_some();
         // This response frees the commands queued before it and its own.
         let releasing = g.cmds.len() + 1;
         let seg_max = self.max_send_segment.load(Relaxed).max(512) as usize;
@@ -479,7 +500,7 @@ impl Tx {
             }
             let len = g.scratch.len() - start;
             push(g, Piece::Bytes { start, len });
-            push(g, Piece::Data { seq, off, len: n });
+            push(g, if from_file { Piece::File { seq, off, len: n } } else { Piece::Data { seq, off, len: n } });
             let pad = pad_len(n);
             if pad > 0 {
                 push(g, Piece::Pad(pad));
@@ -544,10 +565,16 @@ impl Tx {
     fn flush_and_release<'a>(&'a self, mut g: MutexGuard<'a, Inner>) {
         let mut rel = Released::new();
         loop {
+            let had_holds = !g.holds.is_empty();
             let r = self.flush_some(&mut g, &mut rel);
             let newly_blocked = r == Flushed::Blocked && !g.blocked;
             if newly_blocked {
                 g.blocked = true;
+                self.flusher.notify_one();
+            }
+            // The flusher watches for the acknowledgements that release READs sent from a file.
+            let newly_held = !had_holds && !g.holds.is_empty();
+            if newly_held {
                 self.flusher.notify_one();
             }
             if r != Flushed::More {
@@ -555,7 +582,7 @@ impl Tx {
                 rel.drop_all();
                 if r == Flushed::Dead {
                     self.kill();
-                } else if newly_blocked {
+                } else if newly_blocked || newly_held {
                     self.start_flusher();
                 }
                 return;
@@ -568,13 +595,29 @@ impl Tx {
 
     /// One pass of non-blocking sends.
     fn flush_some(&self, g: &mut Inner, rel: &mut Released) -> Flushed {
+        release_acked(g);
+        let r = self.flush_pass(g, rel);
+        if g.nonblock {
+            g.nonblock = false;
+            if set_nonblocking(&g.sock, false).is_err() {
+                return Flushed::Dead;
+            }
+        }
+        r
+    }
+
+    fn flush_pass(&self, g: &mut Inner, rel: &mut Released) -> Flushed {
         loop {
             // Commands whose output is all out.
             while g.cmds.front().is_some_and(|c| c.1 <= g.total_sent) {
                 if rel.full() {
                     return Flushed::More;
                 }
-                if let Some((_, _, c)) = g.cmds.pop_front() {
+                if let Some((_, end, mut c)) = g.cmds.pop_front() {
+                    // Sent from a file: the socket references the pages until acknowledged.
+                    if let Some(h) = c.take_data_in_hold() {
+                        g.holds.push_back((end, h));
+                    }
                     rel.push(c);
                 }
             }
@@ -586,11 +629,33 @@ impl Tx {
             if self.is_dead() {
                 return Flushed::Dead;
             }
+            if let Some(Piece::File { seq, off, len }) = g.pieces.front().copied() {
+                let skip = g.front_sent;
+                let base = g.cmds.front().map_or(0, |c| c.0);
+                let Some((fd, at)) = g.cmds[(seq - base) as usize].2.data_in_file() else {
+                    return Flushed::Dead;
+                };
+                if !g.nonblock {
+                    if set_nonblocking(&g.sock, true).is_err() {
+                        return Flushed::Dead;
+                    }
+                    g.nonblock = true;
+                }
+                let n = match sendfile_nowait(&g.sock, fd, at + (off + skip) as u64, len - skip) {
+                    Ok(n) => n,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Flushed::Blocked,
+                    Err(_) => return Flushed::Dead,
+                };
+                advance(g, n);
+                continue;
+            }
             let n = {
                 let Inner { sock, scratch, pieces, front_sent, cmds, .. } = &*g;
                 let mut iov: [IoSlice<'_>; IOV_BATCH] = [IoSlice::new(&[]); IOV_BATCH];
                 let mut k = 0;
                 let base = cmds.front().map_or(0, |c| c.0);
+                // A file piece after these slices: tell TCP more follows (MSG_MORE).
+                let mut more = false;
                 for (i, piece) in pieces.iter().enumerate() {
                     let skip = if i == 0 { *front_sent } else { 0 };
                     match *piece {
@@ -616,9 +681,13 @@ impl Tx {
                             let c = &cmds[(seq - base) as usize].2;
                             k += c.data_in_slices(off + skip, len - skip, &mut iov[k..]);
                         }
+                        Piece::File { .. } => {
+                            more = true;
+                            break;
+                        }
                     }
                 }
-                match send_nowait(sock, &iov[..k]) {
+                match send_nowait(sock, &iov[..k], more) {
                     Ok(n) => n,
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Flushed::Blocked,
                     Err(_) => return Flushed::Dead,
@@ -633,12 +702,22 @@ impl Tx {
     /// the connection is killed; kills it when the socket stays full past the send timeout.
     pub(crate) fn run_flusher(&self) {
         let mut g = self.inner.lock();
+        let mut poll = HOLD_POLL_MIN;
         loop {
-            while !g.blocked && !self.is_dead() {
-                self.flusher.wait(&mut g);
-            }
             if self.is_dead() {
                 return;
+            }
+            if !g.blocked {
+                if g.holds.is_empty() {
+                    poll = HOLD_POLL_MIN;
+                    self.flusher.wait(&mut g);
+                } else if self.flusher.wait_for(&mut g, poll).timed_out() {
+                    // Nothing to send: only acknowledgements to wait for.
+                    let before = g.holds.len();
+                    release_acked(&mut g);
+                    poll = if g.holds.len() < before { HOLD_POLL_MIN } else { (poll * 2).min(HOLD_POLL_MAX) };
+                }
+                continue;
             }
             let Ok(sock) = g.sock.try_clone() else {
                 drop(g);
@@ -679,6 +758,36 @@ impl Tx {
     }
 }
 
+/// Releases the holds of READs sent from a file whose bytes the initiator acknowledged: what
+/// the socket has not had acknowledged (`SIOCOUTQ`) is the end of what went into it.
+fn release_acked(g: &mut Inner) {
+    if g.holds.is_empty() {
+        return;
+    }
+    let Ok(unacked) = unacked_bytes(&g.sock) else {
+        // The socket failed: nothing more goes out from those pages.
+        g.holds.clear();
+        return;
+    };
+    let acked = g.total_sent.saturating_sub(unacked);
+    while g.holds.front().is_some_and(|h| h.0 <= acked) {
+        g.holds.pop_front();
+    }
+}
+
+/// Bytes written to the socket and not yet acknowledged by the peer (`SIOCOUTQ`).
+fn unacked_bytes(sock: &TcpStream) -> io::Result<u64> {
+    let mut n: libc::c_int = 0;
+    #[allow(unsafe_code)]
+    // SAFETY: `TIOCOUTQ` (= `SIOCOUTQ`) on a TCP socket writes one `int` through the pointer,
+    // which is to a live local.
+    let r = unsafe { libc::ioctl(sock.as_raw_fd(), libc::TIOCOUTQ, &raw mut n) };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(u64::try_from(n).unwrap_or(0))
+}
+
 /// Queues a piece, counting its bytes.
 fn push(g: &mut Inner, p: Piece) {
     g.queued += p.len();
@@ -717,14 +826,40 @@ fn advance(g: &mut Inner, mut n: usize) {
     }
 }
 
-/// One `sendmsg` that does not wait (MSG_DONTWAIT) and raises no SIGPIPE.
-fn send_nowait(sock: &TcpStream, iov: &[IoSlice<'_>]) -> io::Result<usize> {
+/// One `sendmsg` that does not wait (MSG_DONTWAIT) and raises no SIGPIPE; with `more`, more
+/// bytes follow at once (MSG_MORE: the PDU header before its data sent from a file).
+fn send_nowait(sock: &TcpStream, iov: &[IoSlice<'_>], more: bool) -> io::Result<usize> {
     let s = socket2::SockRef::from(sock);
+    let flags = libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL | if more { libc::MSG_MORE } else { 0 };
     loop {
-        match s.send_vectored_with_flags(iov, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL) {
+        match s.send_vectored_with_flags(iov, flags) {
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Ok(0) if iov.iter().any(|s| !s.is_empty()) => return Err(io::ErrorKind::WriteZero.into()),
             r => return r,
+        }
+    }
+}
+
+/// Sets or clears `O_NONBLOCK` on the socket (around `sendfile`, which has no MSG_DONTWAIT).
+fn set_nonblocking(sock: &TcpStream, on: bool) -> io::Result<()> {
+    sock.set_nonblocking(on)
+}
+
+/// `sendfile` of `len` bytes of `fd` from `off` on a socket in non-blocking mode: the bytes
+/// sent, `WouldBlock` when the socket is full.
+fn sendfile_nowait(sock: &TcpStream, fd: std::os::fd::RawFd, off: u64, len: usize) -> io::Result<usize> {
+    #[allow(unsafe_code)]
+    // SAFETY: `fd` is the open file of the command's device (`Cmd::data_in_file`); the command is
+    // in the connection's queue (`Inner::cmds`), holding the device and so the file open, for as
+    // long as this borrow lasts (the call).
+    let file = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+    let mut at = i64::try_from(off).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    loop {
+        match nix::sys::sendfile::sendfile64(sock.as_fd(), file, Some(&mut at), len) {
+            Ok(0) if len > 0 => return Err(io::ErrorKind::UnexpectedEof.into()),
+            Ok(n) => return Ok(n),
+            Err(nix::errno::Errno::EINTR) => {}
+            Err(e) => return Err(e.into()),
         }
     }
 }

@@ -9,6 +9,7 @@
 
 use std::fmt;
 use std::ops::{Deref, DerefMut};
+use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
 use std::sync::Arc;
 
 use crate::dev::Device;
@@ -161,6 +162,22 @@ pub(crate) enum DataIn {
     Buf(u32),
     /// `n` zero bytes from a shared zero page (NULLIO reads: no memory is written).
     Zeros(u32),
+    /// `len` bytes of the open file `fd` from byte `off`, resident in the page cache: sent
+    /// from there without a copy ([`Cmd::data_in_file`]). The file belongs to the command's
+    /// device, which the command keeps alive, so `fd` stays open while the command lives.
+    File { fd: RawFd, off: u64, len: u32 },
+}
+
+/// Keeps the LBA range of a READ sent from a file safe from writes while the network still
+/// references its pages ([`Cmd::take_data_in_hold`]); dropping it releases the range.
+pub struct DataInHold {
+    _range: crate::sbc::locks::OwnedRangeGuard,
+}
+
+impl fmt::Debug for DataInHold {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("DataInHold")
+    }
 }
 
 /// A SCSI command. See the module docs for ownership.
@@ -195,6 +212,12 @@ pub struct Cmd {
     /// Whose counters count this command as received, so that its completion or abandonment
     /// must be counted too ([`IN_FLIGHT_SESSION`], [`IN_FLIGHT_DEVICE`]).
     pub(crate) in_flight: u8,
+    /// The fabric can send this command's Data-In straight from a file
+    /// ([`Cmd::allow_file_data_in`]).
+    pub(crate) file_ok: bool,
+    /// The LBA range a READ sent from a file holds against writes until the initiator has the
+    /// bytes ([`Cmd::take_data_in_hold`]; released with the command otherwise).
+    pub(crate) range: Option<DataInHold>,
 }
 
 /// [`Cmd::in_flight`]: the session counted the command as received (counting was on).
@@ -240,6 +263,8 @@ impl Cmd {
             slot,
             received: None,
             in_flight: 0,
+            file_ok: false,
+            range: None,
         }
     }
 
@@ -269,12 +294,14 @@ impl Cmd {
         self.read_only = false;
         self.buf = None;
         self.data_in = DataIn::None;
+        self.range = None;
         self.produced = 0;
         self.status = ScsiStatus::GOOD;
         self.sense_len = 0;
         self.token = Token::None;
         self.received = None;
         self.in_flight = 0;
+        self.file_ok = false;
     }
 
     /// The CDB.
@@ -369,8 +396,59 @@ impl Cmd {
     pub fn data_in_len(&self) -> usize {
         match self.data_in {
             DataIn::None => 0,
-            DataIn::Buf(n) | DataIn::Zeros(n) => (n.min(self.expected_len)) as usize,
+            DataIn::Buf(n) | DataIn::Zeros(n) | DataIn::File { len: n, .. } => (n.min(self.expected_len)) as usize,
         }
+    }
+
+    /// Declares that the fabric can send this command's Data-In from a file
+    /// ([`Cmd::data_in_file`], with `sendfile`) as well as from memory. Then a READ whose data is
+    /// in the page cache may complete without copying it: the core names the file range
+    /// instead of filling the buffer. A fabric that never calls this always gets memory.
+    pub fn allow_file_data_in(&mut self) {
+        self.file_ok = true;
+    }
+
+    /// Whether the fabric allowed Data-In from a file ([`Cmd::allow_file_data_in`]).
+    pub fn file_data_in_allowed(&self) -> bool {
+        self.file_ok
+    }
+
+    /// When the Data-In is a file range (only if the fabric allowed it): the open file and the
+    /// file offset of Data-In byte 0; the length is [`Cmd::data_in_len`]. The fabric sends the
+    /// bytes from the file (`sendfile`); [`Cmd::data_in_slices`] has no slices for them. The
+    /// descriptor belongs to the command's device and stays open while the command lives.
+    pub fn data_in_file(&self) -> Option<(RawFd, u64)> {
+        match self.data_in {
+            DataIn::File { fd, off, .. } => Some((fd, off)),
+            _ => None,
+        }
+    }
+
+    /// Declares `n` bytes of Data-In that are bytes `off..off + n` of the open file `fd` (in the
+    /// page cache), holding `range` until they are sent. Only when the fabric allowed it, and
+    /// `fd` must belong to the command's device.
+    pub(crate) fn set_data_in_file(
+        &mut self,
+        fd: BorrowedFd<'_>,
+        off: u64,
+        n: usize,
+        range: crate::sbc::locks::OwnedRangeGuard,
+    ) {
+        debug_assert!(self.file_ok && self.dev.is_some());
+        self.data_in = DataIn::File { fd: fd.as_raw_fd(), off, len: n as u32 };
+        self.range = Some(DataInHold { _range: range });
+        self.produced = n as u32;
+    }
+
+    /// Takes what keeps a Data-In from a file ([`Cmd::data_in_file`]) valid after the command
+    /// is freed. `sendfile` leaves references to the page cache in the socket, not copies: until
+    /// the initiator has received the bytes (TCP: acknowledged them), a write to the range would
+    /// change the bytes on the wire. The fabric takes the hold when the command's output has
+    /// gone into the socket and drops it once the peer has it; the command itself can be freed
+    /// (its task ends, its slot is reused) meanwhile. Writes overlapping the range wait for the
+    /// hold; reads do not. A fabric that never takes it releases the range with the command.
+    pub fn take_data_in_hold(&mut self) -> Option<DataInHold> {
+        self.range.take()
     }
 
     /// Whether the Data-In is all zeros and not backed by the buffer (send from a zero page).
@@ -379,7 +457,8 @@ impl Cmd {
     }
 
     /// Fills `out` with slices covering Data-In bytes `[off, off + len)` and returns how many it
-    /// used. Zero-filled Data-In is served from a static zero page.
+    /// used. Zero-filled Data-In is served from a static zero page. Data-In from a file
+    /// ([`Cmd::data_in_file`]) has no slices: this returns 0 for it.
     ///
     /// # Panics
     /// If the range exceeds [`Cmd::data_in_len`] or `out` has fewer than
@@ -451,6 +530,7 @@ impl Cmd {
         self.sense_len = sense.write(descriptor, &mut self.sense) as u8;
         self.status = ScsiStatus::CHECK_CONDITION;
         self.data_in = DataIn::None;
+        self.range = None;
         self.produced = 0;
     }
 
@@ -464,6 +544,7 @@ impl Cmd {
         self.status = status;
         if status == ScsiStatus::CHECK_CONDITION {
             self.data_in = DataIn::None;
+            self.range = None;
             self.produced = 0;
         }
     }
@@ -481,6 +562,7 @@ impl Cmd {
             Fail::Status(st) => {
                 self.set_status(st);
                 self.data_in = DataIn::None;
+                self.range = None;
                 self.produced = 0;
             }
         }

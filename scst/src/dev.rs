@@ -277,6 +277,8 @@ pub struct DeviceStats {
     pub commands: AtomicU64,
     /// Bytes read from the medium.
     pub read_bytes: AtomicU64,
+    /// Of `read_bytes`, those sent from the page cache without a copy (zero-copy READs).
+    pub zero_copy_read_bytes: AtomicU64,
     /// Bytes written to the medium.
     pub write_bytes: AtomicU64,
     /// Commands that ended in CHECK CONDITION (all error statuses: [`DeviceStats::errors_total`]).

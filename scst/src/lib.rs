@@ -46,7 +46,7 @@ pub mod tm;
 mod ua;
 pub mod wire;
 
-pub use cmd::{Cmd, CmdBox, CmdHeader, CmdInfo, ExecContext, ScsiStatus, TaskAttr};
+pub use cmd::{Cmd, CmdBox, CmdHeader, CmdInfo, DataInHold, ExecContext, ScsiStatus, TaskAttr};
 pub use dev::{Device, DeviceConfig, DeviceHandler, PassThrough};
 pub use exec::{Step, complete};
 pub use ops::DataDir;

@@ -80,6 +80,23 @@ pub trait BlockStore: Send + Sync + 'static {
         Ok(false)
     }
 
+    /// Offers bytes `off..off + len` as a range of an open file instead of copying them (a
+    /// zero-copy READ): `Some(fd)` when they are the bytes of `fd` at the same offsets and all
+    /// resident in memory (the page cache), so that sending them from the file (`sendfile`)
+    /// never waits for the device. `None` (the default) and the core reads them into a buffer.
+    /// Called on fabric threads: it must never block.
+    ///
+    /// The bytes leave from the page cache when the network stack sends them; the core keeps
+    /// the READ's LBA range locked (shared) until then, so a COMPARE AND WRITE or WRITE ATOMIC
+    /// stays all-or-nothing to it, while plain writes, which SCSI does not order against a
+    /// concurrent READ, may show in it. The store must not offer a range while a holder of that
+    /// lock could be waiting on this thread (a store whose commands run on the fabric's thread).
+    /// Stores let users turn this off (FILEIO `zerocopy=off`).
+    fn file_range(&self, off: u64, len: u64) -> Option<std::os::fd::BorrowedFd<'_>> {
+        let _ = (off, len);
+        None
+    }
+
     /// Writes every slice completely, starting at byte offset `off`. With `fua`, the data is on
     /// stable storage when this returns (write-through); otherwise it may sit in a volatile cache
     /// until [`BlockStore::flush`].

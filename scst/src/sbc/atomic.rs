@@ -4,6 +4,7 @@
 //! Each takes its LBA range exclusively in the device's range lock table: every other write to
 //! an overlapping range, from any session, waits, and writes elsewhere go on.
 
+use super::locks::Mode;
 use super::{Disk, first_diff, read_into, write_error};
 use crate::cmd::{Cmd, CmdInfo, Fail};
 use crate::ops::DataDir;
@@ -45,7 +46,7 @@ pub(super) fn compare_and_write<S: BlockStore>(d: &Disk<S>, cmd: &mut Cmd) -> Re
         return Ok(());
     }
     let len = (info.blocks * d.bs()) as usize;
-    let _range = d.locks.lock(info.lba, info.blocks, true);
+    let _range = d.locks.lock(info.lba, info.blocks, Mode::Exclusive);
     let mut medium = cmd.session().target().sgv().alloc(len).map_err(|_| Fail::BUSY)?;
     if d.store.caps().null {
         medium.fill(0, len, 0);
@@ -68,7 +69,7 @@ pub(super) fn orwrite<S: BlockStore>(d: &Disk<S>, cmd: &mut Cmd) -> Result<(), F
     }
     let bs = d.bs() as usize;
     let fua = d.write_through(cmd, info.fua);
-    let _range = d.locks.lock(info.lba, info.blocks, true);
+    let _range = d.locks.lock(info.lba, info.blocks, Mode::Exclusive);
     let data = cmd.buf().ok_or(Fail::from(SenseCode::INTERNAL_TARGET_FAILURE))?;
     d.for_each_chunk(cmd.session().target().sgv(), info.lba, info.blocks, |at, medium| {
         let n = medium.len();
@@ -119,7 +120,7 @@ pub(super) fn write_atomic<S: BlockStore>(d: &Disk<S>, cmd: &mut Cmd) -> Result<
     if info.blocks == 0 {
         return Ok(());
     }
-    let _range = d.locks.lock(info.lba, info.blocks, true);
+    let _range = d.locks.lock(info.lba, info.blocks, Mode::Exclusive);
     d.write_buf(cmd, 0, (info.blocks * d.bs()) as usize, info.lba, info.fua)
 }
 

@@ -18,7 +18,7 @@ use crate::sgv::{MAX_SEGS, SgBuf, SgvPool, empty_io_slices, empty_io_slices_mut}
 use crate::store::{BlockIo, BlockStore, Geometry, IoKind};
 use crate::wire::cdb::{be16, be24, be32, be64};
 use crate::wire::sense::{Sense, SenseCode};
-use locks::RangeLocks;
+use locks::{Mode, RangeLocks};
 pub use xcopy::CopyResult;
 
 /// Largest single transfer, in bytes (VPD B0h MAXIMUM TRANSFER LENGTH is this over the block
@@ -27,6 +27,11 @@ pub const MAX_TRANSFER_BYTES: u32 = 64 << 20;
 
 /// The optimal transfer length reported in the Block Limits VPD page, in bytes.
 pub const OPTIMAL_TRANSFER_BYTES: u32 = 1 << 20;
+/// READs at least this long whose data is in the page cache go out from the file without a copy
+/// when the store and the fabric can ([`BlockStore::file_range`], [`Cmd::allow_file_data_in`]).
+/// Below it a copy costs less than the extra system call per command that sending from a file
+/// takes.
+pub const ZERO_COPY_MIN: usize = 64 << 10;
 
 /// Verification and read-modify-write work in pieces of at most this size.
 const CHUNK: usize = 1 << 20;
@@ -192,17 +197,36 @@ impl<S: BlockStore> Disk<S> {
         if self.store.caps().null {
             cmd.set_data_in_zeros(len);
         } else {
+            let off = info.lba * self.bs();
+            // Zero-copy: a large READ of cached data names the file range instead of copying it
+            // (only on the fabric's thread, and only where the fabric can send from a file). It
+            // keeps its range locked until the data is out, as a copying read does while it copies.
+            if nowait
+                && cmd.file_data_in_allowed()
+                && len >= ZERO_COPY_MIN
+                && let Some(fd) = self.store.file_range(off, len as u64)
+            {
+                let Some(range) = self.locks.try_lock_owned(info.lba, info.blocks, Mode::Hold) else {
+                    return Ok(false);
+                };
+                cmd.set_data_in_file(fd, off, len, range);
+                cmd.produced = info.data_len;
+                if let Some(d) = cmd.device() {
+                    d.stats().read_bytes.fetch_add(len as u64, Relaxed);
+                    d.stats().zero_copy_read_bytes.fetch_add(len as u64, Relaxed);
+                }
+                return Ok(true);
+            }
             // Shared: a read never sees half of a COMPARE AND WRITE or WRITE ATOMIC.
             let _range = if nowait {
-                let Some(g) = self.locks.try_lock(info.lba, info.blocks, false) else { return Ok(false) };
+                let Some(g) = self.locks.try_lock(info.lba, info.blocks, Mode::Read) else { return Ok(false) };
                 g
             } else {
-                self.locks.lock(info.lba, info.blocks, false)
+                self.locks.lock(info.lba, info.blocks, Mode::Read)
             };
             let buf = cmd.data_in_buf(len)?;
             let mut iov: [IoSliceMut<'_>; MAX_SEGS] = empty_io_slices_mut();
             let n = buf.io_slices_mut(0, len, &mut iov);
-            let off = info.lba * self.bs();
             if nowait {
                 if !matches!(self.store.try_read_at(off, &mut iov[..n]), Ok(true)) {
                     return Ok(false);
@@ -252,7 +276,7 @@ impl<S: BlockStore> Disk<S> {
             return Ok(());
         }
         {
-            let _range = self.locks.lock(info.lba, info.blocks, false);
+            let _range = self.locks.lock(info.lba, info.blocks, Mode::Write);
             // WRITE AND VERIFY writes through: verification is against the medium.
             self.write_buf(cmd, 0, len, info.lba, info.fua || verify)?;
         }
@@ -525,7 +549,11 @@ impl<S: BlockStore> DeviceHandler for Disk<S> {
         let range = match kind {
             IoKind::Flush => None,
             // A COMPARE AND WRITE holds the range: the worker waits for it.
-            _ => match self.locks.try_lock_owned(info.lba, info.blocks) {
+            _ => match self.locks.try_lock_owned(
+                info.lba,
+                info.blocks,
+                if kind == IoKind::Read { Mode::Read } else { Mode::Write },
+            ) {
                 Some(g) => Some(g),
                 None => return Err(cmd),
             },

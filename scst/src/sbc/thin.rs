@@ -5,6 +5,7 @@
 //! zeros (LBPRZ). Large WRITE SAME ranges are written from a bounded buffer of
 //! the repeated block, never a buffer the size of the range.
 
+use super::locks::Mode;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
@@ -73,7 +74,7 @@ pub(super) fn write_same<S: BlockStore>(d: &Disk<S>, cmd: &mut Cmd) -> Result<()
     };
     let (off, len) = (info.lba * bs, info.blocks * bs);
     let fua = d.write_through(cmd, false);
-    let _range = d.locks.lock(info.lba, info.blocks, false);
+    let _range = d.locks.lock(info.lba, info.blocks, Mode::Write);
     // UNMAP=1 deallocates the range whatever the Data-Out block holds; reads then return zeros
     // (LBPRZ). SBC-3 lets the device server unmap when asked to, and SCST, LIO and libiscsi's
     // WriteSame10.UnmapUntilEnd (which sends a block of FFh with UNMAP) expect it. SBC-4 words
@@ -162,7 +163,7 @@ pub(super) fn unmap<S: BlockStore>(d: &Disk<S>, cmd: &mut Cmd) -> Result<(), Fai
         if count == 0 {
             continue;
         }
-        let _range = d.locks.lock(lba, count, false);
+        let _range = d.locks.lock(lba, count, Mode::Write);
         d.store.unmap(lba * bs, count * bs).map_err(|e| write_error(&e, lba))?;
     }
     Ok(())

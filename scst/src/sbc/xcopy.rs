@@ -5,6 +5,7 @@
 //! CSCD descriptors name logical units by NAA designator; any device of this process matches,
 //! whatever target exports it. Data moves through one bounded buffer, never the whole segment.
 
+use super::locks::Mode;
 use std::sync::Arc;
 
 use super::Disk;
@@ -403,7 +404,7 @@ impl<S: BlockStore> BlockAccess for Disk<S> {
 
     fn write_blocks(&self, lba: u64, blocks: u64, buf: &crate::sgv::SgBuf, fua: bool) -> Result<(), Fail> {
         let len = (blocks * self.bs()) as usize;
-        let _range = self.locks.lock(lba, blocks, false);
+        let _range = self.locks.lock(lba, blocks, Mode::Write);
         let mut iov = crate::sgv::empty_io_slices();
         let n = buf.io_slices(0, len, &mut iov);
         self.store
@@ -412,7 +413,7 @@ impl<S: BlockStore> BlockAccess for Disk<S> {
     }
 
     fn erase_blocks(&self, lba: u64, blocks: u64) -> Result<(), Fail> {
-        let _range = self.locks.lock(lba, blocks, false);
+        let _range = self.locks.lock(lba, blocks, Mode::Write);
         let (off, len) = (lba * self.bs(), blocks * self.bs());
         let r = if self.thin() { self.store.unmap(off, len) } else { self.store.write_zeroes(off, len, false) };
         r.map_err(|e| super::write_error(&e, lba).into())
