@@ -46,7 +46,7 @@ RAW=$(mktemp /dev/shm/scst-vhost-bench.XXXXXX.raw)
 VPID= IPID= HELPER= TAP=
 cleanup() {
   local p
-  for p in $HELPER $VPID $IPID; do kill "$p" 2>/dev/null && wait "$p" 2>/dev/null; done
+  for p in $HELPER $VPID $IPID; do kill "$p" 2>/dev/null; wait "$p" 2>/dev/null || true; done
   [ -z "$TAP" ] || ip link del "$TAP" 2>/dev/null || true
   rm -f "$RAW"
   if [ -n "${KEEP:-}" ]; then echo "work dir kept: $W" >&2; else rm -rf "$W"; fi

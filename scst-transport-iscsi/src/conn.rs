@@ -332,6 +332,9 @@ struct Ffp<'a> {
     rx: Rx<TcpStream>,
     params: SessionParams,
     digests: Digests,
+    /// READ data may go out from files (`sendfile`): no data digest, and the configuration
+    /// allows it for this initiator's address ([`crate::ZeroCopy`]).
+    file_data_in: bool,
     isess: Option<Arc<IscsiSession>>,
     scst: Option<Arc<scst::Session>>,
     cid: u16,
@@ -440,6 +443,7 @@ fn full_feature(
         cs: cs.clone(),
         rx,
         digests: params.digests(),
+        file_data_in: !params.digests().data && shared.cfg.zero_copy.allows(peer.ip()),
         params,
         isess: login.isess.clone(),
         scst: scst_sess,
@@ -926,8 +930,8 @@ impl Ffp<'_> {
         };
         self.take_advance();
         cmd.fabric_cookie = self.cs.tx.conn_id;
-        if !self.digests.data {
-            // Tx sends Data-In from a file with sendfile (not when it must digest the data).
+        if self.file_data_in {
+            // Tx sends Data-In from a file with sendfile.
             cmd.allow_file_data_in();
         }
         if !fin {

@@ -18,4 +18,4 @@ mod tx;
 
 pub use proto::chap::ChapCredentials;
 pub use proto::params::TargetLimits;
-pub use server::{ChapConfig, IscsiConfig, IscsiServer, TargetEntry};
+pub use server::{ChapConfig, IscsiConfig, IscsiServer, TargetEntry, ZeroCopy};

@@ -78,6 +78,35 @@ pub struct IscsiConfig {
     pub portal_group_tag: u16,
     /// The ALUA target port group of that port ([`scst::alua`]).
     pub alua_group: u16,
+    /// Where large READs of cached file data go out without a copy.
+    pub zero_copy: ZeroCopy,
+}
+
+/// Which connections send READ data straight from the page cache (`sendfile`) where the LUN
+/// offers it ([`scst::BlockStore::file_range`]: FILEIO, buffered, `zerocopy` on). Never on a
+/// connection with a data digest, which needs the bytes in memory.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ZeroCopy {
+    /// Connections whose initiator is not on this host's loopback (the default). Over loopback
+    /// the receiver's TCP processing runs in the sending thread and costs more with page
+    /// references than the two copies `sendfile` saves (docs/performance.md).
+    #[default]
+    Auto,
+    /// Every connection.
+    Always,
+    /// None.
+    Never,
+}
+
+impl ZeroCopy {
+    /// Whether a connection from `peer` sends from files.
+    pub(crate) fn allows(self, peer: std::net::IpAddr) -> bool {
+        match self {
+            Self::Auto => !peer.to_canonical().is_loopback(),
+            Self::Always => true,
+            Self::Never => false,
+        }
+    }
 }
 
 impl Default for IscsiConfig {
@@ -94,6 +123,7 @@ impl Default for IscsiConfig {
             cmd_window,
             portal_group_tag: 1,
             alua_group: 1,
+            zero_copy: ZeroCopy::Auto,
         }
     }
 }
@@ -464,6 +494,19 @@ fn accept_loop(l: &TcpListener, shared: &Arc<Shared>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn zero_copy_auto_is_off_for_loopback_initiators_only() {
+        let ip = |s: &str| s.parse::<std::net::IpAddr>().unwrap();
+        for lo in ["127.0.0.1", "127.3.2.1", "::1", "::ffff:127.0.0.1"] {
+            assert!(!ZeroCopy::Auto.allows(ip(lo)), "{lo}");
+            assert!(ZeroCopy::Always.allows(ip(lo)), "{lo}");
+        }
+        for remote in ["192.168.1.5", "10.0.0.1", "fe80::1", "::ffff:10.1.2.3"] {
+            assert!(ZeroCopy::Auto.allows(ip(remote)), "{remote}");
+            assert!(!ZeroCopy::Never.allows(ip(remote)), "{remote}");
+        }
+    }
 
     #[test]
     fn allow_lists_and_security_groups() {

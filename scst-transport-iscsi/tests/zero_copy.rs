@@ -1,5 +1,6 @@
 //! Zero-copy READs: on a connection without a data digest, a large READ of cached FILEIO data
-//! goes out with `sendfile` straight from the page cache. The initiator sees the same bytes and
+//! goes out with `sendfile` straight from the page cache (here on loopback, with
+//! `ZeroCopy::Always`; by default loopback connections copy). The initiator sees the same bytes and
 //! the same PDUs as from a copying READ, however slowly it reads; a COMPARE AND WRITE stays
 //! all-or-nothing to such a READ still on its way; a data digest keeps the copy.
 
@@ -12,10 +13,16 @@ use std::time::Duration;
 use common::*;
 use scst::{Device, Lun};
 use scst_transport_iscsi::proto::bhs::{Opcode, TaskAttr};
+use scst_transport_iscsi::{IscsiConfig, ZeroCopy};
 
 const MIB: usize = 1 << 20;
 /// Blocks per MiB.
 const MIB_BLOCKS: u16 = (MIB / BS) as u16;
+
+/// A test target that sends from files on loopback connections too.
+fn start() -> TestTarget {
+    TestTarget::with(IscsiConfig { zero_copy: ZeroCopy::Always, ..config(32) }, None)
+}
 
 fn file_dev(t: &TestTarget) -> std::sync::Arc<Device> {
     t.target.luns()[&Lun(u16::from(FILE))].dev.clone()
@@ -36,7 +43,7 @@ fn fill(c: &mut Conn, seed: u8) -> Vec<u8> {
 
 #[test]
 fn large_cached_reads_go_out_from_the_file() {
-    let t = TestTarget::start();
+    let t = start();
     let mut c = t.login();
     let all = fill(&mut c, 0x31);
     let before = zero_copy_bytes(&t);
@@ -64,8 +71,19 @@ fn large_cached_reads_go_out_from_the_file() {
 }
 
 #[test]
-fn data_digest_keeps_the_copy() {
+fn loopback_connections_copy_by_default() {
     let t = TestTarget::start();
+    let mut c = t.login();
+    let all = fill(&mut c, 0x44);
+    let r = c.read(FILE, 0, MIB_BLOCKS);
+    r.assert_good();
+    assert!(r.data == all[..MIB]);
+    assert_eq!(zero_copy_bytes(&t), 0, "ZeroCopy::Auto copies for a loopback initiator");
+}
+
+#[test]
+fn data_digest_keeps_the_copy() {
+    let t = start();
     let mut c = t.login_with(LoginOpts::normal().key("DataDigest", "CRC32C"));
     assert!(c.digests.data);
     let all = fill(&mut c, 0x52);
@@ -120,7 +138,7 @@ enum Overlap {
 /// block (which the last READ, not sent yet, covers): the READ must show the block as it was,
 /// the write must land after.
 fn slow_reader(overlap: Overlap) {
-    let t = TestTarget::start();
+    let t = start();
     let mut c = t.login();
     let all = fill(&mut c, 0x73);
     let before = zero_copy_bytes(&t);

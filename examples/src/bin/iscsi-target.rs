@@ -16,7 +16,7 @@ use scst::acl::NamePatterns;
 use scst::alua::AluaConfig;
 use scst::{SgvConfig, SgvPool, Target};
 use scst_examples::spec::{map_lun, parse_group, parse_port_group, parse_size};
-use scst_transport_iscsi::{ChapConfig, ChapCredentials, IscsiConfig, IscsiServer, TargetEntry};
+use scst_transport_iscsi::{ChapConfig, ChapCredentials, IscsiConfig, IscsiServer, TargetEntry, ZeroCopy};
 
 const LONG_ABOUT: &str = "\
 Serves SCSI logical units over iSCSI.
@@ -24,10 +24,13 @@ Serves SCSI logical units over iSCSI.
 LUN specifications (--lun N=SPEC):
   ram:SIZE[,bs=512|4096][,ro][,removable]        in memory, sparse (the default: 0=ram:1G)
   nullio:SIZE[,bs=512|4096][,ro][,removable]     reads zeros, discards writes
-  fileio:PATH[,size=SIZE][,thin][,ro][,wt][,direct][,bs=512|4096][,pbs=N][,removable]
-                                                 a file, created with SIZE if missing;
+  fileio:PATH[,size=SIZE][,thin][,ro][,wt][,direct][,bs=512|4096][,pbs=N][,zerocopy=on|off]
+        [,removable]                             a file, created with SIZE if missing;
                                                  thin = sparse + UNMAP, wt = write-through,
-                                                 direct = O_DIRECT, pbs = physical block size
+                                                 direct = O_DIRECT, pbs = physical block size,
+                                                 zerocopy = READs of 64 KiB or more of cached
+                                                 data sent from the page cache (on; see
+                                                 --zero-copy)
   blockio:DEVICE[,thin][,ro][,removable]         a block device (O_DIRECT; thin = discard)
   fileio and blockio take aio=auto|uring|threads: READ, WRITE and SYNCHRONIZE CACHE go through
   io_uring from the connection's thread (auto, the default, where the kernel allows it), or to
@@ -120,6 +123,20 @@ struct Args {
     /// at this address (off unless given; use a local address unless the network is trusted).
     #[arg(long = "metrics", value_name = "ADDR:PORT")]
     metrics: Option<SocketAddr>,
+    /// Which connections send READs of cached FILEIO data with sendfile, without a copy:
+    /// auto (those not from this host's loopback, where it costs more than it saves), always
+    /// or never. Never with a data digest.
+    #[arg(long = "zero-copy", value_name = "WHEN", default_value = "auto", value_parser = parse_zero_copy)]
+    zero_copy: ZeroCopy,
+}
+
+fn parse_zero_copy(s: &str) -> Result<ZeroCopy, String> {
+    match s {
+        "auto" => Ok(ZeroCopy::Auto),
+        "always" => Ok(ZeroCopy::Always),
+        "never" => Ok(ZeroCopy::Never),
+        _ => Err("auto, always or never".into()),
+    }
 }
 
 fn credentials(s: &str, what: &str) -> Result<ChapCredentials, String> {
@@ -198,6 +215,7 @@ fn run(args: Args) -> Result<(), String> {
         discovery_chap: chap.clone(),
         nop_interval: Duration::from_secs(args.nop_interval.max(1)),
         nop_timeout: Duration::from_secs(args.nop_timeout.max(1)),
+        zero_copy: args.zero_copy,
         ..IscsiConfig::default()
     };
     if !args.listen.is_empty() {
