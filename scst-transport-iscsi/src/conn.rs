@@ -385,7 +385,8 @@ fn full_feature(
         target: login.isess.as_ref().map(|s| s.target.clone()),
         cold_reset: AtomicBool::new(false),
         replaced: AtomicBool::new(false),
-        tasks: Mutex::new(HashMap::with_capacity(window as usize + IMMEDIATE_RESERVE)),
+        // Grows with the commands in flight and keeps its capacity (small for an idle session).
+        tasks: Mutex::new(HashMap::with_capacity(8)),
         closed: Mutex::new(false),
         closed_cv: Condvar::new(),
         logout_requested: Mutex::new(None),

@@ -7,8 +7,11 @@ use std::time::{Duration, Instant};
 
 use scst::SgBuf;
 
-/// Bytes read ahead per `read` call.
+/// Bytes read ahead per `read` call on a busy connection...
 const RX_BUF: usize = 64 << 10;
+/// ...and on one that has never filled this much (logins, idle sessions, a trickle of small
+/// commands): the buffer grows to [`RX_BUF`] the first time a read fills it, once per connection.
+const RX_BUF_IDLE: usize = 4 << 10;
 /// Payloads at least this long that are not yet buffered are read directly into their
 /// destination instead of through the buffer.
 const DIRECT_MIN: usize = 16 << 10;
@@ -56,7 +59,7 @@ impl<R: Read> Rx<R> {
     pub(crate) fn new(r: R, pdu_timeout: Duration) -> Self {
         Self {
             r,
-            buf: vec![0u8; RX_BUF].into_boxed_slice(),
+            buf: vec![0u8; RX_BUF_IDLE].into_boxed_slice(),
             start: 0,
             end: 0,
             pdu_timeout,
@@ -103,6 +106,14 @@ impl<R: Read> Rx<R> {
                 Ok(0) => return Err(RxError::Closed(io::ErrorKind::UnexpectedEof.into())),
                 Ok(n) => {
                     self.end += n;
+                    if self.end == self.buf.len() && self.buf.len() < RX_BUF {
+                        // More is likely waiting: read ahead in large steps from now on.
+                        let mut big = vec![0u8; RX_BUF].into_boxed_slice();
+                        big[..self.end - self.start].copy_from_slice(&self.buf[self.start..self.end]);
+                        self.end -= self.start;
+                        self.start = 0;
+                        self.buf = big;
+                    }
                     return Ok(());
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -111,7 +122,7 @@ impl<R: Read> Rx<R> {
         }
     }
 
-    /// Waits until at least `n` (≤ 64 KiB) bytes are buffered. Between PDUs (`in_pdu` false,
+    /// Waits until at least `n` (≤ 4 KiB) bytes are buffered. Between PDUs (`in_pdu` false,
     /// nothing buffered) an idle receive timeout returns `Err(Idle)`; inside a PDU it keeps
     /// waiting up to the PDU timeout, then fails.
     pub(crate) fn need(&mut self, n: usize, in_pdu: bool) -> Result<(), RxError> {
@@ -222,5 +233,41 @@ impl<R: Read> Rx<R> {
             done += k;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bytes(n: usize) -> Vec<u8> {
+        (0..n).map(|i| (i * 13 + i / 251) as u8).collect()
+    }
+
+    #[test]
+    fn a_light_connection_keeps_the_small_buffer() {
+        let data = bytes(3000);
+        let mut rx = Rx::new(&data[..], Duration::from_secs(1));
+        let mut got = vec![0u8; 3000];
+        rx.read_exact_into(&mut got).unwrap();
+        assert_eq!(got, data);
+        assert_eq!(rx.buf.len(), RX_BUF_IDLE);
+    }
+
+    #[test]
+    fn a_burst_grows_the_buffer_once_and_loses_nothing() {
+        let data = bytes(300_000);
+        let mut rx = Rx::new(&data[..], Duration::from_secs(1));
+        // Small pieces, so that everything goes through the buffer, across the growth.
+        let mut got = Vec::new();
+        let mut piece = [0u8; 1000];
+        while got.len() < data.len() {
+            let n = piece.len().min(data.len() - got.len());
+            rx.read_exact_into(&mut piece[..n]).unwrap();
+            got.extend_from_slice(&piece[..n]);
+        }
+        assert!(got == data);
+        assert_eq!(rx.buf.len(), RX_BUF);
+        assert!(matches!(rx.need(1, false), Err(RxError::Closed(_))), "then the end of the stream");
     }
 }

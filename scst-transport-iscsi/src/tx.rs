@@ -196,18 +196,19 @@ impl Tx {
         send_timeout: Duration,
         conn_id: u64,
     ) -> Self {
-        let depth = window as usize + 64;
+        // The queues start small and grow with the connection's load, once (an idle session
+        // keeps little memory); their capacity is kept, so a busy connection does not allocate.
         Self {
             inner: Mutex::new(Inner {
                 sock,
                 stat_sn,
-                scratch: Vec::with_capacity(64 << 10),
-                pieces: VecDeque::with_capacity(4 * depth),
+                scratch: Vec::with_capacity(1 << 10),
+                pieces: VecDeque::with_capacity(16),
                 front_sent: 0,
                 queued: 0,
                 total_queued: 0,
                 total_sent: 0,
-                cmds: VecDeque::with_capacity(depth),
+                cmds: VecDeque::with_capacity(4),
                 next_seq: 0,
                 blocked: false,
                 nonblock: false,
