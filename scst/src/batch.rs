@@ -100,6 +100,7 @@ pub fn defer(kick: &Arc<dyn Kick>) -> bool {
 /// Runs the kicks deferred so far on this thread (the batch stays open). Call it before
 /// waiting for anything.
 pub fn flush() {
+    crate::stats::forget_receipt_time();
     loop {
         let mut taken: [Option<Arc<dyn Kick>>; MAX_DEFERRED] = [const { None }; MAX_DEFERRED];
         let n = STATE.with_borrow_mut(|s| {

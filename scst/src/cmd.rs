@@ -280,7 +280,7 @@ impl Cmd {
         self.expected_len = hdr.expected_len;
         self.expected_dir = hdr.expected_dir;
         if crate::stats::enabled() {
-            self.received = Some(std::time::Instant::now());
+            self.received = Some(crate::stats::receipt_time());
         }
         self.sess = Some(sess);
     }

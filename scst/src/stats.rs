@@ -2,7 +2,9 @@
 //! [`crate::session::SessionStats`] are made of.
 //!
 //! Counting a command costs one `Instant::now()` when the core receives it
-//! ([`crate::Session::alloc_cmd`]), one when it completes (its status is final: the core hands it
+//! ([`crate::Session::alloc_cmd`]; one for all the commands a thread receives between two
+//! flushes of its [`crate::batch`], i.e. from one socket read: [`receipt_time`]), one when it
+//! completes (its status is final: the core hands it
 //! back as [`crate::Step::Done`] or through [`crate::TargetDriver::xmit_response`]), and a few
 //! relaxed atomic additions on the device's and on the session's own counters. No allocation, no
 //! lock.
@@ -30,6 +32,33 @@ pub fn set_enabled(on: bool) {
 /// Whether per-command counting is on (see [`set_enabled`]).
 pub fn enabled() -> bool {
     ENABLED.load(Relaxed)
+}
+
+thread_local! {
+    /// The receipt time shared by the commands received since this thread's batch last flushed.
+    static RECEIPT: std::cell::Cell<Option<std::time::Instant>> = const { std::cell::Cell::new(None) };
+}
+
+/// When a command was received, for its latency. Inside a [`crate::batch`] one clock read
+/// serves every command the thread receives until the batch flushes: a fabric's receive thread
+/// flushes before each socket read ([`crate::batch::flush`]: before it waits), so those commands
+/// came in the same read. Outside a batch, the time now.
+pub(crate) fn receipt_time() -> std::time::Instant {
+    if !crate::batch::active() {
+        return std::time::Instant::now();
+    }
+    RECEIPT.with(|c| {
+        c.get().unwrap_or_else(|| {
+            let t = std::time::Instant::now();
+            c.set(Some(t));
+            t
+        })
+    })
+}
+
+/// Ends the current shared receipt time (the batch flushes: what comes next was received later).
+pub(crate) fn forget_receipt_time() {
+    RECEIPT.with(|c| c.set(None));
 }
 
 /// The class of a command for latency histograms.
@@ -240,6 +269,23 @@ impl CompletionCounters {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn commands_received_between_two_flushes_share_one_receipt_time() {
+        let outside = receipt_time();
+        std::thread::sleep(Duration::from_millis(2));
+        assert!(receipt_time() > outside, "outside a batch: the time now");
+        let batch = crate::batch::begin();
+        let a = receipt_time();
+        std::thread::sleep(Duration::from_millis(2));
+        assert_eq!(receipt_time(), a, "same batch, no flush: one clock read");
+        crate::batch::flush();
+        let b = receipt_time();
+        assert!(b >= a + Duration::from_millis(2), "after a flush (a socket read): a new time");
+        drop(batch);
+        std::thread::sleep(Duration::from_millis(2));
+        assert!(receipt_time() > b, "the batch ended");
+    }
 
     #[test]
     fn buckets_are_log2_microseconds() {

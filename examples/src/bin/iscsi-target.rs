@@ -128,6 +128,18 @@ struct Args {
     /// or never. Never with a data digest.
     #[arg(long = "zero-copy", value_name = "WHEN", default_value = "auto", value_parser = parse_zero_copy)]
     zero_copy: ZeroCopy,
+    /// Per-command statistics (counters and latency histograms of devices and sessions, what
+    /// --metrics shows): on, or off to measure what counting costs (benches/stats-cost.sh).
+    #[arg(long = "statistics", value_name = "on|off", default_value = "on", value_parser = parse_on_off, action = clap::ArgAction::Set)]
+    statistics: bool,
+}
+
+fn parse_on_off(s: &str) -> Result<bool, String> {
+    match s {
+        "on" => Ok(true),
+        "off" => Ok(false),
+        _ => Err("on or off".into()),
+    }
 }
 
 fn parse_zero_copy(s: &str) -> Result<ZeroCopy, String> {
@@ -166,6 +178,7 @@ fn serve_metrics(
 }
 
 fn run(args: Args) -> Result<(), String> {
+    scst::stats::set_enabled(args.statistics);
     let buffer_memory = parse_size(&args.buffer_memory).map_err(|e| e.to_string())?;
     let sgv = SgvPool::new(SgvConfig {
         mem_limit: usize::try_from(buffer_memory).unwrap_or(usize::MAX),
