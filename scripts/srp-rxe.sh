@@ -52,7 +52,8 @@ if [ "$WHICH" != lio ]; then
   fi
 fi
 if [ "$WHICH" != lio ] && grep -q '^CHECK ours .* FAIL' "$W/guest.log"; then
-  echo "FAIL srp-rxe: a check failed on srp-target"; grep "SRP channel closed" "$W/result/target.err" | tail -n 5 || true
+  echo "FAIL srp-rxe: a check failed on srp-target"
+  sed 's/\x1b\[[0-9;]*m//g' "$W/result/target.err" | grep "SRP channel closed" || true
   exit 1
 fi
 sed 's/\x1b\[[0-9;]*m//g' "$W/result/target.err" 2>/dev/null | grep "SRP channel closed" | tail -n 3 || true

@@ -47,6 +47,7 @@ if step LINUX; then
   RIG=${RIG:-$PWD/../shared/rig}
   "$RIG/build-initramfs.sh" > /tmp/scst-rig-build.log 2>&1 || { tail -n 30 /tmp/scst-rig-build.log; exit 1; }
   RIG=$RIG scripts/linux-initiator.sh
+  RIG=$RIG ZERO_COPY=1 scripts/linux-initiator.sh
   banner "virtio-scsi over vhost-user (rig)"
   RIG=$RIG scripts/vhost-user-scsi.sh
   banner "SRP: Linux ib_srp over soft-RoCE, ours and LIO ib_srpt (rig)"
