@@ -6,6 +6,7 @@
 #   POINTS="..."           subset of: r4k32 w4k32 r4k32x4 w4k32x4 r1m8 w1m8 r4k1
 #   SCALE=1                multiply every point's command count (shorter or longer runs)
 #   BIN=target/release/iscsi-target
+#   OURS_ARGS="..."        extra arguments of iscsi-target (e.g. "--poll-us 200")
 #
 # Each point runs `qemu-img bench` (an asynchronous initiator with a queue depth) against tgtd
 # and iscsi-target in alternating rounds; the table shows medians over the rounds:
@@ -26,6 +27,7 @@ LUNS=${LUNS:-"nullio fileio"}
 POINTS=${POINTS:-"r4k32 w4k32 r4k32x4 w4k32x4 r1m8 w1m8 r4k1"}
 SCALE=${SCALE:-1}
 BIN=${BIN:-$ROOT/target/release/iscsi-target}
+read -r -a OURS_ARGS <<< "${OURS_ARGS:-}"
 [ "$(id -u)" = 0 ] || { echo "run as root (tgtd)"; exit 1; }
 for c in tgtd tgtadm qemu-img python3; do command -v $c > /dev/null || { echo "missing $c (apt-get install tgt qemu-utils qemu-block-extra)"; exit 1; }; done
 [ -x "$BIN" ] || (cd "$ROOT" && cargo build --release -p scst-examples)
@@ -81,8 +83,8 @@ start_targets() { # LUN type
   esac
   tgtadm -C "$cp" --lld iscsi --op bind --mode target --tid 1 -I ALL
   mp=$(free_port)
-  "$BIN" --listen "127.0.0.1:$op" --target "$IQN_O" --lun "$spec" --metrics "127.0.0.1:$mp" --log warn \
-    > "$W/ours.out" 2> "$W/ours.err" &
+  "$BIN" --listen "127.0.0.1:$op" --target "$IQN_O" --lun "$spec" --metrics "127.0.0.1:$mp" \
+    ${OURS_ARGS[@]+"${OURS_ARGS[@]}"} --log warn > "$W/ours.out" 2> "$W/ours.err" &
   OURS=$!
   for _ in $(seq 50); do grep -q iscsi:// "$W/ours.out" 2> /dev/null && break; sleep 0.1; done
   URL_T=iscsi://127.0.0.1:$tp/$IQN_T/1
@@ -164,28 +166,7 @@ run() {
   [ "$write" = 1 ] && wflag=(-w)
   # Context switches: the target's threads come and go with connections, so a sampler keeps
   # the last count seen of every thread (a thread's final few switches may be missed).
-  python3 - "$pid" "$W/csw" << 'PY' &
-import glob, os, signal, sys, time
-pid, out = sys.argv[1], sys.argv[2]
-first, last = {}, {}
-stop = False
-def handler(*_):
-    global stop
-    stop = True
-signal.signal(signal.SIGTERM, handler)
-while True:
-    for f in glob.glob(f"/proc/{pid}/task/*/status"):
-        try:
-            n = sum(int(l.split()[1]) for l in open(f) if "ctxt_switches" in l)
-        except (OSError, ValueError, IndexError):
-            continue
-        first.setdefault(f, n)
-        last[f] = n
-    if stop:
-        break
-    time.sleep(0.05)
-open(out, "w").write(str(sum(last[f] - first[f] for f in last)))
-PY
+  python3 "$HERE/csw-sampler.py" "$pid" "$W/csw" &
   sampler=$!
   sleep 0.2
   local t0 s0 s1 t1

@@ -433,6 +433,7 @@ fn full_feature(
     }
     let mut rx = rx;
     rx.set_before_read(cs.clone());
+    rx.set_poll(shared.cfg.rx_poll);
     let weak = Arc::downgrade(&cs);
     cs.tx.set_flusher_start(Box::new(move || {
         let cs = weak.upgrade()?;

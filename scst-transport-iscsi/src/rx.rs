@@ -2,6 +2,8 @@
 //! lets large payloads be read straight into the command's buffer.
 
 use std::io::{self, IoSliceMut, Read};
+use std::net::TcpStream;
+use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -41,6 +43,68 @@ pub(crate) trait BeforeRead: Send + Sync {
     fn before_read(&self);
 }
 
+/// A source the receive thread can also try without waiting (for polling).
+pub(crate) trait TryRead: Read {
+    /// Reads what is there now; `WouldBlock` when nothing is.
+    fn try_read(&mut self, buf: &mut [u8]) -> io::Result<usize>;
+}
+
+impl TryRead for TcpStream {
+    fn try_read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        use nix::sys::socket::{MsgFlags, recv};
+        recv(self.as_raw_fd(), buf, MsgFlags::MSG_DONTWAIT).map_err(io::Error::from)
+    }
+}
+
+impl TryRead for &[u8] {
+    fn try_read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.read(buf)
+    }
+}
+
+/// The first poll budget a connection gets once its waits turn short.
+const POLL_START: Duration = Duration::from_micros(4);
+
+/// How long the receive thread polls its socket before it sleeps in `read`: adaptive, in the
+/// manner of KVM's halt polling. A wait that would have ended within the bound grows the budget
+/// (polling that long would have saved the sleep and the wake-up); a wait longer than the bound
+/// shrinks it (the spin was wasted), down to none at all: an idle connection, or one whose
+/// initiator pauses longer than the bound, never polls.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct PollPolicy {
+    /// The bound (zero: polling off).
+    max: Duration,
+    /// The budget of the next wait.
+    cur: Duration,
+}
+
+impl PollPolicy {
+    pub(crate) fn new(max: Duration) -> Self {
+        Self { max, cur: Duration::ZERO }
+    }
+
+    /// How long to poll before the next blocking read.
+    pub(crate) fn budget(&self) -> Duration {
+        self.cur
+    }
+
+    /// The poll (of the current budget, maybe none) found nothing and the blocking read then
+    /// waited `waited` for data (or for its timeout).
+    pub(crate) fn slept(&mut self, waited: Duration) {
+        if self.max.is_zero() {
+            return;
+        }
+        if self.cur + waited <= self.max {
+            self.cur = (self.cur * 2).clamp(POLL_START, self.max);
+        } else {
+            self.cur /= 2;
+            if self.cur < POLL_START {
+                self.cur = Duration::ZERO;
+            }
+        }
+    }
+}
+
 /// A buffered reader over a socket with a receive timeout.
 pub(crate) struct Rx<R: Read> {
     r: R,
@@ -53,9 +117,13 @@ pub(crate) struct Rx<R: Read> {
     /// bytes keep trickling in, which the PDU timeout alone (measured per wait) would allow.
     deadline: Option<Instant>,
     before_read: Option<Arc<dyn BeforeRead>>,
+    poll: PollPolicy,
+    /// Reads that found data by polling, and blocking reads (statistics for tests and logs).
+    pub(crate) poll_hits: u64,
+    pub(crate) sleeps: u64,
 }
 
-impl<R: Read> Rx<R> {
+impl<R: TryRead> Rx<R> {
     pub(crate) fn new(r: R, pdu_timeout: Duration) -> Self {
         Self {
             r,
@@ -65,7 +133,15 @@ impl<R: Read> Rx<R> {
             pdu_timeout,
             deadline: None,
             before_read: None,
+            poll: PollPolicy::default(),
+            poll_hits: 0,
+            sleeps: 0,
         }
+    }
+
+    /// Polls the socket up to `max` before each read that would wait ([`PollPolicy`]).
+    pub(crate) fn set_poll(&mut self, max: Duration) {
+        self.poll = PollPolicy::new(max);
     }
 
     /// Sets the work done before every read of the socket.
@@ -101,8 +177,18 @@ impl<R: Read> Rx<R> {
         if let Some(f) = &self.before_read {
             f.before_read();
         }
+        let polled = self.poll_once();
+        let waiting = (!self.poll.max.is_zero() && polled.is_none()).then(Instant::now);
         loop {
-            match self.r.read(&mut self.buf[self.end..]) {
+            let got = match polled {
+                Some(n) => Ok(n),
+                None => self.r.read(&mut self.buf[self.end..]),
+            };
+            if let Some(t) = waiting {
+                self.sleeps += 1;
+                self.poll.slept(t.elapsed());
+            }
+            match got {
                 Ok(0) => return Err(RxError::Closed(io::ErrorKind::UnexpectedEof.into())),
                 Ok(n) => {
                     self.end += n;
@@ -118,6 +204,34 @@ impl<R: Read> Rx<R> {
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// Polls for up to the current budget: `Some(n)` when data (or the end) arrived, `None`
+    /// when the caller must wait in `read`.
+    fn poll_once(&mut self) -> Option<usize> {
+        let budget = self.poll.budget();
+        if budget.is_zero() {
+            return None;
+        }
+        let started = Instant::now();
+        loop {
+            match self.r.try_read(&mut self.buf[self.end..]) {
+                Ok(n) => {
+                    // The budget was right: it stays.
+                    self.poll_hits += 1;
+                    return Some(n);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    if started.elapsed() >= budget {
+                        return None;
+                    }
+                    std::hint::spin_loop();
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                // The blocking read reports it.
+                Err(_) => return None,
             }
         }
     }
@@ -269,5 +383,56 @@ mod tests {
         assert!(got == data);
         assert_eq!(rx.buf.len(), RX_BUF);
         assert!(matches!(rx.need(1, false), Err(RxError::Closed(_))), "then the end of the stream");
+    }
+
+    #[test]
+    fn the_poll_budget_grows_with_short_waits_and_vanishes_with_long_ones() {
+        let max = Duration::from_micros(50);
+        let mut p = PollPolicy::new(max);
+        assert_eq!(p.budget(), Duration::ZERO, "a new connection does not poll");
+        p.slept(Duration::from_micros(10));
+        assert_eq!(p.budget(), POLL_START);
+        for _ in 0..10 {
+            p.slept(Duration::from_micros(1));
+        }
+        assert_eq!(p.budget(), max, "doubling stops at the bound");
+        // The initiator pauses for milliseconds: each long wait halves the budget, to none.
+        p.slept(Duration::from_millis(3));
+        assert_eq!(p.budget(), max / 2);
+        for _ in 0..5 {
+            p.slept(Duration::from_millis(3));
+        }
+        assert_eq!(p.budget(), Duration::ZERO);
+        let mut off = PollPolicy::new(Duration::ZERO);
+        off.slept(Duration::ZERO);
+        assert_eq!(off.budget(), Duration::ZERO, "a zero bound never polls");
+    }
+
+    #[test]
+    fn a_busy_socket_is_read_by_polling_and_an_idle_one_stops_polling() {
+        use std::io::Write;
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut w = TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let (r, _) = l.accept().unwrap();
+        r.set_read_timeout(Some(Duration::from_millis(20))).unwrap();
+        let data = bytes(20_000);
+        w.write_all(&data).unwrap();
+        let mut rx = Rx::new(r, Duration::from_secs(1));
+        rx.set_poll(Duration::from_millis(5));
+        let mut got = vec![0u8; data.len()];
+        rx.read_exact_into(&mut got).unwrap();
+        assert!(got == data);
+        // The first read waited (not at all: the bytes were there), so the next ones polled
+        // and found the rest without sleeping.
+        assert!(rx.poll_hits >= 1, "{} hits, {} sleeps", rx.poll_hits, rx.sleeps);
+        assert!(!rx.poll.budget().is_zero());
+        // Nothing more comes: the waits end with the 20 ms timeout, far past the bound.
+        for _ in 0..6 {
+            assert!(matches!(rx.need(1, false), Err(RxError::Idle)));
+        }
+        assert_eq!(rx.poll.budget(), Duration::ZERO, "an idle connection sleeps without polling");
+        w.write_all(b"x").unwrap();
+        rx.need(1, false).unwrap();
+        assert_eq!(rx.peek(1), b"x");
     }
 }

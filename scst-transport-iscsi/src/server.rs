@@ -80,6 +80,11 @@ pub struct IscsiConfig {
     pub alua_group: u16,
     /// Where large READs of cached file data go out without a copy.
     pub zero_copy: ZeroCopy,
+    /// How long the receive thread of a busy connection may poll its socket before it sleeps
+    /// in `read` (zero: never). Adaptive per connection: only connections whose initiator
+    /// sends again within this bound poll at all, so idle ones cost nothing
+    /// (docs/performance.md: what it saves and what it costs).
+    pub rx_poll: Duration,
 }
 
 /// Which connections send READ data straight from the page cache (`sendfile`) where the LUN
@@ -124,6 +129,7 @@ impl Default for IscsiConfig {
             portal_group_tag: 1,
             alua_group: 1,
             zero_copy: ZeroCopy::Auto,
+            rx_poll: Duration::ZERO,
         }
     }
 }
