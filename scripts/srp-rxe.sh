@@ -10,6 +10,10 @@
 # LIO); LUN reset (sg_reset -d) under fio, then fio verify; multichannel
 # (ch_count=4) fio verify; PERSISTENT RESERVE registration and READ FULL STATUS with the SRP
 # TransportID; remote port deleted under I/O, then a new login. Our target: clean exit on SIGTERM.
+# Then the daemon (scst-target, built with --features rdma beside the binary): one scst.conf with
+# an iSCSI and an ib_srpt target on one FILEIO device; SRP writes, open-iscsi reads back; each
+# port's relative target port id (VPD 83h); SIGHUP maps LUN 1 on the SRP target (seen after a
+# rescan); scstctl sessions; clean exit.
 # Fails unless every check passes on our target (LIO's results are reported, not required).
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -54,6 +58,10 @@ fi
 if [ "$WHICH" != lio ] && grep -q '^CHECK ours .* FAIL' "$W/guest.log"; then
   echo "FAIL srp-rxe: a check failed on srp-target"
   sed 's/\x1b\[[0-9;]*m//g' "$W/result/target.err" | grep "SRP channel closed" || true
+  if grep -q '^CHECK ours daemon_.* FAIL' "$W/guest.log"; then
+    echo "--- scst-target log"; tail -n 30 "$W/result/daemon.err" || true
+    grep -A12 "ours: daemon" "$W/guest.log" | tail -n 40
+  fi
   exit 1
 fi
 sed 's/\x1b\[[0-9;]*m//g' "$W/result/target.err" 2>/dev/null | grep "SRP channel closed" | tail -n 3 || true

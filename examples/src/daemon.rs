@@ -17,7 +17,7 @@ use scst::acl::NamePatterns;
 use scst::alua::{AluaConfig, PortGroup};
 use scst::{Device, Lun, SgvPool, Target};
 
-use crate::scstconf::{DeviceDef, LunDef, ScstConfig, TargetDef};
+use crate::scstconf::{DeviceDef, Driver, LunDef, ScstConfig, TargetDef, srpt_guid};
 
 /// A running configuration.
 pub struct Runtime {
@@ -28,7 +28,7 @@ pub struct Runtime {
     state_dir: Option<PathBuf>,
 }
 
-/// The port identity every served target shares (one iSCSI server: one portal group).
+/// The port identity every served iSCSI target shares (one iSCSI server: one portal group).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PortIds {
     /// Relative target port id and iSCSI portal group tag (`rel_tgt_id`; default 1).
@@ -47,23 +47,26 @@ pub struct NewTarget {
 }
 
 fn served(cfg: &ScstConfig) -> impl Iterator<Item = &TargetDef> {
-    cfg.targets.iter().filter(move |t| cfg.iscsi_enabled && t.enabled)
+    cfg.served()
 }
 
-/// The port ids of a configuration's served targets, which must agree.
+/// The target port group listing target `name` (1 when none does).
+fn tpg_of(cfg: &ScstConfig, name: &str) -> u16 {
+    cfg.device_groups
+        .iter()
+        .flat_map(|d| &d.target_groups)
+        .find(|g| g.targets.iter().any(|(n, _)| *n == name))
+        .map_or(1, |g| g.group_id)
+}
+
+/// The port ids of a configuration's served iSCSI targets, which must agree.
 ///
 /// # Errors
 /// If served targets differ in `rel_tgt_id` or target port group.
 pub fn port_ids(cfg: &ScstConfig) -> Result<PortIds, String> {
     let mut ids: Option<(PortIds, &str)> = None;
-    for t in served(cfg) {
-        let tpg = cfg
-            .device_groups
-            .iter()
-            .flat_map(|d| &d.target_groups)
-            .find(|g| g.targets.iter().any(|(n, _)| *n == t.name))
-            .map_or(1, |g| g.group_id);
-        let mine = PortIds { rel_tgt_id: t.rel_tgt_id.unwrap_or(1), tpg };
+    for t in served(cfg).filter(|t| t.driver == Driver::Iscsi) {
+        let mine = PortIds { rel_tgt_id: t.rel_tgt_id.unwrap_or(1), tpg: tpg_of(cfg, &t.name) };
         match ids {
             Some((other, name)) if other != mine => {
                 return Err(format!(
@@ -75,6 +78,54 @@ pub fn port_ids(cfg: &ScstConfig) -> Result<PortIds, String> {
         }
     }
     Ok(ids.map_or(PortIds { rel_tgt_id: 1, tpg: 1 }, |(i, _)| i))
+}
+
+/// The SRP port a configuration serves (one RDMA/CM listener: at most one `ib_srpt` target).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SrpPortIds {
+    /// The port GUID (the target's name): ib_srp's `id_ext` and `ioc_guid`.
+    pub guid: u64,
+    /// Relative target port id: `rel_tgt_id`, by default one more than the iSCSI port's.
+    pub rel_tgt_id: u16,
+    /// Its ALUA target port group.
+    pub tpg: u16,
+}
+
+/// The served `ib_srpt` target's port ids, if there is one.
+///
+/// # Errors
+/// More than one served `ib_srpt` target, or one with the iSCSI port's `rel_tgt_id`.
+pub fn srp_port(cfg: &ScstConfig) -> Result<Option<SrpPortIds>, String> {
+    let mut srp = served(cfg).filter(|t| t.driver == Driver::Srpt);
+    let Some(t) = srp.next() else { return Ok(None) };
+    if let Some(o) = srp.next() {
+        return Err(format!(
+            "ib_srpt targets {} and {}: scst-target serves one SRP target (one RDMA/CM listener)",
+            t.name, o.name
+        ));
+    }
+    let iscsi = port_ids(cfg)?;
+    let iscsi_served = served(cfg).any(|t| t.driver == Driver::Iscsi);
+    let rel_tgt_id = t.rel_tgt_id.unwrap_or(if iscsi.rel_tgt_id == u16::MAX { 1 } else { iscsi.rel_tgt_id + 1 });
+    if iscsi_served && rel_tgt_id == iscsi.rel_tgt_id {
+        return Err(format!(
+            "ib_srpt target {}: rel_tgt_id {rel_tgt_id} is the iSCSI port's; each port needs its own",
+            t.name
+        ));
+    }
+    let guid = srpt_guid(&t.name).ok_or_else(|| format!("ib_srpt target {}: not a GUID", t.name))?;
+    Ok(Some(SrpPortIds { guid, rel_tgt_id, tpg: tpg_of(cfg, &t.name) }))
+}
+
+/// Refuses a configuration that serves targets of a driver this daemon cannot serve.
+///
+/// # Errors
+/// The first such target.
+pub fn check_servable(cfg: &ScstConfig, servable: &[Driver]) -> Result<(), String> {
+    match served(cfg).find(|t| !servable.contains(&t.driver)) {
+        Some(t) => Err(format!("target {}: TARGET_DRIVER {} is not available here", t.name, t.driver.name())),
+        None => Ok(()),
+    }
 }
 
 fn alua_of(cfg: &ScstConfig, t: &TargetDef) -> Option<AluaConfig> {
@@ -114,6 +165,7 @@ impl Runtime {
     /// A device that cannot be opened, or a map or ALUA table the core refuses.
     pub fn start(cfg: ScstConfig, sgv: SgvPool, state_dir: Option<&Path>) -> Result<(Self, Vec<NewTarget>), String> {
         port_ids(&cfg)?;
+        srp_port(&cfg)?;
         let mut rt = Self {
             cfg: ScstConfig::default(),
             devices: BTreeMap::new(),
@@ -184,6 +236,11 @@ impl Runtime {
         // 1. Check the whole plan.
         if port_ids(&new)? != port_ids(&self.cfg)? {
             return Err("rel_tgt_id or the port's target port group changed: restart to apply".into());
+        }
+        if let (Some(a), b) = (srp_port(&self.cfg)?, srp_port(&new)?)
+            && Some(a) != b
+        {
+            return Err("the SRP port's rel_tgt_id or target port group changed: restart to apply".into());
         }
         for d in &new.devices {
             if let Some(old) = self.cfg.devices.iter().find(|o| o.name == d.name)
@@ -705,5 +762,63 @@ mod tests {
         t2.rel_tgt_id = Some(7);
         c.targets.push(t2);
         assert!(port_ids(&c).unwrap_err().contains("one portal group"));
+    }
+
+    fn srpt(c: &mut ScstConfig, name: &str, rel: Option<u16>) {
+        let mut t = c.targets[0].clone();
+        t.driver = Driver::Srpt;
+        t.name = name.into();
+        t.rel_tgt_id = rel;
+        c.targets.push(t);
+    }
+
+    #[test]
+    fn one_srp_port_beside_the_iscsi_port_with_its_own_relative_id() {
+        let mut c = conf("  LUN 0 a\n", "");
+        assert_eq!(srp_port(&c).unwrap(), None);
+        srpt(&mut c, "0x0002c90300abcdef", None);
+        // iSCSI's port is 1: the SRP port defaults to 2.
+        assert_eq!(srp_port(&c).unwrap(), Some(SrpPortIds { guid: 0x0002_c903_00ab_cdef, rel_tgt_id: 2, tpg: 1 }));
+        assert_eq!(
+            check_servable(&c, &[Driver::Iscsi]).unwrap_err(),
+            "target 0x0002c90300abcdef: TARGET_DRIVER ib_srpt is not available here"
+        );
+        check_servable(&c, &[Driver::Iscsi, Driver::Srpt]).unwrap();
+        // Both served targets share device a, each through its own port.
+        let (rt, new) = Runtime::start(c.clone(), SgvPool::new(SgvConfig::default()), None).unwrap();
+        assert_eq!(new.iter().map(|t| t.def.driver).collect::<Vec<_>>(), [Driver::Iscsi, Driver::Srpt]);
+        assert!(Arc::ptr_eq(
+            &rt.targets()["iqn.t"].luns()[&Lun(0)].dev,
+            &rt.targets()["0x0002c90300abcdef"].luns()[&Lun(0)].dev
+        ));
+        let mut same = c.clone();
+        same.targets[1].rel_tgt_id = Some(1);
+        assert!(srp_port(&same).unwrap_err().contains("is the iSCSI port's"), "{:?}", srp_port(&same));
+        let mut two = c.clone();
+        srpt(&mut two, "0x0002c90300abcd00", Some(9));
+        assert!(srp_port(&two).unwrap_err().contains("one SRP target"));
+        assert!(Runtime::start(two, SgvPool::new(SgvConfig::default()), None).is_err());
+        // Disabled, the SRP target is not served (nor checked).
+        let mut off = c.clone();
+        off.srpt_enabled = false;
+        assert_eq!(srp_port(&off).unwrap(), None);
+        check_servable(&off, &[Driver::Iscsi]).unwrap();
+    }
+
+    #[test]
+    fn a_reload_may_add_the_srp_target_but_not_move_its_port() {
+        let c = conf("  LUN 0 a\n", "");
+        let (mut rt, _) = Runtime::start(c.clone(), SgvPool::new(SgvConfig::default()), None).unwrap();
+        let mut with = c.clone();
+        srpt(&mut with, "0x0002c90300abcdef", None);
+        let (added, _) = rt.reload(with.clone()).unwrap();
+        assert_eq!(
+            added.iter().map(|t| (t.def.driver, t.def.name.as_str())).collect::<Vec<_>>(),
+            [(Driver::Srpt, "0x0002c90300abcdef")]
+        );
+        let mut moved = with.clone();
+        moved.targets[1].rel_tgt_id = Some(5);
+        assert!(rt.reload(moved).unwrap_err().contains("SRP port"));
+        assert_eq!(rt.config(), &with, "the refused file changed nothing");
     }
 }

@@ -20,6 +20,10 @@
 //! }
 //! ```
 //!
+//! `TARGET_DRIVER ib_srpt { TARGET <GUID> { ... } }` names an SRP target the same way (its name is
+//! the target port's GUID, `0x` and 16 hex digits, or an IB GID whose low 64 bits are the GUID,
+//! as SCST's ib_srpt names its targets; no CHAP there).
+//!
 //! [`parse`] reads a whole file into a [`ScstConfig`] or fails with the first error, naming
 //! `file:line:column`; nothing is half applied because nothing is applied here at all (building
 //! the devices and targets is the caller's, after a successful parse). Every keyword and
@@ -278,18 +282,28 @@ pub const KEYWORDS: &[(&str, &str, Support, &str)] = &[
     ("threads_num", "DEVICE", Support::Ignored, "worker threads are sized by the core"),
     ("threads_pool_type", "DEVICE", Support::Ignored, "worker threads are sized by the core"),
     ("dummy", "vdisk_nullio DEVICE", Support::Ignored, "NULLIO always answers"),
-    ("TARGET_DRIVER", "top level", Support::Honoured, "iscsi; other drivers are refused"),
+    (
+        "TARGET_DRIVER",
+        "top level",
+        Support::Honoured,
+        "iscsi and ib_srpt (SRP over RDMA/CM); other drivers are refused",
+    ),
     ("enabled", "TARGET_DRIVER; TARGET", Support::Honoured, "0: not served"),
     ("iSNSServer", "TARGET_DRIVER iscsi", Support::Ignored, "no iSNS client"),
     (
         "TARGET",
         "TARGET_DRIVER; TARGET_GROUP",
         Support::Honoured,
-        "an iSCSI target by name; in a TARGET_GROUP, a member port",
+        "an iSCSI target by name, an ib_srpt target by its port GUID or GID; in a TARGET_GROUP, a member port",
     ),
-    ("rel_tgt_id", "TARGET", Support::Honoured, "relative target port id (also the iSCSI portal group tag)"),
-    ("IncomingUser", "TARGET", Support::Honoured, "\"USER SECRET\": CHAP required (one user)"),
-    ("OutgoingUser", "TARGET", Support::Honoured, "\"USER SECRET\": mutual CHAP"),
+    (
+        "rel_tgt_id",
+        "TARGET",
+        Support::Honoured,
+        "relative target port id (iSCSI: also the portal group tag; ib_srpt default: iSCSI's + 1)",
+    ),
+    ("IncomingUser", "TARGET", Support::Honoured, "\"USER SECRET\": CHAP required (one user; iSCSI only)"),
+    ("OutgoingUser", "TARGET", Support::Honoured, "\"USER SECRET\": mutual CHAP (iSCSI only)"),
     ("LUN", "TARGET; GROUP", Support::Honoured, "LUN N DEVICE [{ read_only 1 }]"),
     ("GROUP", "TARGET", Support::Honoured, "a security group: its LUN map and INITIATOR patterns"),
     ("INITIATOR", "GROUP", Support::Honoured, "a name pattern (*, ?, leading !)"),
@@ -355,11 +369,53 @@ pub struct GroupDef {
     pub initiators: Vec<String>,
 }
 
-/// A target of `TARGET_DRIVER iscsi`.
+/// The target drivers (fabrics) a file may name, by SCST's names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Driver {
+    /// `TARGET_DRIVER iscsi`.
+    Iscsi,
+    /// `TARGET_DRIVER ib_srpt`: SRP over RDMA.
+    Srpt,
+}
+
+impl Driver {
+    /// SCST's name of the driver.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Iscsi => "iscsi",
+            Self::Srpt => "ib_srpt",
+        }
+    }
+
+    fn from_name(n: &str) -> Option<Self> {
+        [Self::Iscsi, Self::Srpt].into_iter().find(|d| d.name() == n)
+    }
+}
+
+/// The GUID an `ib_srpt` target's name gives: `0x` and 16 hex digits, 16 hex digits, or a GID
+/// (eight groups of four hex digits; the low 64 bits are the port GUID).
+pub fn srpt_guid(name: &str) -> Option<u64> {
+    let hex = |h: &str| {
+        (h.len() == 16 && h.bytes().all(|b| b.is_ascii_hexdigit())).then(|| u64::from_str_radix(h, 16).ok())?
+    };
+    if let Some(h) = name.strip_prefix("0x") {
+        return hex(h);
+    }
+    let groups: Vec<&str> = name.split(':').collect();
+    match groups.len() {
+        1 => hex(name),
+        8 if groups.iter().all(|g| g.len() == 4) => hex(&groups[4..].concat()),
+        _ => None,
+    }
+}
+
+/// A target of a `TARGET_DRIVER` section.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TargetDef {
-    /// Its iSCSI name.
+    /// Its name: the iSCSI name, or for `ib_srpt` the port GUID ([`srpt_guid`]).
     pub name: String,
+    /// The section it is in.
+    pub driver: Driver,
     /// `enabled` (SCST's default for a target is 0; scstadmin writes `enabled 1`).
     pub enabled: bool,
     /// `rel_tgt_id`, if given.
@@ -409,12 +465,29 @@ pub struct ScstConfig {
     pub devices: Vec<DeviceDef>,
     /// Whether `TARGET_DRIVER iscsi` is enabled (`enabled 0` turns every iSCSI target off).
     pub iscsi_enabled: bool,
-    /// iSCSI targets, in file order.
+    /// Whether `TARGET_DRIVER ib_srpt` is enabled.
+    pub srpt_enabled: bool,
+    /// Targets of every driver, in file order.
     pub targets: Vec<TargetDef>,
     /// ALUA device groups.
     pub device_groups: Vec<DeviceGroupDef>,
     /// `file:line:column: ...` for every accepted but ignored attribute.
     pub warnings: Vec<String>,
+}
+
+impl ScstConfig {
+    /// Whether a driver's section is enabled (a missing section is).
+    pub fn driver_enabled(&self, d: Driver) -> bool {
+        match d {
+            Driver::Iscsi => self.iscsi_enabled,
+            Driver::Srpt => self.srpt_enabled,
+        }
+    }
+
+    /// The targets to serve: `enabled 1`, in an enabled driver.
+    pub fn served(&self) -> impl Iterator<Item = &TargetDef> {
+        self.targets.iter().filter(|t| t.enabled && self.driver_enabled(t.driver))
+    }
 }
 
 struct Ctx<'a> {
@@ -480,26 +553,28 @@ pub fn parse(file: &str, text: &str) -> Result<ScstConfig, ConfError> {
 pub fn parse_with_sysfs(file: &str, text: &str, sys: &std::path::Path) -> Result<ScstConfig, ConfError> {
     let mut cx = Ctx { file, warnings: Vec::new(), sys: sys.to_path_buf() };
     let items = parse_items(text).map_err(|(pos, msg)| cx.err(pos, msg))?;
-    let mut cfg = ScstConfig { iscsi_enabled: true, ..ScstConfig::default() };
-    let mut iscsi_seen = false;
+    let mut cfg = ScstConfig { iscsi_enabled: true, srpt_enabled: true, ..ScstConfig::default() };
+    let mut seen = BTreeSet::new();
     for it in &items {
         let Some(body) = &it.body else {
             return Err(cx.err(it.pos, format!("unknown top-level attribute {:?}", it.words[0])));
         };
         match (it.words[0].as_str(), it.words.len()) {
             ("HANDLER", 2) => handler(&mut cx, &it.words[1], body, &mut cfg)?,
-            ("TARGET_DRIVER", 2) if it.words[1] == "iscsi" => {
-                if iscsi_seen {
-                    return Err(cx.err(it.pos, "TARGET_DRIVER iscsi given twice"));
-                }
-                iscsi_seen = true;
-                driver(&mut cx, body, &mut cfg)?;
-            }
             ("TARGET_DRIVER", 2) => {
-                return Err(cx.err(
-                    it.pos,
-                    format!("target driver {:?} is not served by scst-target (only iscsi)", it.words[1]),
-                ));
+                let Some(d) = Driver::from_name(&it.words[1]) else {
+                    return Err(cx.err(
+                        it.pos,
+                        format!(
+                            "target driver {:?} is not served by scst-target (only iscsi and ib_srpt)",
+                            it.words[1]
+                        ),
+                    ));
+                };
+                if !seen.insert(d) {
+                    return Err(cx.err(it.pos, format!("TARGET_DRIVER {} given twice", d.name())));
+                }
+                driver(&mut cx, d, body, &mut cfg)?;
             }
             ("DEVICE_GROUP", 2) => device_group(&mut cx, &it.words[1], body, &mut cfg)?,
             ("HANDLER" | "TARGET_DRIVER" | "DEVICE_GROUP", _) => {
@@ -672,21 +747,28 @@ fn device(cx: &mut Ctx<'_>, kind: &'static str, attrs: &[Item], pos: Pos) -> Res
     Ok(spec)
 }
 
-fn driver(cx: &mut Ctx<'_>, body: &[Item], cfg: &mut ScstConfig) -> Result<(), ConfError> {
+fn driver(cx: &mut Ctx<'_>, d: Driver, body: &[Item], cfg: &mut ScstConfig) -> Result<(), ConfError> {
     for it in body {
         match (&it.body, it.words[0].as_str()) {
-            (None, "enabled") => cfg.iscsi_enabled = cx.flag(it)?,
-            (None, "iSNSServer") => cx.ignored(it, "TARGET_DRIVER iscsi"),
+            (None, "enabled") if d == Driver::Iscsi => cfg.iscsi_enabled = cx.flag(it)?,
+            (None, "enabled") => cfg.srpt_enabled = cx.flag(it)?,
+            (None, "iSNSServer") if d == Driver::Iscsi => cx.ignored(it, "TARGET_DRIVER iscsi"),
             (Some(b), "TARGET") if it.words.len() == 2 => {
                 let name = &it.words[1];
                 if cfg.targets.iter().any(|t| t.name == *name) {
                     return Err(cx.err(it.pos, format!("target {name:?} defined twice")));
                 }
-                let t = target(cx, name, b, it.pos)?;
+                if d == Driver::Srpt && srpt_guid(name).is_none() {
+                    return Err(cx.err(
+                        it.pos,
+                        format!("ib_srpt target {name:?}: expected the port GUID (0x and 16 hex digits) or a GID"),
+                    ));
+                }
+                let t = target(cx, d, name, b, it.pos)?;
                 cfg.targets.push(t);
             }
             (None, "TARGET") => return Err(cx.err(it.pos, "TARGET needs a name and a { ... } section")),
-            (_, k) => return Err(cx.err(it.pos, format!("unknown entry {k:?} in TARGET_DRIVER iscsi"))),
+            (_, k) => return Err(cx.err(it.pos, format!("unknown entry {k:?} in TARGET_DRIVER {}", d.name()))),
         }
     }
     Ok(())
@@ -720,9 +802,10 @@ fn user(cx: &Ctx<'_>, it: &Item) -> Result<(String, String), ConfError> {
     }
 }
 
-fn target(cx: &mut Ctx<'_>, name: &str, body: &[Item], pos: Pos) -> Result<TargetDef, ConfError> {
+fn target(cx: &mut Ctx<'_>, d: Driver, name: &str, body: &[Item], pos: Pos) -> Result<TargetDef, ConfError> {
     let mut t = TargetDef {
         name: name.to_string(),
+        driver: d,
         enabled: false,
         rel_tgt_id: None,
         luns: Vec::new(),
@@ -741,6 +824,11 @@ fn target(cx: &mut Ctx<'_>, name: &str, body: &[Item], pos: Pos) -> Result<Targe
                     return Err(cx.err(it.pos, "rel_tgt_id: expected 1..65535"));
                 }
                 t.rel_tgt_id = Some(id);
+            }
+            (None, "IncomingUser" | "OutgoingUser") if d != Driver::Iscsi => {
+                return Err(
+                    cx.err(it.pos, format!("{} is iSCSI's (CHAP); {} has no login secret", it.words[0], d.name()))
+                );
             }
             (None, "IncomingUser") => {
                 if t.incoming_user.is_some() {
@@ -920,6 +1008,30 @@ fn write_luns(out: &mut String, luns: &[LunDef], indent: &str) {
     }
 }
 
+fn write_targets<'a>(out: &mut String, targets: impl Iterator<Item = &'a TargetDef>) {
+    for t in targets {
+        out.push_str(&format!("\n\tTARGET {} {{\n", quote(&t.name)));
+        if let Some(id) = t.rel_tgt_id {
+            out.push_str(&format!("\t\trel_tgt_id {id}\n"));
+        }
+        for (k, u) in [("IncomingUser", &t.incoming_user), ("OutgoingUser", &t.outgoing_user)] {
+            if let Some((user, secret)) = u {
+                out.push_str(&format!("\t\t{k} {}\n", quote(&format!("{user} {secret}"))));
+            }
+        }
+        write_luns(out, &t.luns, "\t\t");
+        for g in &t.groups {
+            out.push_str(&format!("\t\tGROUP {} {{\n", quote(&g.name)));
+            write_luns(out, &g.luns, "\t\t\t");
+            for p in &g.initiators {
+                out.push_str(&format!("\t\t\tINITIATOR {}\n", quote(p)));
+            }
+            out.push_str("\t\t}\n");
+        }
+        out.push_str(&format!("\t\tenabled {}\n\t}}\n", u8::from(t.enabled)));
+    }
+}
+
 /// Writes `cfg` back in scst.conf syntax (what `scstctl write-config` prints): every honoured
 /// setting, none of the ignored ones. Parsing the result gives the same configuration.
 pub fn write_config(cfg: &ScstConfig) -> String {
@@ -976,29 +1088,16 @@ pub fn write_config(cfg: &ScstConfig) -> String {
         }
         out.push_str("}\n");
     }
-    out.push_str(&format!("\nTARGET_DRIVER iscsi {{\n\tenabled {}\n", u8::from(cfg.iscsi_enabled)));
-    for t in &cfg.targets {
-        out.push_str(&format!("\n\tTARGET {} {{\n", quote(&t.name)));
-        if let Some(id) = t.rel_tgt_id {
-            out.push_str(&format!("\t\trel_tgt_id {id}\n"));
+    for d in [Driver::Iscsi, Driver::Srpt] {
+        let mine = cfg.targets.iter().filter(|t| t.driver == d);
+        // iSCSI's section always; another driver's when it has targets or is disabled.
+        if d != Driver::Iscsi && mine.clone().next().is_none() && cfg.driver_enabled(d) {
+            continue;
         }
-        for (k, u) in [("IncomingUser", &t.incoming_user), ("OutgoingUser", &t.outgoing_user)] {
-            if let Some((user, secret)) = u {
-                out.push_str(&format!("\t\t{k} {}\n", quote(&format!("{user} {secret}"))));
-            }
-        }
-        write_luns(&mut out, &t.luns, "\t\t");
-        for g in &t.groups {
-            out.push_str(&format!("\t\tGROUP {} {{\n", quote(&g.name)));
-            write_luns(&mut out, &g.luns, "\t\t\t");
-            for p in &g.initiators {
-                out.push_str(&format!("\t\t\tINITIATOR {}\n", quote(p)));
-            }
-            out.push_str("\t\t}\n");
-        }
-        out.push_str(&format!("\t\tenabled {}\n\t}}\n", u8::from(t.enabled)));
+        out.push_str(&format!("\nTARGET_DRIVER {} {{\n\tenabled {}\n", d.name(), u8::from(cfg.driver_enabled(d))));
+        write_targets(&mut out, mine);
+        out.push_str("}\n");
     }
-    out.push_str("}\n");
     for dg in &cfg.device_groups {
         out.push_str(&format!("\nDEVICE_GROUP {} {{\n", quote(&dg.name)));
         for d in &dg.devices {
@@ -1226,6 +1325,65 @@ DEVICE_GROUP dg1 {
         assert!(text.contains("\t\tIncomingUser \"joe s3cret-pass\"\n"), "{text}");
     }
 
+    const SRPT: &str = "HANDLER vdisk_nullio {\n\tDEVICE n {\n\t\tsize 1G\n\t}\n}\n\
+        TARGET_DRIVER iscsi {\n\tTARGET iqn.t {\n\t\tLUN 0 n\n\t\tenabled 1\n\t}\n}\n\
+        TARGET_DRIVER ib_srpt {\n\tenabled 1\n\tTARGET fe80:0000:0000:0000:0002:c903:00ab:cdef {\n\t\tLUN 0 n\n\t\t\
+        GROUP fast {\n\t\t\tLUN 1 n\n\t\t\tINITIATOR 0xfe80*\n\t\t}\n\t\trel_tgt_id 3\n\t\tenabled 1\n\t}\n}\n";
+
+    #[test]
+    fn an_ib_srpt_section_names_srp_targets_by_guid_and_round_trips() {
+        let c = parse("scst.conf", SRPT).unwrap();
+        let t = &c.targets[1];
+        assert_eq!((t.driver, t.name.as_str()), (Driver::Srpt, "fe80:0000:0000:0000:0002:c903:00ab:cdef"));
+        assert_eq!(srpt_guid(&t.name), Some(0x0002_c903_00ab_cdef));
+        assert_eq!((t.rel_tgt_id, t.groups[0].initiators.as_slice()), (Some(3), &["0xfe80*".to_string()][..]));
+        assert_eq!(c.served().map(|t| t.driver).collect::<Vec<_>>(), [Driver::Iscsi, Driver::Srpt]);
+        let text = write_config(&c);
+        assert!(text.contains("TARGET_DRIVER ib_srpt {\n\tenabled 1\n"), "{text}");
+        assert_eq!(normalized(parse("w", &text).unwrap()), normalized(c));
+        // A disabled driver turns its targets off, and stays written.
+        let off = parse("f", &SRPT.replace("ib_srpt {\n\tenabled 1", "ib_srpt {\n\tenabled 0")).unwrap();
+        assert_eq!(off.served().count(), 1);
+        assert_eq!(normalized(parse("w", &write_config(&off)).unwrap()), normalized(off));
+        // No ib_srpt section: none written.
+        assert!(!write_config(&parse("f", "").unwrap()).contains("ib_srpt"));
+        for (name, guid) in
+            [("0x0002c90300abcdef", Some(0x0002_c903_00ab_cdef)), ("0002c90300ABCDEF", Some(0x0002_c903_00ab_cdef))]
+        {
+            assert_eq!(srpt_guid(name), guid);
+        }
+        for bad in ["0x12", "srpt0", "fe80::2:c903:ab:cdef", "0xg002c90300abcdef"] {
+            assert_eq!(srpt_guid(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn ib_srpt_targets_refuse_chap_and_names_that_are_not_guids() {
+        assert_eq!(
+            err("TARGET_DRIVER ib_srpt {\n TARGET srpt0 {\n }\n}\n"),
+            "f:2:2: ib_srpt target \"srpt0\": expected the port GUID (0x and 16 hex digits) or a GID"
+        );
+        assert_eq!(
+            err("TARGET_DRIVER ib_srpt {\n TARGET 0x0002c90300abcdef {\n  IncomingUser \"a b\"\n }\n}\n"),
+            "f:3:3: IncomingUser is iSCSI's (CHAP); ib_srpt has no login secret"
+        );
+        assert_eq!(
+            err("TARGET_DRIVER ib_srpt {\n}\nTARGET_DRIVER ib_srpt {\n}\n"),
+            "f:3:1: TARGET_DRIVER ib_srpt given twice"
+        );
+        assert_eq!(
+            err("TARGET_DRIVER ib_srpt {\n iSNSServer 1.2.3.4\n}\n"),
+            "f:2:2: unknown entry \"iSNSServer\" in TARGET_DRIVER ib_srpt"
+        );
+        // One name space for the targets of every driver.
+        assert_eq!(
+            err(
+                "TARGET_DRIVER iscsi {\n TARGET 0x0002c90300abcdef {\n }\n}\nTARGET_DRIVER ib_srpt {\n TARGET 0x0002c90300abcdef {\n }\n}\n"
+            ),
+            "f:6:2: target \"0x0002c90300abcdef\" defined twice"
+        );
+    }
+
     #[test]
     fn pass_through_devices_resolve_to_their_sg_node() {
         let sys = tempfile::tempdir().unwrap();
@@ -1273,7 +1431,7 @@ DEVICE_GROUP dg1 {
         );
         assert_eq!(
             err("TARGET_DRIVER qla2x00t {\n}\n"),
-            "f:1:1: target driver \"qla2x00t\" is not served by scst-target (only iscsi)"
+            "f:1:1: target driver \"qla2x00t\" is not served by scst-target (only iscsi and ib_srpt)"
         );
         assert_eq!(
             err("HANDLER vdisk_nullio {\n DEVICE n {\n  size 1G\n  read_only 2\n }\n}\n"),

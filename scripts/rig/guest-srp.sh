@@ -139,6 +139,99 @@ if [ "$WHICH" != lio ]; then
   kill -TERM $TPID
   if wait $TPID; then echo "CHECK ours clean_exit PASS"; else echo "CHECK ours clean_exit FAIL"; fi
 fi
+# The daemon: scst-target serving one FILEIO device through an iSCSI target (on the guest's
+# loopback, open-iscsi) and an ib_srpt target (ib_srp over rxe) from one scst.conf. Checks: what
+# SRP writes, iSCSI reads back; each port reports its own relative target port id; a SIGHUP
+# that maps LUN 1 on the SRP target shows it after a rescan while the iSCSI session goes on;
+# scstctl lists the SRP session under its target; a clean exit on SIGTERM.
+c_daemon_start() {
+  local dir
+  dir=$(dirname "$BIN")
+  truncate -s 64M /tmp/d0.img /tmp/d1.img
+  daemon_conf() { # daemon_conf SRP_LUNS
+    cat > /tmp/scst.conf << CONF
+HANDLER vdisk_fileio {
+	DEVICE d0 {
+		filename /tmp/d0.img
+	}
+	DEVICE d1 {
+		filename /tmp/d1.img
+	}
+}
+TARGET_DRIVER iscsi {
+	TARGET iqn.2026-12.rs.scst:daemon {
+		LUN 0 d0
+		enabled 1
+	}
+}
+TARGET_DRIVER ib_srpt {
+	TARGET 0x$GUID {
+$1
+		enabled 1
+	}
+}
+CONF
+  }
+  daemon_conf "		LUN 0 d0"
+  "$dir/scst-target" -c /tmp/scst.conf --listen 127.0.0.1:3262 --srp-listen 10.0.2.15:5557 \
+    --control /tmp/scst-d.sock --log info > /tmp/scst-d.out 2> "$RES/daemon.err" &
+  DPID=$!
+  for _ in $(seq 100); do grep -q '^srp:' /tmp/scst-d.out && break; sleep 0.1; done
+  cat /tmp/scst-d.out
+  grep -q "^srp:id_ext=$GUID,ioc_guid=$GUID,dest=10.0.2.15:5557" /tmp/scst-d.out &&
+    grep -q '^iscsi://127.0.0.1:3262/iqn.2026-12.rs.scst:daemon/0' /tmp/scst-d.out
+}
+c_daemon_share() {
+  login "" || return 1
+  SDEV=$DEV
+  local before after
+  before=$(ls /sys/block)
+  pgrep -x iscsid > /dev/null || iscsid
+  iscsiadm -m discovery -t st -p 127.0.0.1:3262 &&
+    iscsiadm -m node -T iqn.2026-12.rs.scst:daemon -p 127.0.0.1:3262 --login || return 1
+  for _ in $(seq 100); do
+    after=$(comm -13 <(echo "$before" | sort) <(ls /sys/block | sort) | grep '^sd' | head -n1)
+    [ -n "$after" ] && [ -b "/dev/$after" ] && break
+    sleep 0.1
+  done
+  [ -n "$after" ] || return 1
+  IDEV=/dev/$after
+  head -c 4M /dev/urandom > /tmp/d-pat
+  dd if=/tmp/d-pat of="$SDEV" bs=1M oflag=direct status=none &&
+    dd if="$IDEV" of=/tmp/d-back bs=1M count=4 iflag=direct status=none && cmp /tmp/d-pat /tmp/d-back || return 1
+  sg_vpd -p di "$SDEV" | tee "$RES/daemon-vpd-srp.txt" | grep -qi "relative target port: 0x2" &&
+    sg_vpd -p di "$IDEV" | tee "$RES/daemon-vpd-iscsi.txt" | grep -qi "relative target port: 0x1"
+}
+c_daemon_reload() {
+  daemon_conf "		LUN 0 d0
+		LUN 1 d1"
+  kill -HUP $DPID
+  for _ in $(seq 50); do grep -q "LUN 1 = d1" "$RES/daemon.err" && break; sleep 0.1; done
+  # Linux logs REPORTED LUNS DATA HAS CHANGED but does not scan by itself.
+  for host in /sys/class/scsi_host/*; do echo "- - -" > "$host/scan" 2> /dev/null || true; done
+  for _ in $(seq 50); do ls /sys/class/scsi_device | grep -q ':1$' && break; sleep 0.1; done
+  ls /sys/class/scsi_device | tee "$RES/daemon-devices.txt" | grep -q ':1$' &&
+    dd if="$IDEV" of=/dev/null bs=1M count=4 iflag=direct status=none && sg_turs "$SDEV"
+}
+# The SRP nexus is listed under the ib_srpt target, with its two LUNs and the 4 MiB it wrote.
+c_daemon_ctl() {
+  "$(dirname "$BIN")/scstctl" --socket /tmp/scst-d.sock sessions | tee "$RES/daemon-sessions.txt" &&
+    awk -F'\t' -v t="0x$GUID" '$2 == t && length($3) == 34 && $3 ~ /^0x[0-9a-f]+$/ && $4 == "luns=2" {
+        for (i = 5; i <= NF; i++) if ($i ~ /^write_bytes=/ && substr($i, 13) + 0 >= 4194304) ok = 1
+      } END { exit !ok }' "$RES/daemon-sessions.txt" &&
+    awk -F'\t' '$2 == "iqn.2026-12.rs.scst:daemon" { ok = 1 } END { exit !ok }' "$RES/daemon-sessions.txt"
+}
+if [ "$WHICH" != lio ]; then
+  T=ours TGUID=$GUID TPORT=5557
+  check daemon_start_iscsi_and_srp c_daemon_start
+  check daemon_srp_write_iscsi_read c_daemon_share
+  check daemon_sighup_maps_srp_lun c_daemon_reload
+  check daemon_scstctl_sessions c_daemon_ctl
+  iscsiadm -m node -T iqn.2026-12.rs.scst:daemon -p 127.0.0.1:3262 --logout > /dev/null 2>&1
+  logout
+  kill -TERM $DPID
+  if wait $DPID; then echo "CHECK ours daemon_clean_exit PASS"; else echo "CHECK ours daemon_clean_exit FAIL"; fi
+fi
 if [ "$WHICH" != ours ]; then
   T=lio TPORT=5556
   modprobe -a target_core_mod target_core_file ib_srpt

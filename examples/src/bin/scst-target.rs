@@ -1,7 +1,9 @@
 //! `scst-target`: the target daemon, configured by an scst.conf file.
 //!
-//! `scst-target -c /etc/scst.conf` serves what the file names (iSCSI today), prints each
-//! target's first LUN as an `iscsi://` URL, tells systemd it is ready (`READY=1` on
+//! `scst-target -c /etc/scst.conf` serves what the file names: iSCSI targets on the `--listen`
+//! portals, and (built with the `rdma` feature) one SRP target over RDMA/CM on `--srp-listen`.
+//! It prints each iSCSI target's first LUN as an `iscsi://` URL and the SRP target as
+//! `srp:id_ext=G,ioc_guid=G,dest=IP:PORT` (what Linux's ib_srp `add_target` takes), tells systemd it is ready (`READY=1` on
 //! `$NOTIFY_SOCKET`, for `Type=notify`), re-reads the file on SIGHUP and applies the difference
 //! while sessions stay logged in (or, if the new file cannot be applied live, logs why and keeps
 //! the running configuration), and shuts down on SIGINT/SIGTERM (initiators asked to log out,
@@ -16,7 +18,7 @@
 //! the `iscsi://` URLs.
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::SocketAddr;
+use std::net::{SocketAddr, SocketAddrV4};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
@@ -29,8 +31,8 @@ use nix::sys::signal::{SigSet, Signal};
 use parking_lot::Mutex;
 use scst::acl::NamePatterns;
 use scst::{SgvConfig, SgvPool};
-use scst_examples::daemon::{NewTarget, Runtime, port_ids};
-use scst_examples::scstconf::{self, ScstConfig};
+use scst_examples::daemon::{NewTarget, Runtime, check_servable, port_ids, srp_port};
+use scst_examples::scstconf::{self, Driver, ScstConfig};
 use scst_examples::spec::parse_size;
 use scst_transport_iscsi::{ChapConfig, ChapCredentials, IscsiConfig, IscsiServer, TargetEntry};
 
@@ -44,6 +46,10 @@ struct Args {
     /// iSCSI portal to listen on (repeatable). Default 0.0.0.0:3260.
     #[arg(long = "listen", value_name = "ADDR:PORT")]
     listen: Vec<SocketAddr>,
+    /// RDMA/CM address (IPv4) on which the `TARGET_DRIVER ib_srpt` target is served; without it
+    /// a configuration that enables one is refused. Needs the `rdma` build feature.
+    #[arg(long = "srp-listen", value_name = "IP:PORT")]
+    srp_listen: Option<SocketAddrV4>,
     /// Parse the file, print its warnings, and exit (0 if it is valid).
     #[arg(long)]
     check: bool,
@@ -71,8 +77,90 @@ struct Args {
     log: String,
 }
 
+/// The drivers whose targets this build can serve (SRP with the `rdma` feature, and only with an
+/// address to listen on).
+fn servable(srp_listen: bool) -> Vec<Driver> {
+    let mut d = vec![Driver::Iscsi];
+    if cfg!(feature = "rdma") && srp_listen {
+        d.push(Driver::Srpt);
+    }
+    d
+}
+
+/// The fabrics the daemon serves targets on.
+struct Fabrics {
+    iscsi: Arc<IscsiServer>,
+    srp_listen: Option<SocketAddrV4>,
+    #[cfg(feature = "rdma")]
+    srp: Mutex<Option<scst_transport_srp::rdma::SrpRdmaServer>>,
+}
+
+impl Fabrics {
+    fn servable(&self) -> Vec<Driver> {
+        servable(self.srp_listen.is_some())
+    }
+
+    /// Serves a new target of `cfg` (the running configuration) on its fabric; returns how an
+    /// initiator reaches it, if that is a line of its own (SRP; iSCSI URLs need the portals).
+    fn add(&self, t: NewTarget, cfg: &ScstConfig) -> Result<Option<String>, String> {
+        match t.def.driver {
+            Driver::Iscsi => {
+                self.iscsi.add_target(entry(t)?);
+                Ok(None)
+            }
+            Driver::Srpt => self.add_srp(t, cfg),
+        }
+    }
+
+    #[cfg(feature = "rdma")]
+    fn add_srp(&self, t: NewTarget, cfg: &ScstConfig) -> Result<Option<String>, String> {
+        use scst_transport_srp::rdma::{RdmaConfig, SrpRdmaServer};
+        use scst_transport_srp::{PortConfig, SrpPort};
+        let listen = self.srp_listen.ok_or("an ib_srpt target needs --srp-listen")?;
+        let ids = srp_port(cfg)?.ok_or("no ib_srpt target is served")?;
+        let mut slot = self.srp.lock();
+        if slot.is_some() {
+            return Err(format!("target {}: the SRP listener serves another target", t.def.name));
+        }
+        let mut pc = PortConfig::new(ids.guid);
+        pc.rel_port_id = ids.rel_tgt_id;
+        pc.tpg_id = ids.tpg;
+        let rdma = RdmaConfig::new(listen);
+        pc.max_data_len = u32::try_from(rdma.max_transfer).unwrap_or(u32::MAX);
+        let server = SrpRdmaServer::start(SrpPort::new(t.target, pc), rdma)
+            .map_err(|e| format!("--srp-listen {listen}: {e}"))?;
+        *slot = Some(server);
+        Ok(Some(format!("srp:id_ext={:016x},ioc_guid={:016x},dest={listen}", ids.guid, ids.guid)))
+    }
+
+    #[cfg(not(feature = "rdma"))]
+    fn add_srp(&self, t: NewTarget, _cfg: &ScstConfig) -> Result<Option<String>, String> {
+        Err(format!("target {}: this scst-target was built without the rdma feature", t.def.name))
+    }
+
+    fn shutdown(&self) {
+        #[cfg(feature = "rdma")]
+        if let Some(mut s) = self.srp.lock().take() {
+            s.shutdown();
+        }
+        self.iscsi.shutdown(Duration::from_secs(3));
+    }
+
+    /// Adds what a reload or `apply` added, logging what cannot be served.
+    fn add_all(&self, added: Vec<NewTarget>, rt: &Mutex<Runtime>) {
+        for t in added {
+            let cfg = rt.lock().config().clone();
+            match self.add(t, &cfg) {
+                Ok(Some(line)) => tracing::info!("serving {line}"),
+                Ok(None) => {}
+                Err(e) => tracing::error!("{e}"),
+            }
+        }
+    }
+}
+
 /// Serves the management socket: one command line per connection, the reply, close.
-fn control(listener: UnixListener, rt: Arc<Mutex<Runtime>>, server: Arc<IscsiServer>, config: PathBuf) {
+fn control(listener: UnixListener, rt: Arc<Mutex<Runtime>>, fabrics: Arc<Fabrics>, config: PathBuf) {
     let me = nix::unistd::geteuid().as_raw();
     for stream in listener.incoming() {
         let Ok(mut stream) = stream else { continue };
@@ -86,14 +174,10 @@ fn control(listener: UnixListener, rt: Arc<Mutex<Runtime>>, server: Arc<IscsiSer
         if BufReader::new((&stream).take(4096)).read_line(&mut line).is_err() {
             continue;
         }
-        let reply = rt.lock().command(line.trim(), |p| load(p.map_or(config.as_path(), Path::new)));
+        let servable = fabrics.servable();
+        let reply = rt.lock().command(line.trim(), |p| load(p.map_or(config.as_path(), Path::new), &servable));
         tracing::info!(command = line.trim(), ok = reply.text.starts_with("ok"), "management");
-        for t in reply.added {
-            match entry(t) {
-                Ok(e) => server.add_target(e),
-                Err(e) => tracing::error!("{e}"),
-            }
-        }
+        fabrics.add_all(reply.added, &rt);
         let _ = stream.write_all(reply.text.as_bytes());
     }
 }
@@ -109,9 +193,11 @@ fn bind_control(path: &Path) -> Result<UnixListener, String> {
     Ok(l)
 }
 
-fn load(path: &Path) -> Result<ScstConfig, String> {
+/// Reads and checks a configuration, refusing targets of drivers not in `servable`.
+fn load(path: &Path, servable: &[Driver]) -> Result<ScstConfig, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let cfg = scstconf::parse(&path.display().to_string(), &text).map_err(|e| e.to_string())?;
+    check_servable(&cfg, servable)?;
     for w in &cfg.warnings {
         tracing::warn!("{w}");
     }
@@ -150,20 +236,22 @@ fn notify(state: &str) {
 }
 
 fn run(args: Args) -> Result<(), String> {
-    let cfg = load(&args.config)?;
+    // --check: what this build could serve, whatever the addresses.
+    let cfg = load(&args.config, &servable(args.check || args.srp_listen.is_some()))?;
     if args.check {
         let mut out = std::io::stdout().lock();
         for w in &cfg.warnings {
             let _ = writeln!(out, "warning: {w}");
         }
         port_ids(&cfg)?;
+        srp_port(&cfg)?;
         let _ = writeln!(
             out,
             "{}: {} devices, {} targets ({} served), {} device groups",
             args.config.display(),
             cfg.devices.len(),
             cfg.targets.len(),
-            cfg.targets.iter().filter(|t| cfg.iscsi_enabled && t.enabled).count(),
+            cfg.served().count(),
             cfg.device_groups.len()
         );
         return Ok(());
@@ -191,19 +279,29 @@ fn run(args: Args) -> Result<(), String> {
     } else {
         args.listen.clone()
     };
-    let server = Arc::new(IscsiServer::new(icfg));
-    let names: Vec<(String, u16)> =
-        targets.iter().map(|t| (t.target.name().to_string(), t.def.luns.first().map_or(0, |l| l.lun))).collect();
+    let fabrics = Arc::new(Fabrics {
+        iscsi: Arc::new(IscsiServer::new(icfg)),
+        srp_listen: args.srp_listen,
+        #[cfg(feature = "rdma")]
+        srp: Mutex::new(None),
+    });
+    let names: Vec<(String, u16)> = targets
+        .iter()
+        .filter(|t| t.def.driver == Driver::Iscsi)
+        .map(|t| (t.target.name().to_string(), t.def.luns.first().map_or(0, |l| l.lun)))
+        .collect();
+    let mut lines = Vec::new();
+    let running = rt.lock().config().clone();
     for t in targets {
-        server.add_target(entry(t)?);
+        lines.extend(fabrics.add(t, &running)?);
     }
-    let portals = server.listen().map_err(|e| format!("listen: {e}"))?;
+    let portals = fabrics.iscsi.listen().map_err(|e| format!("listen: {e}"))?;
     let listener = bind_control(&args.control)?;
     {
-        let (rt, server, config) = (rt.clone(), server.clone(), args.config.clone());
+        let (rt, fabrics, config) = (rt.clone(), fabrics.clone(), args.config.clone());
         std::thread::Builder::new()
             .name("control".into())
-            .spawn(move || control(listener, rt, server, config))
+            .spawn(move || control(listener, rt, fabrics, config))
             .map_err(|e| format!("control thread: {e}"))?;
     }
     let mut metrics = None;
@@ -216,6 +314,9 @@ fn run(args: Args) -> Result<(), String> {
         for (name, lun) in &names {
             let _ = writeln!(out, "iscsi://{p}/{name}/{lun}");
         }
+    }
+    for l in &lines {
+        let _ = writeln!(out, "{l}");
     }
     if let Some(m) = metrics {
         let _ = writeln!(out, "metrics://{m}/metrics");
@@ -235,21 +336,19 @@ fn run(args: Args) -> Result<(), String> {
             break;
         }
         notify("RELOADING=1");
-        match load(&args.config).and_then(|c| rt.lock().reload(c)) {
+        match load(&args.config, &fabrics.servable()).and_then(|c| rt.lock().reload(c)) {
             Ok((added, log)) => {
                 for l in &log {
                     tracing::info!("{l}");
                 }
-                for t in added {
-                    server.add_target(entry(t)?);
-                }
+                fabrics.add_all(added, &rt);
                 tracing::info!(changes = log.len(), "configuration re-read and applied");
             }
             Err(e) => tracing::error!("configuration not applied, the running one stays: {e}"),
         }
         notify("READY=1");
     }
-    server.shutdown(Duration::from_secs(3));
+    fabrics.shutdown();
     let _ = std::fs::remove_file(&args.control);
     scst_examples::cli::flush_devices(rt.lock().devices().values());
     Ok(())
