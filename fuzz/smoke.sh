@@ -12,8 +12,8 @@
 # Needs cargo-fuzz (installed here if missing) and a C++ compiler (libFuzzer is built from
 # source). Only stable Rust is assumed: RUSTC_BOOTSTRAP=1 unlocks the flags cargo-fuzz passes.
 # New inputs the fuzzer finds go to a scratch directory, not to the committed corpus; crash
-# reproducers go to fuzz/artifacts/<target>/ (ignored by git). The final libFuzzer statistics of
-# each target are printed.
+# reproducers go to fuzz/artifacts/<target>/ (ignored by git). Each target's run count is printed;
+# the output of a failed one is printed again at the end, with its name on the last line.
 set -euo pipefail
 
 secs="${1:-60}"
@@ -37,15 +37,27 @@ fi
 # One build of every target up front, so each run's seconds are spent fuzzing.
 cargo fuzz build
 
-status=0
+failed=()
 for target in "${targets[@]}"; do
     echo "== fuzz target $target: ${secs}s"
     mkdir -p "$scratch/$target" "corpus/$target"
-    # -timeout: an input running for 10 s counts as a hang.
+    # -timeout: an input running for 10 s counts as a hang. Each run's output goes to a log of
+    # its own; a failure's log is printed again at the end, where a CI log's tail shows it.
     if ! cargo fuzz run "$target" "$scratch/$target" "corpus/$target" -- \
-        -max_total_time="$secs" -timeout=10 -print_final_stats=1; then
+        -max_total_time="$secs" -timeout=10 -print_final_stats=1 > "$scratch/$target.log" 2>&1; then
         echo "== fuzz target $target FAILED (reproducer under fuzz/artifacts/$target/)"
-        status=1
+        failed+=("$target")
     fi
+    grep -E '^(Done|stat::(number_of_executed_units|peak_rss_mb))' "$scratch/$target.log" || true
 done
-exit "$status"
+for target in "${failed[@]}"; do
+    echo "==== fuzz target $target FAILED; the end of its output:"
+    grep -a -m 3 -A 2 -E 'panicked at|^==[0-9]+==ERROR|ERROR: libFuzzer' "$scratch/$target.log" || true
+    grep -av -E '^#[0-9]+[[:space:]]+(NEW|REDUCE|pulse)|^ +(#|[0-9]+:|at )' "$scratch/$target.log" | tail -n 40
+    ls -l "artifacts/$target/" 2> /dev/null || true
+done
+if [ "${#failed[@]}" -gt 0 ]; then
+    echo "fuzz smoke: FAILED: ${failed[*]}"
+    exit 1
+fi
+echo "fuzz smoke: all ${#targets[@]} targets ran ${secs}s without a finding"

@@ -1263,7 +1263,11 @@ impl DriverRig {
         // And the connection's thread is gone (else LeakSanitizer, which runs between inputs,
         // reports the thread-local state of a thread that is still exiting).
         while thread_count() > threads {
-            assert!(Instant::now() < deadline, "a connection thread outlived its connection by 5 s");
+            assert!(
+                Instant::now() < deadline,
+                "a connection thread outlived its connection by 5 s (threads: {})",
+                thread_names().join(", ")
+            );
             std::thread::sleep(Duration::from_micros(200));
         }
         check_driver_output(&got, model);
@@ -1271,10 +1275,25 @@ impl DriverRig {
     }
 }
 
-/// Threads of this process (Linux).
+/// The names of this process's threads (Linux), sorted.
+fn thread_names() -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir("/proc/self/task")
+        .map(|d| {
+            d.flatten()
+                .filter_map(|t| std::fs::read_to_string(t.path().join("comm")).ok())
+                .map(|n| n.trim().to_string())
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+/// Threads of this process (Linux) that belong to connections: not counting the devices'
+/// workers (`scst-dev<id>-<n>`), which the first command needing one starts and which live as
+/// long as their device.
 fn thread_count() -> usize {
-    let s = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    s.lines().find_map(|l| l.strip_prefix("Threads:")).and_then(|v| v.trim().parse().ok()).unwrap_or(0)
+    thread_names().iter().filter(|n| !n.starts_with("scst-dev")).count()
 }
 
 /// Whether `SCST_FUZZ_TRACE` asks for the PDUs on stderr (to see what an input does).
