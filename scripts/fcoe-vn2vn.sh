@@ -1,6 +1,8 @@
 #!/bin/bash
 # Linux's own FCoE initiator (fcoe.ko + libfc in VN2VN mode) against fc-target, in the rig's VM
-# (../shared/rig or $RIG): both ends of a veth pair (MTU 9000) inside one guest.
+# (../shared/rig or $RIG): both ends of a veth pair (MTU 9000) inside one guest; then
+# scst-target (beside FC_TARGET_BINARY) serving a TARGET_DRIVER fcst and an iSCSI target on one
+# device from one scst.conf (FC writes, open-iscsi reads back).
 # usage: scripts/fcoe-vn2vn.sh [FC_TARGET_BINARY]
 # Env: FC_PCAP=1 captures the target side's frames to the result dir (fc.pcap, for tshark);
 # FC_LOG sets fc-target's log filter (default info); FC_KEEP=DIR keeps the results;
@@ -12,6 +14,7 @@ BIN=${1:-$HERE/../target/debug/fc-target}
 RIG=${RIG:-$HERE/../../shared/rig}
 [ -x "$RIG/run-vm.sh" ] || { echo "fcoe-vn2vn.sh: no rig at $RIG (set RIG=)" >&2; exit 2; }
 [ -x "$BIN" ] || { echo "fcoe-vn2vn.sh: no $BIN (cargo build --bin fc-target)" >&2; exit 2; }
+[ -x "$(dirname "$BIN")/scst-target" ] || { echo "fcoe-vn2vn.sh: no scst-target beside $BIN" >&2; exit 2; }
 W=$(mktemp -d /tmp/scst-fcoe.XXXXXX)   # under /tmp: the guest sees it
 trap 'rm -rf "$W"' EXIT
 head -c 8M /dev/urandom > "$W/pattern"
@@ -30,4 +33,4 @@ if [ -n "${FC_COMPARE:-}" ]; then
   "$RIG/run-vm.sh" -t 300 -s "$W/tcm" "bash $HERE/rig/guest-tcmfc.sh $W/tcm" > "$W/tcm.log" 2>&1 \
     && grep -E "KiB/s" "$W/tcm.log" || { echo "tcm_fc comparison failed:"; grep -v '^\[ ' "$W/tcm.log" | tail -n 20; }
 fi
-echo "PASS fcoe-vn2vn (Linux fcoe VN2VN: discovery, 8 MiB O_DIRECT round trip, ext4 write/fsck/remount, re-login)"
+echo "PASS fcoe-vn2vn (Linux fcoe VN2VN: discovery, 8 MiB O_DIRECT round trip, ext4 write/fsck/remount, re-login; scst-target fcst + iSCSI on one device)"

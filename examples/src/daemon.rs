@@ -17,7 +17,7 @@ use scst::acl::NamePatterns;
 use scst::alua::{AluaConfig, PortGroup};
 use scst::{Device, Lun, SgvPool, Target};
 
-use crate::scstconf::{DeviceDef, Driver, LunDef, ScstConfig, TargetDef, srpt_guid};
+use crate::scstconf::{DeviceDef, Driver, LunDef, ScstConfig, TargetDef};
 
 /// A running configuration.
 pub struct Runtime {
@@ -80,41 +80,65 @@ pub fn port_ids(cfg: &ScstConfig) -> Result<PortIds, String> {
     Ok(ids.map_or(PortIds { rel_tgt_id: 1, tpg: 1 }, |(i, _)| i))
 }
 
-/// The SRP port a configuration serves (one RDMA/CM listener: at most one `ib_srpt` target).
+/// The port of a fabric that serves one target (SRP: one RDMA/CM listener; FCoE: one VN_Port).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct SrpPortIds {
-    /// The port GUID (the target's name): ib_srp's `id_ext` and `ioc_guid`.
-    pub guid: u64,
-    /// Relative target port id: `rel_tgt_id`, by default one more than the iSCSI port's.
+pub struct SinglePort {
+    /// The port's identifier, from the target's name: the SRP port GUID (ib_srp's `id_ext`
+    /// and `ioc_guid`) or the FC WWPN.
+    pub id: u64,
+    /// Relative target port id: `rel_tgt_id`, by default the iSCSI port's plus one (SRP) or
+    /// plus two (FC).
     pub rel_tgt_id: u16,
     /// Its ALUA target port group.
     pub tpg: u16,
 }
 
-/// The served `ib_srpt` target's port ids, if there is one.
+/// The served target of `driver` (`ib_srpt` or `fcst`) and its port, if there is one.
 ///
 /// # Errors
-/// More than one served `ib_srpt` target, or one with the iSCSI port's `rel_tgt_id`.
-pub fn srp_port(cfg: &ScstConfig) -> Result<Option<SrpPortIds>, String> {
-    let mut srp = served(cfg).filter(|t| t.driver == Driver::Srpt);
-    let Some(t) = srp.next() else { return Ok(None) };
-    if let Some(o) = srp.next() {
-        return Err(format!(
-            "ib_srpt targets {} and {}: scst-target serves one SRP target (one RDMA/CM listener)",
-            t.name, o.name
-        ));
-    }
+/// More than one served target of the driver, or relative port ids that collide with
+/// another port's.
+pub fn single_port(cfg: &ScstConfig, driver: Driver) -> Result<Option<SinglePort>, String> {
+    let ports = ports(cfg)?;
+    Ok(ports.into_iter().find(|(d, _)| *d == driver).map(|(_, p)| p))
+}
+
+/// Every served single-target port, checked: one target per such driver, distinct relative ids.
+fn ports(cfg: &ScstConfig) -> Result<Vec<(Driver, SinglePort)>, String> {
     let iscsi = port_ids(cfg)?;
     let iscsi_served = served(cfg).any(|t| t.driver == Driver::Iscsi);
-    let rel_tgt_id = t.rel_tgt_id.unwrap_or(if iscsi.rel_tgt_id == u16::MAX { 1 } else { iscsi.rel_tgt_id + 1 });
-    if iscsi_served && rel_tgt_id == iscsi.rel_tgt_id {
-        return Err(format!(
-            "ib_srpt target {}: rel_tgt_id {rel_tgt_id} is the iSCSI port's; each port needs its own",
-            t.name
-        ));
+    let mut out: Vec<(Driver, SinglePort, &str)> = Vec::new();
+    for (driver, step) in [(Driver::Srpt, 1u16), (Driver::Fcst, 2)] {
+        let mut of = served(cfg).filter(|t| t.driver == driver);
+        let Some(t) = of.next() else { continue };
+        if let Some(o) = of.next() {
+            return Err(format!(
+                "{} targets {} and {}: scst-target serves one target of this driver (one port)",
+                driver.name(),
+                t.name,
+                o.name
+            ));
+        }
+        let rel_tgt_id = t.rel_tgt_id.unwrap_or(match iscsi.rel_tgt_id.checked_add(step) {
+            Some(r) => r,
+            None => step,
+        });
+        let id =
+            driver.port_id(&t.name).ok_or_else(|| format!("{} target {}: not a port name", driver.name(), t.name))?;
+        out.push((driver, SinglePort { id, rel_tgt_id, tpg: tpg_of(cfg, &t.name) }, &t.name));
     }
-    let guid = srpt_guid(&t.name).ok_or_else(|| format!("ib_srpt target {}: not a GUID", t.name))?;
-    Ok(Some(SrpPortIds { guid, rel_tgt_id, tpg: tpg_of(cfg, &t.name) }))
+    for (i, (_, p, name)) in out.iter().enumerate() {
+        if iscsi_served && p.rel_tgt_id == iscsi.rel_tgt_id {
+            return Err(format!(
+                "target {name}: rel_tgt_id {} is the iSCSI port's; each port needs its own",
+                p.rel_tgt_id
+            ));
+        }
+        if let Some((_, _, other)) = out[..i].iter().find(|(_, q, _)| q.rel_tgt_id == p.rel_tgt_id) {
+            return Err(format!("targets {other} and {name} have the same rel_tgt_id {}", p.rel_tgt_id));
+        }
+    }
+    Ok(out.into_iter().map(|(d, p, _)| (d, p)).collect())
 }
 
 /// Refuses a configuration that serves targets of a driver this daemon cannot serve.
@@ -165,7 +189,7 @@ impl Runtime {
     /// A device that cannot be opened, or a map or ALUA table the core refuses.
     pub fn start(cfg: ScstConfig, sgv: SgvPool, state_dir: Option<&Path>) -> Result<(Self, Vec<NewTarget>), String> {
         port_ids(&cfg)?;
-        srp_port(&cfg)?;
+        ports(&cfg)?;
         let mut rt = Self {
             cfg: ScstConfig::default(),
             devices: BTreeMap::new(),
@@ -237,10 +261,14 @@ impl Runtime {
         if port_ids(&new)? != port_ids(&self.cfg)? {
             return Err("rel_tgt_id or the port's target port group changed: restart to apply".into());
         }
-        if let (Some(a), b) = (srp_port(&self.cfg)?, srp_port(&new)?)
-            && Some(a) != b
-        {
-            return Err("the SRP port's rel_tgt_id or target port group changed: restart to apply".into());
+        let (was, now) = (ports(&self.cfg)?, ports(&new)?);
+        for (d, p) in &was {
+            if !now.contains(&(*d, *p)) {
+                return Err(format!(
+                    "the {} port's rel_tgt_id or target port group changed: restart to apply",
+                    d.name()
+                ));
+            }
         }
         for d in &new.devices {
             if let Some(old) = self.cfg.devices.iter().find(|o| o.name == d.name)
@@ -775,10 +803,13 @@ mod tests {
     #[test]
     fn one_srp_port_beside_the_iscsi_port_with_its_own_relative_id() {
         let mut c = conf("  LUN 0 a\n", "");
-        assert_eq!(srp_port(&c).unwrap(), None);
+        assert_eq!(single_port(&c, Driver::Srpt).unwrap(), None);
         srpt(&mut c, "0x0002c90300abcdef", None);
         // iSCSI's port is 1: the SRP port defaults to 2.
-        assert_eq!(srp_port(&c).unwrap(), Some(SrpPortIds { guid: 0x0002_c903_00ab_cdef, rel_tgt_id: 2, tpg: 1 }));
+        assert_eq!(
+            single_port(&c, Driver::Srpt).unwrap(),
+            Some(SinglePort { id: 0x0002_c903_00ab_cdef, rel_tgt_id: 2, tpg: 1 })
+        );
         assert_eq!(
             check_servable(&c, &[Driver::Iscsi]).unwrap_err(),
             "target 0x0002c90300abcdef: TARGET_DRIVER ib_srpt is not available here"
@@ -793,16 +824,33 @@ mod tests {
         ));
         let mut same = c.clone();
         same.targets[1].rel_tgt_id = Some(1);
-        assert!(srp_port(&same).unwrap_err().contains("is the iSCSI port's"), "{:?}", srp_port(&same));
+        assert!(single_port(&same, Driver::Srpt).unwrap_err().contains("is the iSCSI port's"));
         let mut two = c.clone();
         srpt(&mut two, "0x0002c90300abcd00", Some(9));
-        assert!(srp_port(&two).unwrap_err().contains("one SRP target"));
+        assert!(single_port(&two, Driver::Srpt).unwrap_err().contains("one target of this driver"));
         assert!(Runtime::start(two, SgvPool::new(SgvConfig::default()), None).is_err());
         // Disabled, the SRP target is not served (nor checked).
         let mut off = c.clone();
         off.srpt_enabled = false;
-        assert_eq!(srp_port(&off).unwrap(), None);
+        assert_eq!(single_port(&off, Driver::Srpt).unwrap(), None);
         check_servable(&off, &[Driver::Iscsi]).unwrap();
+    }
+
+    #[test]
+    fn srp_and_fc_ports_get_their_own_relative_ids() {
+        let mut c = conf("  LUN 0 a\n", "");
+        srpt(&mut c, "0x0002c90300abcdef", None);
+        srpt(&mut c, "20:00:00:11:22:33:44:55", None);
+        c.targets[2].driver = Driver::Fcst;
+        assert_eq!(
+            single_port(&c, Driver::Fcst).unwrap(),
+            Some(SinglePort { id: 0x2000_0011_2233_4455, rel_tgt_id: 3, tpg: 1 })
+        );
+        c.targets[2].rel_tgt_id = Some(2);
+        assert_eq!(
+            single_port(&c, Driver::Fcst).unwrap_err(),
+            "targets 0x0002c90300abcdef and 20:00:00:11:22:33:44:55 have the same rel_tgt_id 2"
+        );
     }
 
     #[test]
@@ -818,7 +866,7 @@ mod tests {
         );
         let mut moved = with.clone();
         moved.targets[1].rel_tgt_id = Some(5);
-        assert!(rt.reload(moved).unwrap_err().contains("SRP port"));
+        assert!(rt.reload(moved).unwrap_err().contains("ib_srpt port"));
         assert_eq!(rt.config(), &with, "the refused file changed nothing");
     }
 }

@@ -22,7 +22,8 @@
 //!
 //! `TARGET_DRIVER ib_srpt { TARGET <GUID> { ... } }` names an SRP target the same way (its name is
 //! the target port's GUID, `0x` and 16 hex digits, or an IB GID whose low 64 bits are the GUID,
-//! as SCST's ib_srpt names its targets; no CHAP there).
+//! as SCST's ib_srpt names its targets; no CHAP there), and `TARGET_DRIVER fcst` an FCoE target
+//! (named by its WWPN).
 //!
 //! [`parse`] reads a whole file into a [`ScstConfig`] or fails with the first error, naming
 //! `file:line:column`; nothing is half applied because nothing is applied here at all (building
@@ -286,7 +287,7 @@ pub const KEYWORDS: &[(&str, &str, Support, &str)] = &[
         "TARGET_DRIVER",
         "top level",
         Support::Honoured,
-        "iscsi and ib_srpt (SRP over RDMA/CM); other drivers are refused",
+        "iscsi, ib_srpt (SRP over RDMA/CM), fcst (FCoE VN2VN); other drivers are refused",
     ),
     ("enabled", "TARGET_DRIVER; TARGET", Support::Honoured, "0: not served"),
     ("iSNSServer", "TARGET_DRIVER iscsi", Support::Ignored, "no iSNS client"),
@@ -294,13 +295,13 @@ pub const KEYWORDS: &[(&str, &str, Support, &str)] = &[
         "TARGET",
         "TARGET_DRIVER; TARGET_GROUP",
         Support::Honoured,
-        "an iSCSI target by name, an ib_srpt target by its port GUID or GID; in a TARGET_GROUP, a member port",
+        "an iSCSI target by name, an ib_srpt target by its port GUID or GID, an fcst target by its WWPN; in a TARGET_GROUP, a member port",
     ),
     (
         "rel_tgt_id",
         "TARGET",
         Support::Honoured,
-        "relative target port id (iSCSI: also the portal group tag; ib_srpt default: iSCSI's + 1)",
+        "relative target port id (iSCSI: also the portal group tag; default for ib_srpt iSCSI's + 1, fcst + 2)",
     ),
     ("IncomingUser", "TARGET", Support::Honoured, "\"USER SECRET\": CHAP required (one user; iSCSI only)"),
     ("OutgoingUser", "TARGET", Support::Honoured, "\"USER SECRET\": mutual CHAP (iSCSI only)"),
@@ -376,6 +377,8 @@ pub enum Driver {
     Iscsi,
     /// `TARGET_DRIVER ib_srpt`: SRP over RDMA.
     Srpt,
+    /// `TARGET_DRIVER fcst`: Fibre Channel over Ethernet.
+    Fcst,
 }
 
 impl Driver {
@@ -384,11 +387,25 @@ impl Driver {
         match self {
             Self::Iscsi => "iscsi",
             Self::Srpt => "ib_srpt",
+            Self::Fcst => "fcst",
         }
     }
 
+    /// Every driver, in the order a written file lists them.
+    pub const ALL: [Self; 3] = [Self::Iscsi, Self::Srpt, Self::Fcst];
+
     fn from_name(n: &str) -> Option<Self> {
-        [Self::Iscsi, Self::Srpt].into_iter().find(|d| d.name() == n)
+        Self::ALL.into_iter().find(|d| d.name() == n)
+    }
+
+    /// The port identifier a target name of this driver gives (its 64-bit GUID or WWPN), or
+    /// `None` when the name is not one; iSCSI names are free-form (`None`).
+    pub fn port_id(self, name: &str) -> Option<u64> {
+        match self {
+            Self::Iscsi => None,
+            Self::Srpt => srpt_guid(name),
+            Self::Fcst => scst_transport_fc::parse_wwn(name),
+        }
     }
 }
 
@@ -467,6 +484,8 @@ pub struct ScstConfig {
     pub iscsi_enabled: bool,
     /// Whether `TARGET_DRIVER ib_srpt` is enabled.
     pub srpt_enabled: bool,
+    /// Whether `TARGET_DRIVER fcst` is enabled.
+    pub fcst_enabled: bool,
     /// Targets of every driver, in file order.
     pub targets: Vec<TargetDef>,
     /// ALUA device groups.
@@ -481,6 +500,7 @@ impl ScstConfig {
         match d {
             Driver::Iscsi => self.iscsi_enabled,
             Driver::Srpt => self.srpt_enabled,
+            Driver::Fcst => self.fcst_enabled,
         }
     }
 
@@ -553,7 +573,7 @@ pub fn parse(file: &str, text: &str) -> Result<ScstConfig, ConfError> {
 pub fn parse_with_sysfs(file: &str, text: &str, sys: &std::path::Path) -> Result<ScstConfig, ConfError> {
     let mut cx = Ctx { file, warnings: Vec::new(), sys: sys.to_path_buf() };
     let items = parse_items(text).map_err(|(pos, msg)| cx.err(pos, msg))?;
-    let mut cfg = ScstConfig { iscsi_enabled: true, srpt_enabled: true, ..ScstConfig::default() };
+    let mut cfg = ScstConfig { iscsi_enabled: true, srpt_enabled: true, fcst_enabled: true, ..ScstConfig::default() };
     let mut seen = BTreeSet::new();
     for it in &items {
         let Some(body) = &it.body else {
@@ -566,7 +586,7 @@ pub fn parse_with_sysfs(file: &str, text: &str, sys: &std::path::Path) -> Result
                     return Err(cx.err(
                         it.pos,
                         format!(
-                            "target driver {:?} is not served by scst-target (only iscsi and ib_srpt)",
+                            "target driver {:?} is not served by scst-target (only iscsi, ib_srpt and fcst)",
                             it.words[1]
                         ),
                     ));
@@ -751,7 +771,8 @@ fn driver(cx: &mut Ctx<'_>, d: Driver, body: &[Item], cfg: &mut ScstConfig) -> R
     for it in body {
         match (&it.body, it.words[0].as_str()) {
             (None, "enabled") if d == Driver::Iscsi => cfg.iscsi_enabled = cx.flag(it)?,
-            (None, "enabled") => cfg.srpt_enabled = cx.flag(it)?,
+            (None, "enabled") if d == Driver::Srpt => cfg.srpt_enabled = cx.flag(it)?,
+            (None, "enabled") => cfg.fcst_enabled = cx.flag(it)?,
             (None, "iSNSServer") if d == Driver::Iscsi => cx.ignored(it, "TARGET_DRIVER iscsi"),
             (Some(b), "TARGET") if it.words.len() == 2 => {
                 let name = &it.words[1];
@@ -762,6 +783,12 @@ fn driver(cx: &mut Ctx<'_>, d: Driver, body: &[Item], cfg: &mut ScstConfig) -> R
                     return Err(cx.err(
                         it.pos,
                         format!("ib_srpt target {name:?}: expected the port GUID (0x and 16 hex digits) or a GID"),
+                    ));
+                }
+                if d == Driver::Fcst && d.port_id(name).is_none() {
+                    return Err(cx.err(
+                        it.pos,
+                        format!("fcst target {name:?}: expected the port's WWPN (20:00:00:11:22:33:44:55 or 0x...)"),
                     ));
                 }
                 let t = target(cx, d, name, b, it.pos)?;
@@ -1088,7 +1115,7 @@ pub fn write_config(cfg: &ScstConfig) -> String {
         }
         out.push_str("}\n");
     }
-    for d in [Driver::Iscsi, Driver::Srpt] {
+    for d in Driver::ALL {
         let mine = cfg.targets.iter().filter(|t| t.driver == d);
         // iSCSI's section always; another driver's when it has targets or is disabled.
         if d != Driver::Iscsi && mine.clone().next().is_none() && cfg.driver_enabled(d) {
@@ -1385,6 +1412,34 @@ DEVICE_GROUP dg1 {
     }
 
     #[test]
+    fn an_fcst_section_names_fcoe_targets_by_wwpn_and_round_trips() {
+        let text = SRPT
+            .replace("TARGET_DRIVER ib_srpt", "TARGET_DRIVER fcst")
+            .replace("fe80:0000:0000:0000:0002:c903:00ab:cdef", "20:00:00:11:22:33:44:55");
+        let c = parse("scst.conf", &text).unwrap();
+        let t = &c.targets[1];
+        assert_eq!((t.driver, Driver::Fcst.port_id(&t.name)), (Driver::Fcst, Some(0x2000_0011_2233_4455)));
+        assert_eq!(c.served().map(|t| t.driver).collect::<Vec<_>>(), [Driver::Iscsi, Driver::Fcst]);
+        let written = write_config(&c);
+        assert!(
+            written.contains("TARGET_DRIVER fcst {\n\tenabled 1\n\n\tTARGET 20:00:00:11:22:33:44:55 {"),
+            "{written}"
+        );
+        assert!(!written.contains("ib_srpt"), "{written}");
+        assert_eq!(normalized(parse("w", &written).unwrap()), normalized(c));
+        let off = parse("f", &text.replace("fcst {\n\tenabled 1", "fcst {\n\tenabled 0")).unwrap();
+        assert_eq!(off.served().count(), 1);
+        assert_eq!(
+            err("TARGET_DRIVER fcst {\n TARGET fc0 {\n }\n}\n"),
+            "f:2:2: fcst target \"fc0\": expected the port's WWPN (20:00:00:11:22:33:44:55 or 0x...)"
+        );
+        assert_eq!(
+            err("TARGET_DRIVER fcst {\n TARGET 0x2000001122334455 {\n  OutgoingUser \"a b\"\n }\n}\n"),
+            "f:3:3: OutgoingUser is iSCSI's (CHAP); fcst has no login secret"
+        );
+    }
+
+    #[test]
     fn pass_through_devices_resolve_to_their_sg_node() {
         let sys = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(sys.path().join("class/scsi_device/2:0:0:0/device/scsi_generic/sg3")).unwrap();
@@ -1431,7 +1486,7 @@ DEVICE_GROUP dg1 {
         );
         assert_eq!(
             err("TARGET_DRIVER qla2x00t {\n}\n"),
-            "f:1:1: target driver \"qla2x00t\" is not served by scst-target (only iscsi and ib_srpt)"
+            "f:1:1: target driver \"qla2x00t\" is not served by scst-target (only iscsi, ib_srpt and fcst)"
         );
         assert_eq!(
             err("HANDLER vdisk_nullio {\n DEVICE n {\n  size 1G\n  read_only 2\n }\n}\n"),

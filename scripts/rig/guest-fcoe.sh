@@ -1,6 +1,7 @@
 #!/bin/bash
 # Guest side of scripts/fcoe-vn2vn.sh: fc-target and Linux's fcoe initiator (VN2VN mode) on the
-# two ends of a veth pair. usage: guest-fcoe.sh FC_TARGET_BINARY PATTERN_FILE RESULT_DIR
+# two ends of a veth pair, then scst-target (beside FC_TARGET_BINARY) serving fcst and iSCSI
+# targets from one scst.conf. usage: guest-fcoe.sh FC_TARGET_BINARY PATTERN_FILE RESULT_DIR
 set -u
 BIN=$1 PATTERN=$2 OUT=$3
 WWPN=${FC_WWPN:-0x2000001122334455}
@@ -80,5 +81,73 @@ timeout 30 mount /dev/$DEV /mnt/fc || fail "mount after re-login"
 cmp "$PATTERN" /mnt/fc/pattern || fail "file differs after re-login"
 umount /mnt/fc
 echo "re-login OK"
+echo 0 > "$C/enabled"
 kill $TPID; wait $TPID
+# The daemon: scst-target serving one FILEIO device through an fcst target on this interface
+# and an iSCSI target on the guest's loopback, from one scst.conf. What FC writes, open-iscsi
+# reads back; each port has its own relative target port id (iSCSI 1, FC 3 by default).
+D=$(dirname "$BIN")/scst-target
+DWWPN=0x2000001122334466
+# The disk behind the remote port named WWPN (the previous target's stale disks may linger
+# until their rport's dev_loss_tmo runs out, so "the first sd*" is not it).
+rport_disk() {
+  local r
+  for r in /sys/class/fc_remote_ports/rport-*; do
+    grep -qi "${1#0x}" "$r/port_name" 2> /dev/null || continue
+    ls "$r"/device/target*/*/block 2> /dev/null | head -n 1
+    return
+  done
+}
+truncate -s 64M /tmp/fd0.img
+cat > /tmp/fc-scst.conf << CONF
+HANDLER vdisk_fileio {
+	DEVICE d0 {
+		filename /tmp/fd0.img
+	}
+}
+TARGET_DRIVER iscsi {
+	TARGET iqn.2026-12.rs.scst:fc-daemon {
+		LUN 0 d0
+		enabled 1
+	}
+}
+TARGET_DRIVER fcst {
+	TARGET $DWWPN {
+		LUN 0 d0
+		enabled 1
+	}
+}
+CONF
+"$D" -c /tmp/fc-scst.conf --listen 127.0.0.1:3263 --fcoe-interface fcv1 --control /tmp/fc-scst.sock \
+  --log info > "$OUT/daemon.out" 2> "$OUT/daemon.err" &
+DPID=$!
+for _ in $(seq 50); do grep -q '^fc:' "$OUT/daemon.out" && break; sleep 0.1; done
+grep -q "^fc:wwpn=20:00:00:11:22:33:44:66,interface=fcv1" "$OUT/daemon.out" || fail "scst-target: $(cat "$OUT/daemon.out" "$OUT/daemon.err")"
+echo 1 > "$C/enabled"
+FDEV=
+for _ in $(seq 120); do
+  FDEV=$(rport_disk "$DWWPN")
+  [ -n "$FDEV" ] && [ -b "/dev/$FDEV" ] && break
+  sleep 0.5
+done
+[ -n "$FDEV" ] || fail "no disk from scst-target's fcst port: $(tail -n 20 "$OUT/daemon.err")"
+pgrep -x iscsid > /dev/null || iscsid
+iscsiadm -m discovery -t st -p 127.0.0.1:3263 > /dev/null &&
+  iscsiadm -m node -T iqn.2026-12.rs.scst:fc-daemon -p 127.0.0.1:3263 --login > /dev/null || fail "iSCSI login to scst-target"
+IDEV=
+for _ in $(seq 100); do
+  IDEV=$(ls /sys/class/iscsi_session/session*/device/target*/*/block 2> /dev/null | head -n 1)
+  [ -n "$IDEV" ] && [ -b "/dev/$IDEV" ] && break
+  sleep 0.1
+done
+[ -n "$IDEV" ] || fail "no iSCSI disk from scst-target"
+dd if="$PATTERN" of=/dev/$FDEV bs=1M count=4 oflag=direct status=none || fail "dd write over FC"
+dd if=/dev/$IDEV of="$OUT/d-back" bs=1M count=4 iflag=direct status=none || fail "dd read over iSCSI"
+cmp -n $((4 << 20)) "$PATTERN" "$OUT/d-back" || fail "what FC wrote, iSCSI did not read back"
+sg_vpd -p di /dev/$FDEV | grep -qi "relative target port: 0x3" || fail "FC port's relative id: $(sg_vpd -p di /dev/$FDEV)"
+sg_vpd -p di /dev/$IDEV | grep -qi "relative target port: 0x1" || fail "iSCSI port's relative id"
+iscsiadm -m node -T iqn.2026-12.rs.scst:fc-daemon -p 127.0.0.1:3263 --logout > /dev/null
+echo 0 > "$C/enabled"
+kill -TERM $DPID; wait $DPID || fail "scst-target did not exit cleanly"
+echo "scst-target: fcst and iSCSI targets on one device, FC write / iSCSI read, relative ports 3 and 1 OK"
 echo "FCOE VN2VN OK"

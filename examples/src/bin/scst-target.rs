@@ -3,7 +3,8 @@
 //! `scst-target -c /etc/scst.conf` serves what the file names: iSCSI targets on the `--listen`
 //! portals, and (built with the `rdma` feature) one SRP target over RDMA/CM on `--srp-listen`.
 //! It prints each iSCSI target's first LUN as an `iscsi://` URL and the SRP target as
-//! `srp:id_ext=G,ioc_guid=G,dest=IP:PORT` (what Linux's ib_srp `add_target` takes), tells systemd it is ready (`READY=1` on
+//! `srp:id_ext=G,ioc_guid=G,dest=IP:PORT` (what Linux's ib_srp `add_target` takes); and one FCoE
+//! VN2VN target on `--fcoe-interface` (printed as `fc:wwpn=...,interface=IF`), tells systemd it is ready (`READY=1` on
 //! `$NOTIFY_SOCKET`, for `Type=notify`), re-reads the file on SIGHUP and applies the difference
 //! while sessions stay logged in (or, if the new file cannot be applied live, logs why and keeps
 //! the running configuration), and shuts down on SIGINT/SIGTERM (initiators asked to log out,
@@ -31,7 +32,7 @@ use nix::sys::signal::{SigSet, Signal};
 use parking_lot::Mutex;
 use scst::acl::NamePatterns;
 use scst::{SgvConfig, SgvPool};
-use scst_examples::daemon::{NewTarget, Runtime, check_servable, port_ids, srp_port};
+use scst_examples::daemon::{NewTarget, Runtime, check_servable, port_ids, single_port};
 use scst_examples::scstconf::{self, Driver, ScstConfig};
 use scst_examples::spec::parse_size;
 use scst_transport_iscsi::{ChapConfig, ChapCredentials, IscsiConfig, IscsiServer, TargetEntry};
@@ -50,6 +51,10 @@ struct Args {
     /// a configuration that enables one is refused. Needs the `rdma` build feature.
     #[arg(long = "srp-listen", value_name = "IP:PORT")]
     srp_listen: Option<SocketAddrV4>,
+    /// Network interface on which the `TARGET_DRIVER fcst` target is served as an FCoE VN2VN
+    /// VN_Port (needs CAP_NET_RAW); without it a configuration that enables one is refused.
+    #[arg(long = "fcoe-interface", value_name = "IF")]
+    fcoe_interface: Option<String>,
     /// Parse the file, print its warnings, and exit (0 if it is valid).
     #[arg(long)]
     check: bool,
@@ -77,14 +82,23 @@ struct Args {
     log: String,
 }
 
-/// The drivers whose targets this build can serve (SRP with the `rdma` feature, and only with an
-/// address to listen on).
-fn servable(srp_listen: bool) -> Vec<Driver> {
+/// The drivers whose targets this build can serve: SRP with the `rdma` feature and an address
+/// to listen on, FCoE with an interface.
+fn servable(srp_listen: bool, fcoe: bool) -> Vec<Driver> {
     let mut d = vec![Driver::Iscsi];
     if cfg!(feature = "rdma") && srp_listen {
         d.push(Driver::Srpt);
     }
+    if fcoe {
+        d.push(Driver::Fcst);
+    }
     d
+}
+
+/// A running FCoE VN_Port: its thread and the flag that stops it.
+struct FcPort {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<()>,
 }
 
 /// The fabrics the daemon serves targets on.
@@ -93,11 +107,13 @@ struct Fabrics {
     srp_listen: Option<SocketAddrV4>,
     #[cfg(feature = "rdma")]
     srp: Mutex<Option<scst_transport_srp::rdma::SrpRdmaServer>>,
+    fcoe_interface: Option<String>,
+    fc: Mutex<Option<FcPort>>,
 }
 
 impl Fabrics {
     fn servable(&self) -> Vec<Driver> {
-        servable(self.srp_listen.is_some())
+        servable(self.srp_listen.is_some(), self.fcoe_interface.is_some())
     }
 
     /// Serves a new target of `cfg` (the running configuration) on its fabric; returns how an
@@ -109,7 +125,38 @@ impl Fabrics {
                 Ok(None)
             }
             Driver::Srpt => self.add_srp(t, cfg),
+            Driver::Fcst => self.add_fc(t, cfg),
         }
+    }
+
+    fn add_fc(&self, t: NewTarget, cfg: &ScstConfig) -> Result<Option<String>, String> {
+        use scst_transport_fc::afpacket::FcoeDriver;
+        use scst_transport_fc::{PortConfig, wwn_string};
+        let ifc = self.fcoe_interface.clone().ok_or("an fcst target needs --fcoe-interface")?;
+        let ids = single_port(cfg, Driver::Fcst)?.ok_or("no fcst target is served")?;
+        let mut slot = self.fc.lock();
+        if slot.is_some() {
+            return Err(format!("target {}: the FCoE port serves another target", t.def.name));
+        }
+        // The node name: the port name with its first hex digit 1 (as fc-target derives it).
+        let wwnn = ids.id & !(0xf << 60) | 1 << 60;
+        let mut pc = PortConfig::new(ids.id, wwnn);
+        pc.rel_port_id = ids.rel_tgt_id;
+        pc.tpg_id = ids.tpg;
+        let mut driver = FcoeDriver::open(&ifc, pc, t.target).map_err(|e| format!("--fcoe-interface {ifc}: {e}"))?;
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let s = stop.clone();
+        let name = ifc.clone();
+        let thread = std::thread::Builder::new()
+            .name("fcoe".into())
+            .spawn(move || {
+                if let Err(e) = driver.run(&s) {
+                    tracing::error!(interface = %name, error = %e, "FCoE port stopped");
+                }
+            })
+            .map_err(|e| format!("FCoE thread: {e}"))?;
+        *slot = Some(FcPort { stop, thread });
+        Ok(Some(format!("fc:wwpn={},interface={ifc}", wwn_string(ids.id))))
     }
 
     #[cfg(feature = "rdma")]
@@ -117,12 +164,12 @@ impl Fabrics {
         use scst_transport_srp::rdma::{RdmaConfig, SrpRdmaServer};
         use scst_transport_srp::{PortConfig, SrpPort};
         let listen = self.srp_listen.ok_or("an ib_srpt target needs --srp-listen")?;
-        let ids = srp_port(cfg)?.ok_or("no ib_srpt target is served")?;
+        let ids = single_port(cfg, Driver::Srpt)?.ok_or("no ib_srpt target is served")?;
         let mut slot = self.srp.lock();
         if slot.is_some() {
             return Err(format!("target {}: the SRP listener serves another target", t.def.name));
         }
-        let mut pc = PortConfig::new(ids.guid);
+        let mut pc = PortConfig::new(ids.id);
         pc.rel_port_id = ids.rel_tgt_id;
         pc.tpg_id = ids.tpg;
         let rdma = RdmaConfig::new(listen);
@@ -130,7 +177,7 @@ impl Fabrics {
         let server = SrpRdmaServer::start(SrpPort::new(t.target, pc), rdma)
             .map_err(|e| format!("--srp-listen {listen}: {e}"))?;
         *slot = Some(server);
-        Ok(Some(format!("srp:id_ext={:016x},ioc_guid={:016x},dest={listen}", ids.guid, ids.guid)))
+        Ok(Some(format!("srp:id_ext={:016x},ioc_guid={:016x},dest={listen}", ids.id, ids.id)))
     }
 
     #[cfg(not(feature = "rdma"))]
@@ -139,6 +186,10 @@ impl Fabrics {
     }
 
     fn shutdown(&self) {
+        if let Some(fc) = self.fc.lock().take() {
+            fc.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            let _ = fc.thread.join();
+        }
         #[cfg(feature = "rdma")]
         if let Some(mut s) = self.srp.lock().take() {
             s.shutdown();
@@ -237,14 +288,17 @@ fn notify(state: &str) {
 
 fn run(args: Args) -> Result<(), String> {
     // --check: what this build could serve, whatever the addresses.
-    let cfg = load(&args.config, &servable(args.check || args.srp_listen.is_some()))?;
+    let cfg = load(
+        &args.config,
+        &servable(args.check || args.srp_listen.is_some(), args.check || args.fcoe_interface.is_some()),
+    )?;
     if args.check {
         let mut out = std::io::stdout().lock();
         for w in &cfg.warnings {
             let _ = writeln!(out, "warning: {w}");
         }
         port_ids(&cfg)?;
-        srp_port(&cfg)?;
+        single_port(&cfg, Driver::Srpt)?;
         let _ = writeln!(
             out,
             "{}: {} devices, {} targets ({} served), {} device groups",
@@ -284,6 +338,8 @@ fn run(args: Args) -> Result<(), String> {
         srp_listen: args.srp_listen,
         #[cfg(feature = "rdma")]
         srp: Mutex::new(None),
+        fcoe_interface: args.fcoe_interface.clone(),
+        fc: Mutex::new(None),
     });
     let names: Vec<(String, u16)> = targets
         .iter()
