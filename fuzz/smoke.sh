@@ -52,8 +52,10 @@ for target in "${targets[@]}"; do
 done
 for target in "${failed[@]}"; do
     echo "==== fuzz target $target FAILED; the end of its output:"
-    grep -a -m 3 -A 2 -E 'panicked at|^==[0-9]+==ERROR|ERROR: libFuzzer' "$scratch/$target.log" || true
-    grep -av -E '^#[0-9]+[[:space:]]+(NEW|REDUCE|pulse)|^ +(#|[0-9]+:|at )' "$scratch/$target.log" | tail -n 40
+    # The panic or sanitizer report with the first frames of its stacks, then the end.
+    grep -a -m 4 -A 14 -E 'panicked at|ERROR: (LeakSanitizer|AddressSanitizer|libFuzzer)|(Direct|Indirect) leak of' \
+        "$scratch/$target.log" | cut -c1-240 || true
+    grep -av -E '^#[0-9]+[[:space:]]+(NEW|REDUCE|pulse)|^ +(#|[0-9]+:|at )' "$scratch/$target.log" | tail -n 30
     ls -l "artifacts/$target/" 2> /dev/null || true
 done
 if [ "${#failed[@]}" -gt 0 ]; then

@@ -80,34 +80,45 @@ pub fn port_ids(cfg: &ScstConfig) -> Result<PortIds, String> {
     Ok(ids.map_or(PortIds { rel_tgt_id: 1, tpg: 1 }, |(i, _)| i))
 }
 
-/// The port of a fabric that serves one target (SRP: one RDMA/CM listener; FCoE: one VN_Port).
+/// The port of a target that is a port of its own (SRP: the RDMA/CM listener; FCoE: a VN_Port;
+/// scst_local: a vhost-user socket), unlike iSCSI's targets, which share one portal group.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SinglePort {
     /// The port's identifier, from the target's name: the SRP port GUID (ib_srp's `id_ext`
-    /// and `ioc_guid`) or the FC WWPN.
+    /// and `ioc_guid`) or the FC WWPN; 0 for scst_local.
     pub id: u64,
-    /// Relative target port id: `rel_tgt_id`, by default the iSCSI port's plus one (SRP) or
-    /// plus two (FC).
+    /// Relative target port id: `rel_tgt_id`, by default the iSCSI port's plus one (SRP), plus
+    /// two (FC), or plus three and up, in file order (scst_local).
     pub rel_tgt_id: u16,
     /// Its ALUA target port group.
     pub tpg: u16,
 }
 
-/// The served target of `driver` (`ib_srpt` or `fcst`) and its port, if there is one.
+/// The served target of `driver` (`ib_srpt` or `fcst`, which serve one target each) and its
+/// port, if there is one.
 ///
 /// # Errors
 /// More than one served target of the driver, or relative port ids that collide with
 /// another port's.
 pub fn single_port(cfg: &ScstConfig, driver: Driver) -> Result<Option<SinglePort>, String> {
-    let ports = ports(cfg)?;
-    Ok(ports.into_iter().find(|(d, _)| *d == driver).map(|(_, p)| p))
+    Ok(ports(cfg)?.into_iter().find(|(d, _, _)| *d == driver).map(|(_, _, p)| p))
 }
 
-/// Every served single-target port, checked: one target per such driver, distinct relative ids.
-fn ports(cfg: &ScstConfig) -> Result<Vec<(Driver, SinglePort)>, String> {
+/// The served scst_local targets and their ports, in file order.
+///
+/// # Errors
+/// As [`single_port`].
+pub fn local_ports(cfg: &ScstConfig) -> Result<Vec<(String, SinglePort)>, String> {
+    Ok(ports(cfg)?.into_iter().filter(|(d, _, _)| *d == Driver::Local).map(|(_, n, p)| (n, p)).collect())
+}
+
+/// Every served target that is a port of its own, checked: one target per single-target
+/// driver, relative ids distinct from each other and from the iSCSI port's.
+fn ports(cfg: &ScstConfig) -> Result<Vec<(Driver, String, SinglePort)>, String> {
     let iscsi = port_ids(cfg)?;
     let iscsi_served = served(cfg).any(|t| t.driver == Driver::Iscsi);
-    let mut out: Vec<(Driver, SinglePort, &str)> = Vec::new();
+    let default_id = |step: u16| iscsi.rel_tgt_id.checked_add(step).unwrap_or(step);
+    let mut out: Vec<(Driver, String, SinglePort)> = Vec::new();
     for (driver, step) in [(Driver::Srpt, 1u16), (Driver::Fcst, 2)] {
         let mut of = served(cfg).filter(|t| t.driver == driver);
         let Some(t) = of.next() else { continue };
@@ -119,26 +130,33 @@ fn ports(cfg: &ScstConfig) -> Result<Vec<(Driver, SinglePort)>, String> {
                 o.name
             ));
         }
-        let rel_tgt_id = t.rel_tgt_id.unwrap_or(match iscsi.rel_tgt_id.checked_add(step) {
-            Some(r) => r,
-            None => step,
-        });
         let id =
             driver.port_id(&t.name).ok_or_else(|| format!("{} target {}: not a port name", driver.name(), t.name))?;
-        out.push((driver, SinglePort { id, rel_tgt_id, tpg: tpg_of(cfg, &t.name) }, &t.name));
+        let rel_tgt_id = t.rel_tgt_id.unwrap_or(default_id(step));
+        out.push((driver, t.name.clone(), SinglePort { id, rel_tgt_id, tpg: tpg_of(cfg, &t.name) }));
     }
-    for (i, (_, p, name)) in out.iter().enumerate() {
+    // scst_local: numbered among all the file's scst_local targets, so that enabling or
+    // disabling one does not renumber the others.
+    for (i, t) in cfg.targets.iter().filter(|t| t.driver == Driver::Local).enumerate() {
+        if !(t.enabled && cfg.driver_enabled(Driver::Local)) {
+            continue;
+        }
+        let step = u16::try_from(i + 3).unwrap_or(u16::MAX);
+        let rel_tgt_id = t.rel_tgt_id.unwrap_or(default_id(step));
+        out.push((Driver::Local, t.name.clone(), SinglePort { id: 0, rel_tgt_id, tpg: tpg_of(cfg, &t.name) }));
+    }
+    for (i, (_, name, p)) in out.iter().enumerate() {
         if iscsi_served && p.rel_tgt_id == iscsi.rel_tgt_id {
             return Err(format!(
                 "target {name}: rel_tgt_id {} is the iSCSI port's; each port needs its own",
                 p.rel_tgt_id
             ));
         }
-        if let Some((_, _, other)) = out[..i].iter().find(|(_, q, _)| q.rel_tgt_id == p.rel_tgt_id) {
+        if let Some((_, other, _)) = out[..i].iter().find(|(_, _, q)| q.rel_tgt_id == p.rel_tgt_id) {
             return Err(format!("targets {other} and {name} have the same rel_tgt_id {}", p.rel_tgt_id));
         }
     }
-    Ok(out.into_iter().map(|(d, p, _)| (d, p)).collect())
+    Ok(out)
 }
 
 /// Refuses a configuration that serves targets of a driver this daemon cannot serve.
@@ -262,10 +280,10 @@ impl Runtime {
             return Err("rel_tgt_id or the port's target port group changed: restart to apply".into());
         }
         let (was, now) = (ports(&self.cfg)?, ports(&new)?);
-        for (d, p) in &was {
-            if !now.contains(&(*d, *p)) {
+        for (d, name, p) in &was {
+            if !now.iter().any(|(e, n, q)| e == d && n == name && q == p) {
                 return Err(format!(
-                    "the {} port's rel_tgt_id or target port group changed: restart to apply",
+                    "the {} port of target {name}: rel_tgt_id or target port group changed: restart to apply",
                     d.name()
                 ));
             }
@@ -831,7 +849,7 @@ mod tests {
         assert!(Runtime::start(two, SgvPool::new(SgvConfig::default()), None).is_err());
         // Disabled, the SRP target is not served (nor checked).
         let mut off = c.clone();
-        off.srpt_enabled = false;
+        off.disabled_drivers.insert(Driver::Srpt);
         assert_eq!(single_port(&off, Driver::Srpt).unwrap(), None);
         check_servable(&off, &[Driver::Iscsi]).unwrap();
     }
@@ -851,6 +869,32 @@ mod tests {
             single_port(&c, Driver::Fcst).unwrap_err(),
             "targets 0x0002c90300abcdef and 20:00:00:11:22:33:44:55 have the same rel_tgt_id 2"
         );
+    }
+
+    #[test]
+    fn each_scst_local_target_is_a_port_numbered_in_file_order() {
+        let mut c = conf("  LUN 0 a\n", "");
+        for name in ["vm1", "vm2", "vm3"] {
+            srpt(&mut c, name, None);
+            c.targets.last_mut().unwrap().driver = Driver::Local;
+        }
+        let ids = |c: &ScstConfig| -> Vec<(String, u16)> {
+            local_ports(c).unwrap().into_iter().map(|(n, p)| (n, p.rel_tgt_id)).collect()
+        };
+        // iSCSI's port is 1; SRP and FC would take 2 and 3; the local ones 4, 5, 6.
+        assert_eq!(ids(&c), [("vm1".to_string(), 4), ("vm2".to_string(), 5), ("vm3".to_string(), 6)]);
+        // Disabling one does not renumber the others.
+        c.targets[2].enabled = false;
+        assert_eq!(ids(&c), [("vm1".to_string(), 4), ("vm3".to_string(), 6)]);
+        assert_eq!(single_port(&c, Driver::Local).unwrap().map(|p| p.rel_tgt_id), Some(4));
+        c.targets[3].rel_tgt_id = Some(4);
+        assert_eq!(local_ports(&c).unwrap_err(), "targets vm1 and vm3 have the same rel_tgt_id 4");
+        check_servable(&c, &[Driver::Iscsi]).unwrap_err();
+        // Every served target gets a core target of its own, sharing the devices.
+        c.targets[3].rel_tgt_id = None;
+        let (rt, new) = Runtime::start(c, SgvPool::new(SgvConfig::default()), None).unwrap();
+        assert_eq!(new.iter().map(|t| t.def.name.as_str()).collect::<Vec<_>>(), ["iqn.t", "vm1", "vm3"]);
+        assert!(Arc::ptr_eq(&rt.devices()["a"], &new[1].target.lun_map_for("x")[&Lun(0)].dev));
     }
 
     #[test]

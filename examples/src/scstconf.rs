@@ -23,7 +23,9 @@
 //! `TARGET_DRIVER ib_srpt { TARGET <GUID> { ... } }` names an SRP target the same way (its name is
 //! the target port's GUID, `0x` and 16 hex digits, or an IB GID whose low 64 bits are the GUID,
 //! as SCST's ib_srpt names its targets; no CHAP there), and `TARGET_DRIVER fcst` an FCoE target
-//! (named by its WWPN).
+//! (named by its WWPN), and `TARGET_DRIVER scst_local` a local target, served to a guest's
+//! virtio-scsi controller on a vhost-user socket named after the target (`session_name` names
+//! the initiator of its nexus).
 //!
 //! [`parse`] reads a whole file into a [`ScstConfig`] or fails with the first error, naming
 //! `file:line:column`; nothing is half applied because nothing is applied here at all (building
@@ -287,7 +289,7 @@ pub const KEYWORDS: &[(&str, &str, Support, &str)] = &[
         "TARGET_DRIVER",
         "top level",
         Support::Honoured,
-        "iscsi, ib_srpt (SRP over RDMA/CM), fcst (FCoE VN2VN); other drivers are refused",
+        "iscsi, ib_srpt (SRP over RDMA/CM), fcst (FCoE VN2VN), scst_local (a vhost-user-scsi socket); other drivers are refused",
     ),
     ("enabled", "TARGET_DRIVER; TARGET", Support::Honoured, "0: not served"),
     ("iSNSServer", "TARGET_DRIVER iscsi", Support::Ignored, "no iSNS client"),
@@ -295,7 +297,13 @@ pub const KEYWORDS: &[(&str, &str, Support, &str)] = &[
         "TARGET",
         "TARGET_DRIVER; TARGET_GROUP",
         Support::Honoured,
-        "an iSCSI target by name, an ib_srpt target by its port GUID or GID, an fcst target by its WWPN; in a TARGET_GROUP, a member port",
+        "an iSCSI target by name, an ib_srpt target by its port GUID or GID, an fcst target by its WWPN, an scst_local target by a name that is also its socket's file name; in a TARGET_GROUP, a member port",
+    ),
+    (
+        "session_name",
+        "TARGET (scst_local)",
+        Support::Honoured,
+        "the initiator name of the local nexus (what GROUP INITIATOR patterns match); default vhost-user-scsi:SOCKET",
     ),
     (
         "rel_tgt_id",
@@ -379,6 +387,9 @@ pub enum Driver {
     Srpt,
     /// `TARGET_DRIVER fcst`: Fibre Channel over Ethernet.
     Fcst,
+    /// `TARGET_DRIVER scst_local`: a local initiator; here a guest's virtio-scsi controller
+    /// through a vhost-user socket.
+    Local,
 }
 
 impl Driver {
@@ -388,21 +399,22 @@ impl Driver {
             Self::Iscsi => "iscsi",
             Self::Srpt => "ib_srpt",
             Self::Fcst => "fcst",
+            Self::Local => "scst_local",
         }
     }
 
     /// Every driver, in the order a written file lists them.
-    pub const ALL: [Self; 3] = [Self::Iscsi, Self::Srpt, Self::Fcst];
+    pub const ALL: [Self; 4] = [Self::Iscsi, Self::Srpt, Self::Fcst, Self::Local];
 
     fn from_name(n: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|d| d.name() == n)
     }
 
     /// The port identifier a target name of this driver gives (its 64-bit GUID or WWPN), or
-    /// `None` when the name is not one; iSCSI names are free-form (`None`).
+    /// `None` when the name is not one; iSCSI and scst_local names are free-form (`None`).
     pub fn port_id(self, name: &str) -> Option<u64> {
         match self {
-            Self::Iscsi => None,
+            Self::Iscsi | Self::Local => None,
             Self::Srpt => srpt_guid(name),
             Self::Fcst => scst_transport_fc::parse_wwn(name),
         }
@@ -445,6 +457,8 @@ pub struct TargetDef {
     pub incoming_user: Option<(String, String)>,
     /// `OutgoingUser`: (user, secret).
     pub outgoing_user: Option<(String, String)>,
+    /// `session_name` (scst_local): the initiator name of the local nexus.
+    pub session_name: Option<String>,
     /// Where it is defined.
     pub pos: Pos,
 }
@@ -480,12 +494,8 @@ pub struct DeviceGroupDef {
 pub struct ScstConfig {
     /// Devices, in file order.
     pub devices: Vec<DeviceDef>,
-    /// Whether `TARGET_DRIVER iscsi` is enabled (`enabled 0` turns every iSCSI target off).
-    pub iscsi_enabled: bool,
-    /// Whether `TARGET_DRIVER ib_srpt` is enabled.
-    pub srpt_enabled: bool,
-    /// Whether `TARGET_DRIVER fcst` is enabled.
-    pub fcst_enabled: bool,
+    /// The drivers whose section says `enabled 0` (which turns every target of theirs off).
+    pub disabled_drivers: BTreeSet<Driver>,
     /// Targets of every driver, in file order.
     pub targets: Vec<TargetDef>,
     /// ALUA device groups.
@@ -497,11 +507,7 @@ pub struct ScstConfig {
 impl ScstConfig {
     /// Whether a driver's section is enabled (a missing section is).
     pub fn driver_enabled(&self, d: Driver) -> bool {
-        match d {
-            Driver::Iscsi => self.iscsi_enabled,
-            Driver::Srpt => self.srpt_enabled,
-            Driver::Fcst => self.fcst_enabled,
-        }
+        !self.disabled_drivers.contains(&d)
     }
 
     /// The targets to serve: `enabled 1`, in an enabled driver.
@@ -573,7 +579,7 @@ pub fn parse(file: &str, text: &str) -> Result<ScstConfig, ConfError> {
 pub fn parse_with_sysfs(file: &str, text: &str, sys: &std::path::Path) -> Result<ScstConfig, ConfError> {
     let mut cx = Ctx { file, warnings: Vec::new(), sys: sys.to_path_buf() };
     let items = parse_items(text).map_err(|(pos, msg)| cx.err(pos, msg))?;
-    let mut cfg = ScstConfig { iscsi_enabled: true, srpt_enabled: true, fcst_enabled: true, ..ScstConfig::default() };
+    let mut cfg = ScstConfig::default();
     let mut seen = BTreeSet::new();
     for it in &items {
         let Some(body) = &it.body else {
@@ -586,7 +592,7 @@ pub fn parse_with_sysfs(file: &str, text: &str, sys: &std::path::Path) -> Result
                     return Err(cx.err(
                         it.pos,
                         format!(
-                            "target driver {:?} is not served by scst-target (only iscsi, ib_srpt and fcst)",
+                            "target driver {:?} is not served by scst-target (only iscsi, ib_srpt, fcst and scst_local)",
                             it.words[1]
                         ),
                     ));
@@ -770,9 +776,13 @@ fn device(cx: &mut Ctx<'_>, kind: &'static str, attrs: &[Item], pos: Pos) -> Res
 fn driver(cx: &mut Ctx<'_>, d: Driver, body: &[Item], cfg: &mut ScstConfig) -> Result<(), ConfError> {
     for it in body {
         match (&it.body, it.words[0].as_str()) {
-            (None, "enabled") if d == Driver::Iscsi => cfg.iscsi_enabled = cx.flag(it)?,
-            (None, "enabled") if d == Driver::Srpt => cfg.srpt_enabled = cx.flag(it)?,
-            (None, "enabled") => cfg.fcst_enabled = cx.flag(it)?,
+            (None, "enabled") => {
+                if cx.flag(it)? {
+                    cfg.disabled_drivers.remove(&d);
+                } else {
+                    cfg.disabled_drivers.insert(d);
+                }
+            }
             (None, "iSNSServer") if d == Driver::Iscsi => cx.ignored(it, "TARGET_DRIVER iscsi"),
             (Some(b), "TARGET") if it.words.len() == 2 => {
                 let name = &it.words[1];
@@ -791,6 +801,14 @@ fn driver(cx: &mut Ctx<'_>, d: Driver, body: &[Item], cfg: &mut ScstConfig) -> R
                         format!("fcst target {name:?}: expected the port's WWPN (20:00:00:11:22:33:44:55 or 0x...)"),
                     ));
                 }
+                if d == Driver::Local && !local_name_ok(name) {
+                    return Err(cx.err(
+                        it.pos,
+                        format!(
+                            "scst_local target {name:?}: its name is its socket's file name (letters, digits, '.', '_', '-', ':'; not starting with '.')"
+                        ),
+                    ));
+                }
                 let t = target(cx, d, name, b, it.pos)?;
                 cfg.targets.push(t);
             }
@@ -799,6 +817,14 @@ fn driver(cx: &mut Ctx<'_>, d: Driver, body: &[Item], cfg: &mut ScstConfig) -> R
         }
     }
     Ok(())
+}
+
+/// Whether an `scst_local` target's name can be a file name of its own in a directory.
+fn local_name_ok(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 100
+        && !name.starts_with('.')
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | ':'))
 }
 
 fn lun(cx: &Ctx<'_>, it: &Item) -> Result<LunDef, ConfError> {
@@ -839,6 +865,7 @@ fn target(cx: &mut Ctx<'_>, d: Driver, name: &str, body: &[Item], pos: Pos) -> R
         groups: Vec::new(),
         incoming_user: None,
         outgoing_user: None,
+        session_name: None,
         pos,
     };
     for it in body {
@@ -864,6 +891,7 @@ fn target(cx: &mut Ctx<'_>, d: Driver, name: &str, body: &[Item], pos: Pos) -> R
                 t.incoming_user = Some(user(cx, it)?);
             }
             (None, "OutgoingUser") => t.outgoing_user = Some(user(cx, it)?),
+            (None, "session_name") if d == Driver::Local => t.session_name = Some(cx.value(it)?.to_string()),
             (Some(b), "GROUP") if it.words.len() == 2 => {
                 let g = group(cx, &it.words[1], b)?;
                 if t.groups.iter().any(|x| x.name == g.name) {
@@ -1040,6 +1068,9 @@ fn write_targets<'a>(out: &mut String, targets: impl Iterator<Item = &'a TargetD
         out.push_str(&format!("\n\tTARGET {} {{\n", quote(&t.name)));
         if let Some(id) = t.rel_tgt_id {
             out.push_str(&format!("\t\trel_tgt_id {id}\n"));
+        }
+        if let Some(n) = &t.session_name {
+            out.push_str(&format!("\t\tsession_name {}\n", quote(n)));
         }
         for (k, u) in [("IncomingUser", &t.incoming_user), ("OutgoingUser", &t.outgoing_user)] {
             if let Some((user, secret)) = u {
@@ -1287,7 +1318,7 @@ DEVICE_GROUP dg1 {
         assert_eq!(c.devices[3].spec.backend, Backend::Nullio { size: 1 << 40 });
         assert!(c.devices[3].spec.removable);
 
-        assert!(c.iscsi_enabled);
+        assert!(c.driver_enabled(Driver::Iscsi));
         let t = &c.targets[0];
         assert_eq!(t.name, "iqn.2006-10.net.vlnb:tgt1");
         assert!(t.enabled);
@@ -1440,6 +1471,26 @@ DEVICE_GROUP dg1 {
     }
 
     #[test]
+    fn an_scst_local_section_names_sessions_and_round_trips() {
+        let text = "HANDLER vdisk_nullio {\n\tDEVICE n {\n\t\tsize 1G\n\t}\n}\n\
+            TARGET_DRIVER scst_local {\n\tTARGET vm-1.a {\n\t\tsession_name \"guest one\"\n\t\tLUN 0 n\n\t\tenabled 1\n\t}\n}\n";
+        let c = parse("scst.conf", text).unwrap();
+        let t = &c.targets[0];
+        assert_eq!((t.driver, t.session_name.as_deref()), (Driver::Local, Some("guest one")));
+        let written = write_config(&c);
+        assert!(written.contains("TARGET vm-1.a {\n\t\tsession_name \"guest one\"\n"), "{written}");
+        assert_eq!(normalized(parse("w", &written).unwrap()), normalized(c));
+        for bad in ["../x", ".hidden", "a/b", "vm 1"] {
+            let e = err(&format!("TARGET_DRIVER scst_local {{\n TARGET {bad:?} {{\n }}\n}}\n"));
+            assert!(e.starts_with("f:2:2: scst_local target") && e.contains("socket's file name"), "{bad}: {e}");
+        }
+        assert_eq!(
+            err("TARGET_DRIVER iscsi {\n TARGET iqn.t {\n  session_name s\n }\n}\n"),
+            "f:3:3: unknown entry \"session_name\" in TARGET iqn.t"
+        );
+    }
+
+    #[test]
     fn pass_through_devices_resolve_to_their_sg_node() {
         let sys = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(sys.path().join("class/scsi_device/2:0:0:0/device/scsi_generic/sg3")).unwrap();
@@ -1486,7 +1537,7 @@ DEVICE_GROUP dg1 {
         );
         assert_eq!(
             err("TARGET_DRIVER qla2x00t {\n}\n"),
-            "f:1:1: target driver \"qla2x00t\" is not served by scst-target (only iscsi, ib_srpt and fcst)"
+            "f:1:1: target driver \"qla2x00t\" is not served by scst-target (only iscsi, ib_srpt, fcst and scst_local)"
         );
         assert_eq!(
             err("HANDLER vdisk_nullio {\n DEVICE n {\n  size 1G\n  read_only 2\n }\n}\n"),
@@ -1527,7 +1578,7 @@ DEVICE_GROUP dg1 {
     #[test]
     fn an_empty_file_is_an_empty_configuration() {
         let c = parse("f", "").unwrap();
-        assert!(c.devices.is_empty() && c.targets.is_empty() && c.iscsi_enabled);
+        assert!(c.devices.is_empty() && c.targets.is_empty() && c.driver_enabled(Driver::Iscsi));
     }
 
     #[test]

@@ -1179,7 +1179,20 @@ impl DriverRig {
             allow: Default::default(),
         });
         let addr = server.listen().expect("listen")[0];
-        Self { server, addr, devices: vec![ram, null, ram4k] }
+        // The devices' workers now, not with an input's first command that needs one: `run`
+        // checks that an input leaves no thread behind, and LeakSanitizer (between inputs) takes
+        // the state of a thread being created for a leak.
+        let devices = vec![ram, null, ram4k];
+        for d in &devices {
+            d.start_workers();
+        }
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while thread_names().iter().filter(|n| n.starts_with("scst-dev")).count() < devices.len() {
+            assert!(Instant::now() < deadline, "the device workers did not start");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+        Self { server, addr, devices }
     }
 
     /// Puts the devices back in their initial state (as the `cdb` rig does).
@@ -1289,11 +1302,9 @@ fn thread_names() -> Vec<String> {
     names
 }
 
-/// Threads of this process (Linux) that belong to connections: not counting the devices'
-/// workers (`scst-dev<id>-<n>`), which the first command needing one starts and which live as
-/// long as their device.
+/// Threads of this process (Linux).
 fn thread_count() -> usize {
-    thread_names().iter().filter(|n| !n.starts_with("scst-dev")).count()
+    thread_names().len()
 }
 
 /// Whether `SCST_FUZZ_TRACE` asks for the PDUs on stderr (to see what an input does).

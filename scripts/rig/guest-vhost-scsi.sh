@@ -1,7 +1,7 @@
 #!/bin/bash
 # Runs INSIDE the rig's guest: Linux's virtio_scsi driver against vhost-user-scsi-target on the
 # host (QEMU -device vhost-user-scsi-pci). LUN 0 is the FILEIO disk under test, LUN 1 a RAM disk.
-# usage: guest-vhost-scsi.sh main|reconnect|paths PATTERN_FILE RESULT_DIR
+# usage: guest-vhost-scsi.sh main|reconnect|paths|daemon PATTERN_FILE RESULT_DIR
 # main (the first boot):
 # 1. the SCSI scan finds both LUNs; INQUIRY and VPD 83h;
 # 2. raw I/O: PATTERN_FILE written to LUN 0 with O_DIRECT, read back and compared;
@@ -24,6 +24,10 @@
 # put in standby through path 1 is seen (unit attention, RTPG, NOT READY) through path 2; then
 # dm-multipath (when multipath-tools is installed) maps both paths and survives the path in use
 # going offline.
+# daemon (a fourth boot, against scst-target serving a TARGET_DRIVER scst_local target from an
+# scst.conf): the pattern written to LUN 0 and read back; VPD 83h names relative target port 4
+# (iSCSI's 1 plus 3, the first scst_local default); then the guest asks the host
+# (ready-daemon-lun) to map LUN 1 in the file and SIGHUP the daemon, and waits for 0:0:0:1.
 # Prints "VHOST SCSI OK" at the end.
 set -euxo pipefail
 mode=$1 pat=$2 out=$3
@@ -125,6 +129,23 @@ if [ "$mode" = paths ]; then
   else
     echo "multipath: skipped (no multipath-tools)" | tee "$out/multipath-ok.txt"
   fi
+  echo "VHOST SCSI OK"
+  exit 0
+fi
+if [ "$mode" = daemon ]; then
+  d0=$(dev_of 0:0:0:0)
+  for _ in $(seq 100); do [ -b "$d0" ] && break; sleep 0.1; done
+  lsscsi | tee "$out/lsscsi-daemon.txt"
+  head -c 4M "$pat" | dd of="$d0" bs=1M oflag=direct status=none
+  cmp <(dd if="$d0" bs=1M count=4 iflag=direct status=none) <(head -c 4M "$pat")
+  sg_vpd -p di "$d0" | tee "$out/vpd83-daemon.txt"
+  grep -qi "relative target port: 0x4" "$out/vpd83-daemon.txt"
+  [ ! -e /sys/class/scsi_device/0:0:0:1 ]
+  touch "$out/ready-daemon-lun"
+  for _ in $(seq 300); do [ -e /sys/class/scsi_device/0:0:0:1 ] && break; sleep 0.1; done
+  d1=$(dev_of 0:0:0:1)
+  sg_inq "$d1" | tee "$out/inquiry-daemon-lun1.txt"
+  dd if="$d1" of=/dev/null bs=1M count=1 iflag=direct status=none
   echo "VHOST SCSI OK"
   exit 0
 fi

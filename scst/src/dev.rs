@@ -575,6 +575,13 @@ impl Device {
         self.jobs.get().is_some()
     }
 
+    /// Starts the worker threads now rather than with the first command that needs one (an
+    /// application that wants no thread created on its data path, or a test that counts
+    /// threads). Starting them again does nothing.
+    pub fn start_workers(&self) {
+        let _ = self.jobs();
+    }
+
     /// The worker queue; the first call starts the workers (`DeviceConfig::threads` for handlers
     /// that may block, else one).
     fn jobs(&self) -> &Sender<CmdBox> {

@@ -3,8 +3,10 @@
 //! `scst-target -c /etc/scst.conf` serves what the file names: iSCSI targets on the `--listen`
 //! portals, and (built with the `rdma` feature) one SRP target over RDMA/CM on `--srp-listen`.
 //! It prints each iSCSI target's first LUN as an `iscsi://` URL and the SRP target as
-//! `srp:id_ext=G,ioc_guid=G,dest=IP:PORT` (what Linux's ib_srp `add_target` takes); and one FCoE
-//! VN2VN target on `--fcoe-interface` (printed as `fc:wwpn=...,interface=IF`), tells systemd it is ready (`READY=1` on
+//! `srp:id_ext=G,ioc_guid=G,dest=IP:PORT` (what Linux's ib_srp `add_target` takes); one FCoE
+//! VN2VN target on `--fcoe-interface` (printed as `fc:wwpn=...,interface=IF`); and each
+//! `scst_local` target as a vhost-user-scsi controller on `--vhost-user-dir`/NAME.sock (printed
+//! as `vhost-user-scsi:PATH`, for QEMU's `vhost-user-scsi-pci`). It tells systemd it is ready (`READY=1` on
 //! `$NOTIFY_SOCKET`, for `Type=notify`), re-reads the file on SIGHUP and applies the difference
 //! while sessions stay logged in (or, if the new file cannot be applied live, logs why and keeps
 //! the running configuration), and shuts down on SIGINT/SIGTERM (initiators asked to log out,
@@ -32,7 +34,7 @@ use nix::sys::signal::{SigSet, Signal};
 use parking_lot::Mutex;
 use scst::acl::NamePatterns;
 use scst::{SgvConfig, SgvPool};
-use scst_examples::daemon::{NewTarget, Runtime, check_servable, port_ids, single_port};
+use scst_examples::daemon::{NewTarget, Runtime, check_servable, local_ports, port_ids, single_port};
 use scst_examples::scstconf::{self, Driver, ScstConfig};
 use scst_examples::spec::parse_size;
 use scst_transport_iscsi::{ChapConfig, ChapCredentials, IscsiConfig, IscsiServer, TargetEntry};
@@ -55,6 +57,11 @@ struct Args {
     /// VN_Port (needs CAP_NET_RAW); without it a configuration that enables one is refused.
     #[arg(long = "fcoe-interface", value_name = "IF")]
     fcoe_interface: Option<String>,
+    /// Directory of the vhost-user sockets of `TARGET_DRIVER scst_local` targets (one per
+    /// target, `DIR/NAME.sock`, for QEMU's `vhost-user-scsi-pci`); without it a configuration
+    /// that enables one is refused.
+    #[arg(long = "vhost-user-dir", value_name = "DIR")]
+    vhost_user_dir: Option<PathBuf>,
     /// Parse the file, print its warnings, and exit (0 if it is valid).
     #[arg(long)]
     check: bool,
@@ -83,14 +90,17 @@ struct Args {
 }
 
 /// The drivers whose targets this build can serve: SRP with the `rdma` feature and an address
-/// to listen on, FCoE with an interface.
-fn servable(srp_listen: bool, fcoe: bool) -> Vec<Driver> {
+/// to listen on, FCoE with an interface, scst_local with a socket directory.
+fn servable(srp_listen: bool, fcoe: bool, local: bool) -> Vec<Driver> {
     let mut d = vec![Driver::Iscsi];
     if cfg!(feature = "rdma") && srp_listen {
         d.push(Driver::Srpt);
     }
     if fcoe {
         d.push(Driver::Fcst);
+    }
+    if local {
+        d.push(Driver::Local);
     }
     d
 }
@@ -101,6 +111,13 @@ struct FcPort {
     thread: std::thread::JoinHandle<()>,
 }
 
+/// A served scst_local target: its vhost-user-scsi controller and socket (a thread serves one
+/// frontend connection after the other on it).
+struct LocalPort {
+    ctrl: Arc<scst_local::vhost_user::VhostUserScsi>,
+    socket: PathBuf,
+}
+
 /// The fabrics the daemon serves targets on.
 struct Fabrics {
     iscsi: Arc<IscsiServer>,
@@ -109,11 +126,13 @@ struct Fabrics {
     srp: Mutex<Option<scst_transport_srp::rdma::SrpRdmaServer>>,
     fcoe_interface: Option<String>,
     fc: Mutex<Option<FcPort>>,
+    vhost_user_dir: Option<PathBuf>,
+    local: Mutex<Vec<LocalPort>>,
 }
 
 impl Fabrics {
     fn servable(&self) -> Vec<Driver> {
-        servable(self.srp_listen.is_some(), self.fcoe_interface.is_some())
+        servable(self.srp_listen.is_some(), self.fcoe_interface.is_some(), self.vhost_user_dir.is_some())
     }
 
     /// Serves a new target of `cfg` (the running configuration) on its fabric; returns how an
@@ -126,7 +145,53 @@ impl Fabrics {
             }
             Driver::Srpt => self.add_srp(t, cfg),
             Driver::Fcst => self.add_fc(t, cfg),
+            Driver::Local => self.add_local(t, cfg),
         }
+    }
+
+    fn add_local(&self, t: NewTarget, cfg: &ScstConfig) -> Result<Option<String>, String> {
+        use scst_local::vhost_user::{VhostScsiConfig, VhostUserScsi};
+        let dir = self.vhost_user_dir.as_ref().ok_or("an scst_local target needs --vhost-user-dir")?;
+        let name = t.def.name.clone();
+        let (_, ids) = local_ports(cfg)?
+            .into_iter()
+            .find(|(n, _)| *n == name)
+            .ok_or_else(|| format!("scst_local target {name} is not served"))?;
+        // The parser allows only names that are file names of their own.
+        let socket = dir.join(format!("{name}.sock"));
+        let vcfg = VhostScsiConfig {
+            initiator_name: t.def.session_name.clone(),
+            rel_port_id: ids.rel_tgt_id,
+            tpg_id: ids.tpg,
+            ..VhostScsiConfig::default()
+        };
+        let ctrl = VhostUserScsi::new(&t.target, &socket, vcfg).map_err(|e| format!("target {name}: {e}"))?;
+        let (c, path) = (ctrl.clone(), socket.clone());
+        std::thread::Builder::new()
+            .name("vhost-user".into())
+            .spawn(move || {
+                loop {
+                    match c.serve(&path) {
+                        Ok(()) => tracing::info!(socket = %path.display(), "vhost-user frontend disconnected"),
+                        Err(e) => {
+                            tracing::error!(socket = %path.display(), error = %e, "vhost-user connection failed");
+                            // Do not spin on a socket that cannot be set up.
+                            std::thread::sleep(Duration::from_secs(1));
+                        }
+                    }
+                }
+            })
+            .map_err(|e| format!("vhost-user thread: {e}"))?;
+        // The socket exists once the thread listens; the line printed names it.
+        for _ in 0..200 {
+            if socket.exists() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let line = format!("vhost-user-scsi:{}", socket.display());
+        self.local.lock().push(LocalPort { ctrl, socket });
+        Ok(Some(line))
     }
 
     fn add_fc(&self, t: NewTarget, cfg: &ScstConfig) -> Result<Option<String>, String> {
@@ -186,6 +251,11 @@ impl Fabrics {
     }
 
     fn shutdown(&self) {
+        // A vhost-user thread blocks in accept or serves a frontend until the process exits;
+        // the sockets go now so that a frontend does not connect to a daemon on its way out.
+        for l in self.local.lock().iter() {
+            let _ = std::fs::remove_file(&l.socket);
+        }
         if let Some(fc) = self.fc.lock().take() {
             fc.stop.store(true, std::sync::atomic::Ordering::Relaxed);
             let _ = fc.thread.join();
@@ -197,7 +267,9 @@ impl Fabrics {
         self.iscsi.shutdown(Duration::from_secs(3));
     }
 
-    /// Adds what a reload or `apply` added, logging what cannot be served.
+    /// Adds what a reload or `apply` added, logging what cannot be served; then tells each
+    /// guest of an scst_local target what changed in its LUNs (virtio-scsi has no unit
+    /// attention it would act on: hot-plug and parameter-change events instead).
     fn add_all(&self, added: Vec<NewTarget>, rt: &Mutex<Runtime>) {
         for t in added {
             let cfg = rt.lock().config().clone();
@@ -205,6 +277,12 @@ impl Fabrics {
                 Ok(Some(line)) => tracing::info!("serving {line}"),
                 Ok(None) => {}
                 Err(e) => tracing::error!("{e}"),
+            }
+        }
+        for l in self.local.lock().iter() {
+            let events = l.ctrl.rescan();
+            if events > 0 {
+                tracing::info!(socket = %l.socket.display(), events, "LUN changes posted to the guest");
             }
         }
     }
@@ -290,7 +368,11 @@ fn run(args: Args) -> Result<(), String> {
     // --check: what this build could serve, whatever the addresses.
     let cfg = load(
         &args.config,
-        &servable(args.check || args.srp_listen.is_some(), args.check || args.fcoe_interface.is_some()),
+        &servable(
+            args.check || args.srp_listen.is_some(),
+            args.check || args.fcoe_interface.is_some(),
+            args.check || args.vhost_user_dir.is_some(),
+        ),
     )?;
     if args.check {
         let mut out = std::io::stdout().lock();
@@ -340,6 +422,8 @@ fn run(args: Args) -> Result<(), String> {
         srp: Mutex::new(None),
         fcoe_interface: args.fcoe_interface.clone(),
         fc: Mutex::new(None),
+        vhost_user_dir: args.vhost_user_dir.clone(),
+        local: Mutex::new(Vec::new()),
     });
     let names: Vec<(String, u16)> = targets
         .iter()
