@@ -4,10 +4,11 @@
 //! [`Runtime::start`] builds everything a configuration names. [`Runtime::reload`] compares a new
 //! configuration with the running one and applies the difference: devices added, LUNs mapped,
 //! unmapped or remapped (sessions get REPORTED LUNS DATA HAS CHANGED), security groups added,
-//! removed or given new initiators, ALUA states changed, targets added. What cannot change
-//! under live sessions (a device's definition, a target's removal or CHAP credentials, the port
-//! identifiers) is refused, and then nothing of the new file is applied: the whole plan is
-//! checked and every new device opened before the first change.
+//! removed or given new initiators, ALUA states changed, targets added, iSCSI targets removed
+//! (their sessions asked to log out) or given new CHAP credentials (for new logins). What cannot
+//! change under live sessions (a device's definition, the removal of a target of another fabric,
+//! the port identifiers) is refused, and then nothing of the new file is applied: the whole plan
+//! is checked and every new device opened before the first change.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -44,6 +45,20 @@ pub struct NewTarget {
     pub target: Arc<Target>,
     /// Its definition (for `IncomingUser`/`OutgoingUser`).
     pub def: TargetDef,
+}
+
+/// What an applied reload asks of the fabrics, and the log of every change.
+#[derive(Debug, Default)]
+pub struct Applied {
+    /// Targets added: hand each to its fabric.
+    pub added: Vec<NewTarget>,
+    /// iSCSI targets with new CHAP credentials: replace their fabric entries (new logins use
+    /// the new credentials; sessions logged in stay).
+    pub rechap: Vec<NewTarget>,
+    /// iSCSI targets removed or disabled: stop exporting them and log their sessions out.
+    pub removed: Vec<String>,
+    /// One line per change.
+    pub log: Vec<String>,
 }
 
 fn served(cfg: &ScstConfig) -> impl Iterator<Item = &TargetDef> {
@@ -274,14 +289,15 @@ impl Runtime {
     ///
     /// # Errors
     /// What cannot change live, or a new device that cannot be opened; nothing is applied then.
-    pub fn reload(&mut self, new: ScstConfig) -> Result<(Vec<NewTarget>, Vec<String>), String> {
+    pub fn reload(&mut self, new: ScstConfig) -> Result<Applied, String> {
         // 1. Check the whole plan.
         if port_ids(&new)? != port_ids(&self.cfg)? {
             return Err("rel_tgt_id or the port's target port group changed: restart to apply".into());
         }
         let (was, now) = (ports(&self.cfg)?, ports(&new)?);
+        // (A port that is gone altogether is a removed target, checked below.)
         for (d, name, p) in &was {
-            if !now.iter().any(|(e, n, q)| e == d && n == name && q == p) {
+            if now.iter().any(|(_, n, _)| n == name) && !now.iter().any(|(e, n, q)| e == d && n == name && q == p) {
                 return Err(format!(
                     "the {} port of target {name}: rel_tgt_id or target port group changed: restart to apply",
                     d.name()
@@ -298,14 +314,19 @@ impl Runtime {
                 ));
             }
         }
+        let mut removed = Vec::new();
         for name in self.targets.keys() {
-            let Some(t) = served(&new).find(|t| t.name == *name) else {
-                return Err(format!("target {name} is gone or disabled: removing a target needs a restart"));
-            };
             let old = served(&self.cfg).find(|t| t.name == *name).expect("a running target has a definition");
-            if (&t.incoming_user, &t.outgoing_user) != (&old.incoming_user, &old.outgoing_user) {
-                return Err(format!("target {name}: CHAP credentials changed: restart to apply"));
-            }
+            let Some(t) = served(&new).find(|t| t.name == *name) else {
+                if old.driver != Driver::Iscsi {
+                    return Err(format!(
+                        "target {name} is gone or disabled: removing an {} target needs a restart",
+                        old.driver.name()
+                    ));
+                }
+                removed.push(name.clone());
+                continue;
+            };
             let (a, b) = (alua_of(&new, t), alua_of(&self.cfg, old));
             let shape = |c: &Option<AluaConfig>| {
                 c.as_ref().map(|c| c.groups.iter().map(|g| (g.id, g.remote_ports.clone())).collect::<Vec<_>>())
@@ -327,7 +348,7 @@ impl Runtime {
         let mut log = Vec::new();
         let old_cfg = std::mem::take(&mut self.cfg);
         self.devices = devices;
-        for (name, target) in &self.targets {
+        for (name, target) in self.targets.iter().filter(|(n, _)| !removed.contains(n)) {
             let t = served(&new).find(|t| t.name == *name).expect("checked above");
             let old = served(&old_cfg).find(|t| t.name == *name).expect("checked above");
             self.apply_target(target, old, t, &mut log)?;
@@ -341,6 +362,19 @@ impl Runtime {
                     }
                 }
             }
+        }
+        let mut rechap = Vec::new();
+        for (name, target) in self.targets.iter().filter(|(n, _)| !removed.contains(n)) {
+            let t = served(&new).find(|t| t.name == *name).expect("checked above");
+            let old = served(&old_cfg).find(|t| t.name == *name).expect("checked above");
+            if (&t.incoming_user, &t.outgoing_user) != (&old.incoming_user, &old.outgoing_user) {
+                log.push(format!("target {name}: CHAP credentials changed (for new logins)"));
+                rechap.push(NewTarget { target: target.clone(), def: t.clone() });
+            }
+        }
+        for name in &removed {
+            self.targets.remove(name);
+            log.push(format!("target {name} removed (its sessions are asked to log out)"));
         }
         let mut added = Vec::new();
         let fresh: Vec<&TargetDef> = served(&new).filter(|t| !self.targets.contains_key(&t.name)).collect();
@@ -361,7 +395,7 @@ impl Runtime {
             }
         }
         self.cfg = new;
-        Ok((added, log))
+        Ok(Applied { added, rechap, removed, log })
     }
 
     fn apply_target(
@@ -429,8 +463,8 @@ impl Runtime {
 pub struct Reply {
     /// The text to send back (`ok` or `error: ...` first, then the body).
     pub text: String,
-    /// Targets a successful `apply` added, for the fabric.
-    pub added: Vec<NewTarget>,
+    /// What a successful `apply` asks of the fabrics.
+    pub applied: Applied,
 }
 
 /// The management commands `scstctl` sends, one line each.
@@ -467,15 +501,15 @@ impl Runtime {
         use std::sync::atomic::Ordering::Relaxed;
         let words: Vec<&str> = line.split_whitespace().collect();
         let mut body = String::new();
-        let mut added = Vec::new();
+        let mut applied = Applied::default();
         let r: Result<(), String> = match words.as_slice() {
             ["apply", rest @ ..] if rest.len() <= 1 => {
-                load(rest.first().copied()).and_then(|c| self.reload(c)).map(|(a, log)| {
-                    for l in &log {
+                load(rest.first().copied()).and_then(|c| self.reload(c)).map(|a| {
+                    for l in &a.log {
                         let _ = writeln!(body, "{l}");
                     }
-                    let _ = writeln!(body, "{} changes", log.len());
-                    added = a;
+                    let _ = writeln!(body, "{} changes", a.log.len());
+                    applied = a;
                 })
             }
             ["write-config"] => {
@@ -600,7 +634,7 @@ impl Runtime {
             Ok(()) => format!("ok\n{body}"),
             Err(e) => format!("error: {e}\n"),
         };
-        Reply { text, added }
+        Reply { text, applied }
     }
 }
 
@@ -630,7 +664,7 @@ mod tests {
         let t = rt.targets()["iqn.t"].clone();
         assert_eq!(names(&t.luns()), [(0, "a".into(), false)]);
 
-        let (added, log) = rt
+        let Applied { added, log, .. } = rt
             .reload(conf(
                 "  LUN 0 b\n  LUN 1 a { read_only 1 }\n",
                 "  GROUP g {\n   LUN 5 a\n   INITIATOR iqn.x*\n  }\n",
@@ -641,7 +675,7 @@ mod tests {
         assert_eq!(t.group_of("iqn.xyz").as_deref(), Some("g"));
         assert_eq!(names(&t.lun_map_for("iqn.xyz")), [(5, "a".into(), false)]);
 
-        let (_, log) =
+        let Applied { log, .. } =
             rt.reload(conf("  LUN 1 a { read_only 1 }\n", "  GROUP g {\n   INITIATOR iqn.y*\n  }\n")).unwrap();
         assert_eq!(names(&t.luns()), [(1, "a".into(), true)], "{log:?}");
         assert_eq!(t.group_of("iqn.xyz"), None);
@@ -657,11 +691,6 @@ mod tests {
         let mut c = conf("  LUN 0 b\n", "");
         c.devices[0].spec.read_only = true;
         assert!(rt.reload(c).unwrap_err().contains("device a changed"));
-        assert_eq!(names(&t.luns()), [(0, "a".into(), false)]);
-        // Nor can a target go away.
-        let mut c = conf("  LUN 0 b\n", "");
-        c.targets[0].enabled = false;
-        assert!(rt.reload(c).unwrap_err().contains("needs a restart"));
         assert_eq!(names(&t.luns()), [(0, "a".into(), false)]);
         // A new device that cannot be opened: nothing applied either.
         let mut c = conf("  LUN 0 b\n", "");
@@ -903,7 +932,7 @@ mod tests {
         let (mut rt, _) = Runtime::start(c.clone(), SgvPool::new(SgvConfig::default()), None).unwrap();
         let mut with = c.clone();
         srpt(&mut with, "0x0002c90300abcdef", None);
-        let (added, _) = rt.reload(with.clone()).unwrap();
+        let Applied { added, .. } = rt.reload(with.clone()).unwrap();
         assert_eq!(
             added.iter().map(|t| (t.def.driver, t.def.name.as_str())).collect::<Vec<_>>(),
             [(Driver::Srpt, "0x0002c90300abcdef")]
@@ -912,5 +941,42 @@ mod tests {
         moved.targets[1].rel_tgt_id = Some(5);
         assert!(rt.reload(moved).unwrap_err().contains("ib_srpt port"));
         assert_eq!(rt.config(), &with, "the refused file changed nothing");
+        // Nor can it go away (the RDMA/CM listener has no live removal).
+        let mut off = with.clone();
+        off.targets[1].enabled = false;
+        assert_eq!(
+            rt.reload(off).unwrap_err(),
+            "target 0x0002c90300abcdef is gone or disabled: removing an ib_srpt target needs a restart"
+        );
+        assert_eq!(rt.config(), &with);
+    }
+
+    #[test]
+    fn iscsi_targets_may_go_away_or_change_chap_live() {
+        let mut c = conf("  LUN 0 a\n", "");
+        let mut second = c.targets[0].clone();
+        second.name = "iqn.u".into();
+        c.targets.push(second);
+        let (mut rt, _) = Runtime::start(c.clone(), SgvPool::new(SgvConfig::default()), None).unwrap();
+        let kept = rt.targets()["iqn.t"].clone();
+        let mut next = c.clone();
+        next.targets[1].enabled = false;
+        next.targets[0].incoming_user = Some(("joe".into(), "secret-123456".into()));
+        next.targets[0].luns.push(LunDef { lun: 1, device: "b".into(), read_only: false });
+        let a = rt.reload(next.clone()).unwrap();
+        assert_eq!(a.removed, ["iqn.u"]);
+        assert_eq!(
+            a.rechap.iter().map(|t| t.def.incoming_user.clone()).collect::<Vec<_>>(),
+            [next.targets[0].incoming_user.clone()]
+        );
+        assert!(Arc::ptr_eq(&a.rechap[0].target, &kept), "the same core target: its sessions stay");
+        assert!(a.added.is_empty());
+        assert!(a.log.contains(&"target iqn.u removed (its sessions are asked to log out)".to_string()), "{:?}", a.log);
+        assert_eq!(rt.targets().keys().collect::<Vec<_>>(), ["iqn.t"]);
+        assert_eq!(names(&kept.luns()), [(0, "a".into(), false), (1, "b".into(), false)]);
+        // Enabled again: a new target of that name.
+        let a = rt.reload(c).unwrap();
+        assert_eq!(a.added.iter().map(|t| t.def.name.as_str()).collect::<Vec<_>>(), ["iqn.u"]);
+        assert_eq!(a.rechap.len(), 1, "CHAP back to none");
     }
 }

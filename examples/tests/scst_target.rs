@@ -271,3 +271,49 @@ fn scstctl_shows_applies_and_writes_the_config() {
     assert!(!ok && err.contains("other.conf:2:2: target x: LUN 0 names an undefined device \"ghost\""), "{err}");
     assert_eq!(report_luns(&mut c), [0, 2]);
 }
+
+#[test]
+fn scstctl_apply_removes_a_target_and_changes_chap_under_live_sessions() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("scst.conf");
+    let sock = dir.path().join("control.sock");
+    let gone = "iqn.2026-12.rs.scst:gone";
+    // conf()'s file with a second target in its iscsi section.
+    let both = conf(dir.path(), "\t\tLUN 0 disk01\n").replace(
+        "\t\tenabled 1\n\t}\n}\n",
+        &format!("\t\tenabled 1\n\t}}\n\tTARGET {gone} {{\n\t\tLUN 0 null0\n\t\tenabled 1\n\t}}\n}}\n"),
+    );
+    assert!(both.contains(gone));
+    std::fs::write(&path, both).unwrap();
+    let (_d, addr) = start(&path);
+    let mut stays = Conn::login(addr, &LoginOpts::normal()).expect("login");
+    stays.clear_ua(0);
+    let gone_opts = LoginOpts { target: Some(gone.into()), ..LoginOpts::normal() };
+    let mut leaving = Conn::login(addr, &gone_opts).expect("login to the other target");
+    leaving.clear_ua(0);
+
+    // The second target goes, and the first now requires CHAP.
+    let chap = "\t\tIncomingUser \"joe secret-123456\"\n";
+    std::fs::write(&path, conf(dir.path(), &format!("\t\tLUN 0 disk01\n{chap}"))).unwrap();
+    let (ok, out, err) = scstctl(&sock, &["apply"]);
+    assert!(ok, "{err}");
+    assert!(out.contains(&format!("target {gone} removed")), "{out}");
+    assert!(out.contains("CHAP credentials changed"), "{out}");
+    // The removed target's session was asked to log out (Async Message, event 1), then closed.
+    let seen = leaving.expect_closed(Duration::from_secs(8));
+    assert!(
+        seen.iter().any(|p| p.op() == scst_transport_iscsi::proto::bhs::Opcode::ASYNC_MESSAGE),
+        "no logout request before the close: {seen:?}"
+    );
+    // The other session goes on; a new login needs the new secret; the removed target is gone.
+    let data = pattern(4096, 3);
+    stays.write(0, 0, &data).assert_good();
+    assert_eq!(Conn::login(addr, &gone_opts).err().expect("removed target").status, 0x0203);
+    assert_eq!(Conn::login(addr, &LoginOpts::normal()).err().expect("CHAP now required").status, 0x0201);
+    let joe = LoginOpts { chap: Some(("joe".into(), b"secret-123456".to_vec())), ..LoginOpts::normal() };
+    let mut c = Conn::login(addr, &joe).expect("login with the new secret");
+    c.clear_ua(0);
+    let r = c.read(0, 0, 8);
+    r.assert_good();
+    assert_eq!(r.data, data);
+}

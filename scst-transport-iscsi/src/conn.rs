@@ -154,6 +154,11 @@ impl ConnShared {
         *self.logout_requested.lock() = Some(grace);
     }
 
+    /// The target of a normal session (`None` for discovery).
+    pub(crate) fn target(&self) -> Option<&str> {
+        self.target.as_deref()
+    }
+
     pub(crate) fn is_closed(&self) -> bool {
         *self.closed.lock()
     }
@@ -397,6 +402,15 @@ fn full_feature(
         let mut conns = shared.conns.lock();
         conns.retain(|c| c.strong_count() > 0);
         conns.push(Arc::downgrade(&cs));
+    }
+    // A target removed while this login was being answered (`IscsiServer::remove_target` takes
+    // it out of the map, then closes the connections it finds registered): this connection
+    // was registered after that look, so it sees the target gone here and closes.
+    if let Some(t) = &cs.target
+        && !shared.targets.read().contains_key(t)
+    {
+        info!(target = %t, "target removed during login: closing the connection");
+        cs.tx.kill();
     }
     let mut scst_sess = None;
     if let Some(isess) = &login.isess {

@@ -401,7 +401,8 @@ impl IscsiServer {
         }
     }
 
-    /// Exports a target (replacing one of the same name).
+    /// Exports a target (replacing one of the same name: new logins see the new entry, such as
+    /// new CHAP credentials or allow list; sessions already logged in keep theirs).
     pub fn add_target(&self, entry: TargetEntry) {
         let name = entry.target.name().to_string();
         self.shared.targets.write().insert(name, entry);
@@ -446,11 +447,23 @@ impl IscsiServer {
         self.shared.sessions.lock().len()
     }
 
-    /// Stops the server: refuses new logins, asks every connection to log out (Async Message,
-    /// event 1), waits up to `grace` for them, then closes what is left.
-    pub fn shutdown(&self, grace: Duration) {
-        self.shared.shutting_down.store(true, Relaxed);
-        let conns: Vec<Arc<ConnShared>> = self.shared.conns.lock().iter().filter_map(Weak::upgrade).collect();
+    /// Stops exporting a target: it is no longer offered by SendTargets nor accepted at login,
+    /// and its connections are asked to log out (Async Message, event 1) and closed after
+    /// `grace`, as [`shutdown`](Self::shutdown) does for all of them. Sessions of other targets
+    /// see nothing. Returns the entry, or `None` if no target has that name.
+    pub fn remove_target(&self, name: &str, grace: Duration) -> Option<TargetEntry> {
+        let entry = self.shared.targets.write().remove(name)?;
+        // A connection registered after this look sees the target gone and closes itself.
+        self.close_gracefully(|c| c.target() == Some(name), grace);
+        info!(target = name, "target removed");
+        Some(entry)
+    }
+
+    /// Asks the connections `which` selects to log out, waits up to `grace` for them, then
+    /// closes what is left.
+    fn close_gracefully(&self, which: impl Fn(&ConnShared) -> bool, grace: Duration) {
+        let conns: Vec<Arc<ConnShared>> =
+            self.shared.conns.lock().iter().filter_map(Weak::upgrade).filter(|c| which(c)).collect();
         for c in &conns {
             c.request_logout(grace);
         }
@@ -464,6 +477,13 @@ impl IscsiServer {
         for c in &conns {
             c.wait_closed(Duration::from_secs(5));
         }
+    }
+
+    /// Stops the server: refuses new logins, asks every connection to log out (Async Message,
+    /// event 1), waits up to `grace` for them, then closes what is left.
+    pub fn shutdown(&self, grace: Duration) {
+        self.shared.shutting_down.store(true, Relaxed);
+        self.close_gracefully(|_| true, grace);
         for a in self.shared.bound.lock().iter() {
             // Wake the accept loops so they see the flag.
             let _ = std::net::TcpStream::connect_timeout(a, Duration::from_millis(200));

@@ -466,3 +466,57 @@ fn portal_group_tag_and_alua_group_identify_the_port() {
     assert_eq!(&data[4..12], &[0x00, 0xcf, 0, 1, 0, 0, 0, 1]);
     assert_eq!(&data[16..28], &[0x01, 0xcf, 0, 2, 0, 0, 0, 1, 0, 0, 0, 7]);
 }
+
+#[test]
+fn a_removed_target_logs_its_sessions_out_and_leaves_the_others_alone() {
+    use scst::{SgvConfig, SgvPool, Target};
+    use scst_transport_iscsi::TargetEntry;
+    let t = TestTarget::start();
+    let other_name = "iqn.2026-12.rs.scst:other";
+    let other = Target::new(other_name, SgvPool::new(SgvConfig::default()));
+    t.server.add_target(TargetEntry { target: other, alias: None, chap: None, allow: Default::default() });
+    let mut stays = t.login();
+    let gone_opts = LoginOpts { target: Some(other_name.into()), ..LoginOpts::normal() };
+    let mut gone = Conn::login(t.addr, &gone_opts).unwrap();
+    assert_eq!(t.server.session_count(), 2);
+    std::thread::scope(|s| {
+        let r = s.spawn(|| t.server.remove_target(other_name, Duration::from_secs(3)));
+        let p = gone.recv();
+        assert_eq!((p.op(), p.bhs().async_event().0), (Opcode::ASYNC_MESSAGE, 1), "logout requested: {p:?}");
+        let itt = gone.send_logout(LogoutReason::CLOSE_SESSION);
+        let p = gone.recv();
+        assert_eq!((p.op(), p.bhs().itt(), p.bhs().response()), (Opcode::LOGOUT_RESPONSE, itt, 0));
+        assert!(gone.expect_closed(Duration::from_secs(3)).is_empty());
+        assert!(r.join().unwrap().is_some(), "the entry comes back");
+    });
+    assert!(t.server.remove_target(other_name, Duration::ZERO).is_none());
+    // Gone from discovery and from login; the other target's session saw nothing.
+    assert_eq!(Conn::login(t.addr, &gone_opts).err().expect("login must fail").status, 0x0203);
+    let mut d = Conn::login(t.addr, &LoginOpts::discovery()).unwrap();
+    let text = String::from_utf8(d.text(&[("SendTargets", "All")]).data).unwrap();
+    assert!(!text.contains(other_name), "{text:?}");
+    stays.assert_usable();
+    assert_eq!(t.server.session_count(), 1);
+}
+
+#[test]
+fn new_chap_credentials_apply_to_new_logins_only() {
+    let t = chap_target();
+    let alice = LoginOpts { chap: Some(("alice".into(), b"alice-secret-12".to_vec())), ..LoginOpts::normal() };
+    let mut c = Conn::login(t.addr, &alice).unwrap();
+    c.clear_ua(RAM);
+    let chap = ChapConfig { initiator: ChapCredentials::new("bob", b"bob-secret-1234".to_vec()), mutual: None };
+    t.server.add_target(scst_transport_iscsi::TargetEntry {
+        target: t.target.clone(),
+        alias: None,
+        chap: Some(chap),
+        allow: Default::default(),
+    });
+    c.assert_usable();
+    assert_eq!(Conn::login(t.addr, &alice).err().expect("old secret refused").status, 0x0201);
+    let bob = LoginOpts { chap: Some(("bob".into(), b"bob-secret-1234".to_vec())), isid: new_isid(), ..alice };
+    let mut b = Conn::login(t.addr, &bob).unwrap();
+    b.clear_ua(RAM);
+    b.assert_usable();
+    c.assert_usable();
+}

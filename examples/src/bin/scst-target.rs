@@ -34,7 +34,7 @@ use nix::sys::signal::{SigSet, Signal};
 use parking_lot::Mutex;
 use scst::acl::NamePatterns;
 use scst::{SgvConfig, SgvPool};
-use scst_examples::daemon::{NewTarget, Runtime, check_servable, local_ports, port_ids, single_port};
+use scst_examples::daemon::{Applied, NewTarget, Runtime, check_servable, local_ports, port_ids, single_port};
 use scst_examples::scstconf::{self, Driver, ScstConfig};
 use scst_examples::spec::parse_size;
 use scst_transport_iscsi::{ChapConfig, ChapCredentials, IscsiConfig, IscsiServer, TargetEntry};
@@ -267,11 +267,24 @@ impl Fabrics {
         self.iscsi.shutdown(Duration::from_secs(3));
     }
 
-    /// Adds what a reload or `apply` added, logging what cannot be served; then tells each
-    /// guest of an scst_local target what changed in its LUNs (virtio-scsi has no unit
-    /// attention it would act on: hot-plug and parameter-change events instead).
-    fn add_all(&self, added: Vec<NewTarget>, rt: &Mutex<Runtime>) {
-        for t in added {
+    /// Carries out what a reload or `apply` asks of the fabrics: removed iSCSI targets stop
+    /// being exported (their sessions asked to log out, closed after 3 s), targets with new
+    /// CHAP credentials get a new entry, new targets are served (logging what cannot be); then
+    /// each guest of an scst_local target is told what changed in its LUNs (virtio-scsi has no
+    /// unit attention it would act on: hot-plug and parameter-change events instead).
+    fn apply(&self, applied: Applied, rt: &Mutex<Runtime>) {
+        for name in &applied.removed {
+            if self.iscsi.remove_target(name, Duration::from_secs(3)).is_none() {
+                tracing::warn!(target = %name, "removed target was not exported");
+            }
+        }
+        for t in applied.rechap {
+            match entry(t) {
+                Ok(e) => self.iscsi.add_target(e),
+                Err(e) => tracing::error!("{e}"),
+            }
+        }
+        for t in applied.added {
             let cfg = rt.lock().config().clone();
             match self.add(t, &cfg) {
                 Ok(Some(line)) => tracing::info!("serving {line}"),
@@ -306,7 +319,7 @@ fn control(listener: UnixListener, rt: Arc<Mutex<Runtime>>, fabrics: Arc<Fabrics
         let servable = fabrics.servable();
         let reply = rt.lock().command(line.trim(), |p| load(p.map_or(config.as_path(), Path::new), &servable));
         tracing::info!(command = line.trim(), ok = reply.text.starts_with("ok"), "management");
-        fabrics.add_all(reply.added, &rt);
+        fabrics.apply(reply.applied, &rt);
         let _ = stream.write_all(reply.text.as_bytes());
     }
 }
@@ -477,12 +490,13 @@ fn run(args: Args) -> Result<(), String> {
         }
         notify("RELOADING=1");
         match load(&args.config, &fabrics.servable()).and_then(|c| rt.lock().reload(c)) {
-            Ok((added, log)) => {
-                for l in &log {
+            Ok(applied) => {
+                for l in &applied.log {
                     tracing::info!("{l}");
                 }
-                fabrics.add_all(added, &rt);
-                tracing::info!(changes = log.len(), "configuration re-read and applied");
+                let changes = applied.log.len();
+                fabrics.apply(applied, &rt);
+                tracing::info!(changes, "configuration re-read and applied");
             }
             Err(e) => tracing::error!("configuration not applied, the running one stays: {e}"),
         }
