@@ -317,3 +317,54 @@ fn scstctl_apply_removes_a_target_and_changes_chap_under_live_sessions() {
     r.assert_good();
     assert_eq!(r.data, data);
 }
+
+#[test]
+fn live_changes_to_other_targets_leave_verified_io_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("scst.conf");
+    let sock = dir.path().join("control.sock");
+    let (b, c) = ("iqn.2026-12.rs.scst:b", "iqn.2026-12.rs.scst:c");
+    // conf()'s target (LUN 0 disk01, under load) and more targets in the same iscsi section.
+    let file = |more: &str| {
+        conf(dir.path(), "\t\tLUN 0 disk01\n")
+            .replace("\t\tenabled 1\n\t}\n}\n", &format!("\t\tenabled 1\n\t}}\n{more}}}\n"))
+    };
+    let target = |name: &str, body: &str| format!("\tTARGET {name} {{\n{body}\t\tenabled 1\n\t}}\n");
+    std::fs::write(&path, file(&(target(b, "\t\tLUN 0 null0\n") + &target(c, "\t\tLUN 0 null0\n")))).unwrap();
+    let (_d, addr) = start(&path);
+    let mut soak = Command::new(env!("CARGO_BIN_EXE_iscsi-soak"))
+        .args(["--portal", &addr.to_string(), "--target", TARGET_NAME, "--sessions", "4", "--depth", "8"])
+        .args(["--duration", "6", "--report", "60"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("iscsi-soak");
+    std::thread::sleep(Duration::from_secs(1));
+    // While it runs: B gains a LUN and a group, C goes away, D comes; then B loses them again.
+    let steps = [
+        target(
+            b,
+            "\t\tLUN 0 null0\n\t\tLUN 3 null0\n\t\tGROUP g {\n\t\t\tLUN 0 null0\n\t\t\tINITIATOR iqn.x*\n\t\t}\n",
+        ) + &target(c, "\t\tLUN 0 null0\n"),
+        target(b, "\t\tLUN 0 null0\n\t\tLUN 3 null0\n"),
+        target(b, "\t\tLUN 0 null0\n\t\tLUN 3 null0\n") + &target("iqn.2026-12.rs.scst:d", "\t\tLUN 0 null0\n"),
+        target(b, "\t\tLUN 0 null0\n") + &target("iqn.2026-12.rs.scst:d", "\t\tLUN 0 null0\n"),
+    ];
+    for (i, more) in steps.iter().enumerate() {
+        std::fs::write(&path, file(more)).unwrap();
+        let (ok, out, err) = scstctl(&sock, &["apply"]);
+        assert!(ok && !out.starts_with("ok\n0 changes"), "step {i}: {out}{err}");
+        std::thread::sleep(Duration::from_millis(700));
+    }
+    let out = soak.wait_with_output().unwrap();
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "verified I/O on the untouched target failed:\n{stdout}\n{stderr}");
+    let verified: f64 = stdout
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("verified_MiB="))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no summary: {stdout}"));
+    assert!(stdout.contains(" errors=0") && verified >= 1.0, "{stdout}");
+    let (ok, targets, _) = scstctl(&sock, &["targets"]);
+    assert!(ok && targets.contains("iqn.2026-12.rs.scst:d") && !targets.contains(c), "{targets}");
+}
