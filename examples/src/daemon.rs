@@ -474,6 +474,8 @@ write-config        the running configuration in scst.conf syntax
 targets             served targets: LUNs, groups, sessions
 luns TARGET         a target's LUN maps (default map and groups)
 sessions [TARGET]   I_T nexuses: id, initiator, LUNs, commands, in flight, completed, bytes, errors
+session ID          one session: target, initiator, port, the parameters its fabric negotiated
+close-session ID    end a session from the target side (the initiator may log in again)
 devices             devices: handler, commands, bytes read/written, errors, all errors, in flight
 stats [DEVICE]      latency per op class (count, p50, p99, mean in µs), errors by sense key and
                     status, for every device (or DEVICE); the buffer pool
@@ -577,6 +579,34 @@ impl Runtime {
                     }
                 }
                 Ok(())
+            }
+            ["session", id] | ["close-session", id] => {
+                let found = id.parse::<u64>().ok().and_then(|id| {
+                    self.targets
+                        .iter()
+                        .find_map(|(n, t)| t.sessions().into_iter().find(|s| s.id() == id).map(|s| (n, s)))
+                });
+                match found {
+                    None => Err(format!("no session {id}")),
+                    Some((name, s)) if words[0] == "session" => {
+                        let c = s.config();
+                        let _ = writeln!(
+                            body,
+                            "target\t{name}\ninitiator\t{}\ninitiator_port\t{}",
+                            c.initiator_name, c.initiator_port
+                        );
+                        let _ = writeln!(body, "relative_target_port\t{}", c.port.rel_port_id);
+                        for (k, v) in s.parameters() {
+                            let _ = writeln!(body, "{k}\t{v}");
+                        }
+                        Ok(())
+                    }
+                    Some((_, s)) if s.request_close() => {
+                        let _ = writeln!(body, "session {id} closing");
+                        Ok(())
+                    }
+                    Some(_) => Err(format!("session {id}: its fabric cannot close one session")),
+                }
             }
             ["devices"] => {
                 for d in &self.cfg.devices {

@@ -204,6 +204,14 @@ fn check_reports_the_first_error_with_its_position() {
     assert!(err.contains("scst.conf:4:3: attribute \"bogus\" is not supported"), "{err}");
 }
 
+/// The id (first column) of the one line of `scstctl sessions`.
+fn out_id(sessions: &str) -> String {
+    let mut lines = sessions.lines();
+    let id = lines.next().and_then(|l| l.split('\t').next()).expect("a session").to_string();
+    assert!(lines.next().is_none(), "one session: {sessions}");
+    id
+}
+
 fn scstctl(sock: &Path, args: &[&str]) -> (bool, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_scstctl")).arg("--socket").arg(sock).args(args).output().unwrap();
     (
@@ -232,6 +240,22 @@ fn scstctl_shows_applies_and_writes_the_config() {
     assert!(ok && out.contains(&format!("\t{TARGET_NAME}\t{}\tluns=1\t", LoginOpts::normal().initiator)), "{out}");
     let (ok, out, _) = scstctl(&sock, &["devices"]);
     assert!(ok && out.starts_with("disk01\tvdisk_fileio\tcommands="), "{out}");
+    // One session in detail: what the login negotiated.
+    let id = out_id(&scstctl(&sock, &["sessions"]).1);
+    let (ok, out, _) = scstctl(&sock, &["session", &id]);
+    assert!(ok, "{out}");
+    for line in [
+        format!("target\t{TARGET_NAME}"),
+        "HeaderDigest\tNone".into(),
+        "ImmediateData\tYes".into(),
+        // The login response carries the target's own MaxRecvDataSegmentLength.
+        format!("TargetMaxRecvDataSegmentLength\t{}", c.num("MaxRecvDataSegmentLength")),
+        "ErrorRecoveryLevel\t0".into(),
+    ] {
+        assert!(out.lines().any(|l| l == line), "{line:?} not in\n{out}");
+    }
+    let (ok, _, err) = scstctl(&sock, &["session", "999999"]);
+    assert!(!ok && err.contains("no session 999999"), "{err}");
 
     // apply FILE (relative to the caller) maps a LUN live.
     let other = dir.path().join("other.conf");
@@ -316,6 +340,15 @@ fn scstctl_apply_removes_a_target_and_changes_chap_under_live_sessions() {
     let r = c.read(0, 0, 8);
     r.assert_good();
     assert_eq!(r.data, data);
+    // close-session ends one session; the others stay.
+    drop(stays);
+    std::thread::sleep(Duration::from_millis(300));
+    let id = out_id(&scstctl(&sock, &["sessions"]).1);
+    let (ok, out, err) = scstctl(&sock, &["close-session", &id]);
+    assert!(ok && out == format!("session {id} closing\n"), "{out}{err}");
+    assert!(c.expect_closed(Duration::from_secs(5)).is_empty());
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(scstctl(&sock, &["sessions"]).1, "");
 }
 
 #[test]
@@ -332,7 +365,7 @@ fn live_changes_to_other_targets_leave_verified_io_untouched() {
     let target = |name: &str, body: &str| format!("\tTARGET {name} {{\n{body}\t\tenabled 1\n\t}}\n");
     std::fs::write(&path, file(&(target(b, "\t\tLUN 0 null0\n") + &target(c, "\t\tLUN 0 null0\n")))).unwrap();
     let (_d, addr) = start(&path);
-    let mut soak = Command::new(env!("CARGO_BIN_EXE_iscsi-soak"))
+    let soak = Command::new(env!("CARGO_BIN_EXE_iscsi-soak"))
         .args(["--portal", &addr.to_string(), "--target", TARGET_NAME, "--sessions", "4", "--depth", "8"])
         .args(["--duration", "6", "--report", "60"])
         .stdout(Stdio::piped())

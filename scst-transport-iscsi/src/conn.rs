@@ -94,6 +94,8 @@ pub(crate) struct ConnShared {
     closed: Mutex<bool>,
     closed_cv: Condvar,
     logout_requested: Mutex<Option<Duration>>,
+    /// The peer's address and the negotiated operational keys, for management.
+    parameters: Vec<(String, String)>,
 }
 
 impl crate::rx::BeforeRead for ConnShared {
@@ -152,6 +154,11 @@ impl ConnShared {
     /// connection's thread on its next wake-up.
     pub(crate) fn request_logout(&self, grace: Duration) {
         *self.logout_requested.lock() = Some(grace);
+    }
+
+    /// The peer's address and the negotiated operational keys.
+    pub(crate) fn parameters(&self) -> &[(String, String)] {
+        &self.parameters
     }
 
     /// The target of a normal session (`None` for discovery).
@@ -395,6 +402,7 @@ fn full_feature(
         closed: Mutex::new(false),
         closed_cv: Condvar::new(),
         logout_requested: Mutex::new(None),
+        parameters: std::iter::once(("Peer".to_string(), peer.to_string())).chain(params.operational_keys()).collect(),
     });
     {
         // Entries of closed connections go here: never pruned, the list (and each entry's

@@ -189,6 +189,28 @@ impl TargetDriver for IscsiSession {
             c.abort_pending(tag as u32);
         }
     }
+
+    fn parameters(&self) -> Vec<(String, String)> {
+        let conn = self.conn.read().clone();
+        let mut p = vec![("TSIH".to_string(), self.tsih.to_string())];
+        if let Some(c) = conn {
+            p.extend(c.parameters().iter().cloned());
+        }
+        p
+    }
+
+    /// Closes the session's connection at once (SCST's `force_close`); the initiator may log in
+    /// again, and a new session of the same ISID reinstates this one.
+    fn close_session(&self) -> bool {
+        let conn = self.conn.read().clone();
+        match conn {
+            Some(c) => {
+                c.tx.kill();
+                true
+            }
+            None => false,
+        }
+    }
 }
 
 pub(crate) struct Shared {

@@ -124,7 +124,9 @@ pub enum ChannelError {
 struct Inbox {
     done: Vec<CmdBox>,
     tm: Vec<TmResponse>,
-    terminate: bool,
+    /// Log the initiator out with this SRP_T_LOGOUT reason (a single-channel login of the
+    /// same nexus, or management).
+    terminate: Option<u32>,
 }
 
 /// The part of a channel other threads reach (through the nexus).
@@ -149,8 +151,8 @@ impl ChannelShared {
         (self.wake)();
     }
 
-    pub(crate) fn push_terminate(&self) {
-        self.inbox.lock().terminate = true;
+    pub(crate) fn push_terminate(&self, reason: u32) {
+        self.inbox.lock().terminate = Some(reason);
         (self.wake)();
     }
 }
@@ -909,8 +911,8 @@ impl Channel {
 
     fn drain_inbox(&mut self) {
         let inbox = std::mem::take(&mut *self.shared.inbox.lock());
-        if inbox.terminate {
-            self.logout(logout_reason::MULTICHANNEL_ACTION);
+        if let Some(reason) = inbox.terminate {
+            self.logout(reason);
         }
         for cmd in inbox.done {
             let slot = (cmd.fabric_cookie & 0xffff_ffff) as u32;

@@ -138,6 +138,19 @@ impl TargetDriver for Nexus {
     fn abort_pending(&self, tag: u64) {
         let _ = tag;
     }
+
+    fn parameters(&self) -> Vec<(String, String)> {
+        vec![("Channels".to_string(), self.channels.lock().len().to_string())]
+    }
+
+    /// Every channel of the nexus sends SRP_T_LOGOUT (no reason given) and disconnects.
+    fn close_session(&self) -> bool {
+        let channels = self.channels.lock().clone();
+        for c in &channels {
+            c.push_terminate(iu::logout_reason::NO_REASON);
+        }
+        !channels.is_empty()
+    }
 }
 
 struct NexusEntry {
@@ -285,7 +298,7 @@ impl SrpPort {
         if let Some(old) = terminated {
             // Single-channel login: the nexus's channels log out; the old session ends.
             for c in old.nexus.channels.lock().iter() {
-                c.push_terminate();
+                c.push_terminate(iu::logout_reason::MULTICHANNEL_ACTION);
             }
             old.session.close();
         }

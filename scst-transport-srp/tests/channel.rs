@@ -316,6 +316,28 @@ fn login_rejections() {
 }
 
 #[test]
+fn a_management_close_logs_out_every_channel_of_the_nexus() {
+    let port = port_with(8);
+    let (mut a, _) = login(&port, IPID, 0);
+    let (mut b, _) = login(&port, IPID, req_flags::MULTI);
+    let mut other = IPID;
+    other[0] = 0;
+    let (mut o, _) = login(&port, other, 0);
+    let s = a.ch.session().clone();
+    assert_eq!(s.parameters(), [("Channels".to_string(), "2".to_string())]);
+    assert!(s.request_close());
+    for ini in [&mut a, &mut b] {
+        assert!(ini.woken.load(Relaxed) > 0, "the channel's driver was woken");
+        ini.pump();
+        let t = TLogout::parse(&ini.got[0]).unwrap();
+        assert_eq!(t.reason, logout_reason::NO_REASON);
+        assert!(ini.disconnected, "disconnect after the SRP_T_LOGOUT was sent");
+    }
+    o.pump();
+    assert!(o.got.is_empty() && !o.disconnected, "the other nexus saw nothing");
+}
+
+#[test]
 fn multichannel_and_single_channel_logins() {
     let port = port_with(8);
     let (mut a, ra) = login(&port, IPID, 0);

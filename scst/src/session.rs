@@ -168,6 +168,17 @@ impl Session {
         &self.cfg
     }
 
+    /// The parameters the fabric negotiated ([`TargetDriver::parameters`]).
+    pub fn parameters(&self) -> Vec<(String, String)> {
+        self.fabric.parameters()
+    }
+
+    /// Asks the fabric to end this session ([`TargetDriver::close_session`]); `false` if it
+    /// cannot.
+    pub fn request_close(&self) -> bool {
+        self.fabric.close_session()
+    }
+
     /// The I_T nexus as reservations identify it.
     pub fn nexus(&self) -> &Nexus {
         &self.nexus

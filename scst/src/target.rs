@@ -46,6 +46,21 @@ pub trait TargetDriver: Send + Sync + 'static {
     fn abort_pending(&self, tag: u64) {
         let _ = tag;
     }
+
+    /// The parameters the transport negotiated for this session (iSCSI's login keys, ...), as
+    /// (name, value) pairs for management tools; empty when it negotiates none. Called from any
+    /// thread; must not block on the data path.
+    fn parameters(&self) -> Vec<(String, String)> {
+        Vec::new()
+    }
+
+    /// Ends this session from the target side, for management ("close session"): the fabric
+    /// drops the initiator's connection or channel, so the session unregisters as after any
+    /// connection loss (and the initiator may log in again). Returns `false` if the fabric
+    /// cannot end one session on its own (the default).
+    fn close_session(&self) -> bool {
+        false
+    }
 }
 
 /// SCSI transport protocol identifiers (SPC-4 table 362).

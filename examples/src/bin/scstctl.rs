@@ -1,7 +1,8 @@
 //! `scstctl`: the management CLI of `scst-target`.
 //!
 //! `scstctl apply [FILE]`, `scstctl write-config`, `scstctl targets`, `scstctl luns TARGET`,
-//! `scstctl sessions [TARGET]`, `scstctl devices`, `scstctl stats [DEVICE]`, `scstctl help`. It
+//! `scstctl sessions [TARGET]`, `scstctl session ID` (with what its login negotiated),
+//! `scstctl close-session ID`, `scstctl devices`, `scstctl stats [DEVICE]`, `scstctl help`. It
 //! talks to the daemon's management socket (default `/run/scst-target.sock`), prints the reply,
 //! and exits 1 if the daemon answered with an error.
 

@@ -116,6 +116,33 @@ impl SessionParams {
     pub fn digests(&self) -> Digests {
         Digests { header: self.header_digest, data: self.data_digest }
     }
+
+    /// The operational keys in force, by their RFC 7143 names, as a management tool shows them
+    /// (the target's MaxRecvDataSegmentLength as `TargetMaxRecvDataSegmentLength`).
+    pub fn operational_keys(&self) -> Vec<(String, String)> {
+        let yn = |b: bool| if b { "Yes" } else { "No" }.to_string();
+        let digest = |b: bool| if b { "CRC32C" } else { "None" }.to_string();
+        [
+            ("HeaderDigest", digest(self.header_digest)),
+            ("DataDigest", digest(self.data_digest)),
+            ("MaxConnections", self.max_connections.to_string()),
+            ("InitialR2T", yn(self.initial_r2t)),
+            ("ImmediateData", yn(self.immediate_data)),
+            ("MaxRecvDataSegmentLength", self.initiator_max_recv_data_segment_length.to_string()),
+            ("TargetMaxRecvDataSegmentLength", self.target_max_recv_data_segment_length.to_string()),
+            ("MaxBurstLength", self.max_burst_length.to_string()),
+            ("FirstBurstLength", self.first_burst_length.to_string()),
+            ("DefaultTime2Wait", self.default_time2wait.to_string()),
+            ("DefaultTime2Retain", self.default_time2retain.to_string()),
+            ("MaxOutstandingR2T", self.max_outstanding_r2t.to_string()),
+            ("DataPDUInOrder", yn(self.data_pdu_in_order)),
+            ("DataSequenceInOrder", yn(self.data_sequence_in_order)),
+            ("ErrorRecoveryLevel", self.error_recovery_level.to_string()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect()
+    }
 }
 
 /// Whether a digest (header or data) may or must be used.
