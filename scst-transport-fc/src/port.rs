@@ -178,6 +178,11 @@ enum Async {
     Response(CmdBox),
     TmDone(TmResponse),
     AbortPending(u64),
+    /// Management closes the session `session` of the remote port `port_id` (a LOGO to it).
+    Close {
+        port_id: u32,
+        session: u64,
+    },
 }
 
 type Waker = Arc<dyn Fn() + Send + Sync>;
@@ -198,18 +203,40 @@ impl Shared {
     }
 }
 
-/// The port's fabric as the core sees it. Tags are exchange tags (see [`Exchange::tag`]).
-struct Driver(Arc<Shared>);
+/// The port's fabric as one session (one remote port's process login) sees it. Tags are
+/// exchange tags (see [`Exchange::tag`]).
+struct Driver {
+    shared: Arc<Shared>,
+    port_id: u32,
+    wwpn: u64,
+    max_payload: usize,
+    /// The session's id, set once it is registered.
+    session: std::sync::OnceLock<u64>,
+}
 
 impl TargetDriver for Driver {
     fn xmit_response(&self, cmd: CmdBox) {
-        self.0.push(Async::Response(cmd));
+        self.shared.push(Async::Response(cmd));
     }
     fn tm_done(&self, rsp: TmResponse) {
-        self.0.push(Async::TmDone(rsp));
+        self.shared.push(Async::TmDone(rsp));
     }
     fn abort_pending(&self, tag: u64) {
-        self.0.push(Async::AbortPending(tag));
+        self.shared.push(Async::AbortPending(tag));
+    }
+    fn parameters(&self) -> Vec<(String, String)> {
+        vec![
+            ("Port_ID".to_string(), format!("{:06x}", self.port_id)),
+            ("WWPN".to_string(), wwn_string(self.wwpn)),
+            ("MaxPayload".to_string(), self.max_payload.to_string()),
+        ]
+    }
+    /// The port sends LOGO to the initiator's port and forgets its login (the initiator may
+    /// log in again).
+    fn close_session(&self) -> bool {
+        let Some(&session) = self.session.get() else { return false };
+        self.shared.push(Async::Close { port_id: self.port_id, session });
+        true
     }
 }
 
@@ -270,7 +297,6 @@ pub struct FcPort {
     target: Arc<Target>,
     tport: Arc<TargetPort>,
     shared: Arc<Shared>,
-    driver: Arc<Driver>,
     rports: HashMap<u32, RemotePort>,
     exchanges: HashMap<u16, Exchange>,
     by_ox: HashMap<(u32, u16), u16>,
@@ -316,7 +342,6 @@ impl FcPort {
             cfg,
             target,
             tport,
-            driver: Arc::new(Driver(shared.clone())),
             shared,
             rports: HashMap::new(),
             exchanges: HashMap::new(),
@@ -526,6 +551,13 @@ impl FcPort {
                     if let XState::Data(_) = e.state {
                         let XState::Data(w) = std::mem::replace(&mut e.state, XState::Core) else { continue };
                         self.send_response(rx, w.cmd);
+                    }
+                }
+                Some(Async::Close { port_id, session }) => {
+                    // Not a later login of the same port.
+                    if self.rports.get(&port_id).and_then(|r| r.session.as_ref()).is_some_and(|s| s.id() == session) {
+                        tracing::info!(port_id = format_args!("{port_id:06x}"), "closing the session: LOGO");
+                        self.originate_logo(port_id);
                     }
                 }
                 Some(Async::TmDone(rsp)) => {
@@ -841,8 +873,16 @@ impl FcPort {
             port: self.tport.clone(),
             depth: self.cfg.queue_depth,
         };
-        let driver: Arc<dyn TargetDriver> = self.driver.clone();
-        r.session = Some(self.target.register_session(cfg, driver));
+        let driver = Arc::new(Driver {
+            shared: self.shared.clone(),
+            port_id: s_id,
+            wwpn: r.wwpn,
+            max_payload: r.max_payload,
+            session: std::sync::OnceLock::new(),
+        });
+        let session = self.target.register_session(cfg, driver.clone());
+        let _ = driver.session.set(session.id());
+        r.session = Some(session);
         let wwpn = r.wwpn;
         self.events.push_back(PortEvent::ProcessLoggedIn { port_id: s_id, wwpn });
         PrliResponse::EXECUTED

@@ -531,3 +531,33 @@ fn two_initiators_are_separate_nexuses_and_a_target_reset_reaches_both() {
     assert_eq!(r.port.remote_ports().len(), 1);
     assert_eq!(r.target.sessions().len(), 1);
 }
+
+#[test]
+fn a_management_close_sends_logo_and_ends_the_login() {
+    let mut r = rig();
+    r.login(2048);
+    r.events();
+    let s = r.port.session(INI).unwrap().clone();
+    let p = s.parameters();
+    assert_eq!(
+        p,
+        [
+            ("Port_ID".to_string(), format!("{INI:06x}")),
+            ("WWPN".to_string(), "21:00:00:24:ff:31:4c:2a".to_string()),
+            ("MaxPayload".to_string(), "2048".to_string())
+        ]
+    );
+    assert!(s.request_close());
+    // The port acts on its own thread's next turn: a LOGO to the initiator, the login gone.
+    let out = r.out();
+    assert_eq!(out.len(), 1, "one frame: the LOGO");
+    assert_eq!((out[0].hdr().r_ctl(), out[0].hdr().d_id(), out[0].payload()[0]), (RCtl::ELS_REQ, INI, ElsCmd::LOGO.0));
+    assert!(s.is_closed());
+    assert!(r.port.remote_ports().is_empty());
+    assert_eq!(r.events(), [PortEvent::ProcessLoggedOut { port_id: INI }, PortEvent::LoggedOut { port_id: INI }]);
+    // A close request of that (ended) session does nothing to the next login.
+    r.login(2048);
+    assert!(s.request_close());
+    assert!(r.out().is_empty());
+    assert!(r.port.session(INI).is_some_and(|n| !n.is_closed()));
+}
