@@ -14,7 +14,7 @@ BIN=${1:-$HERE/../target/debug/fc-target}
 RIG=${RIG:-$HERE/../../shared/rig}
 [ -x "$RIG/run-vm.sh" ] || { echo "fcoe-vn2vn.sh: no rig at $RIG (set RIG=)" >&2; exit 2; }
 [ -x "$BIN" ] || { echo "fcoe-vn2vn.sh: no $BIN (cargo build --bin fc-target)" >&2; exit 2; }
-[ -x "$(dirname "$BIN")/scst-target" ] || { echo "fcoe-vn2vn.sh: no scst-target beside $BIN" >&2; exit 2; }
+for b in scst-target scstctl; do [ -x "$(dirname "$BIN")/$b" ] || { echo "fcoe-vn2vn.sh: no $b beside $BIN" >&2; exit 2; }; done
 W=$(mktemp -d /tmp/scst-fcoe.XXXXXX)   # under /tmp: the guest sees it
 trap 'rm -rf "$W"' EXIT
 head -c 8M /dev/urandom > "$W/pattern"

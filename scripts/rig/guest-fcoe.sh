@@ -146,6 +146,24 @@ dd if=/dev/$IDEV of="$OUT/d-back" bs=1M count=4 iflag=direct status=none || fail
 cmp -n $((4 << 20)) "$PATTERN" "$OUT/d-back" || fail "what FC wrote, iSCSI did not read back"
 sg_vpd -p di /dev/$FDEV | grep -qi "relative target port: 0x3" || fail "FC port's relative id: $(sg_vpd -p di /dev/$FDEV)"
 sg_vpd -p di /dev/$IDEV | grep -qi "relative target port: 0x1" || fail "iSCSI port's relative id"
+# Management: the FC session in detail (what its login gave), then closed from the target side
+# (LOGO): that session goes away; the initiator's own recovery may log in again.
+CTL="$(dirname "$BIN")/scstctl --socket /tmp/fc-scst.sock"
+HOST_WWPN=$(cat /sys/class/fc_host/host*/port_name | head -n 1)
+FSID=$($CTL sessions | awk -F'\t' -v t="$DWWPN" 'tolower($2) == tolower(t) { print $1 }' | head -n 1)
+[ -n "$FSID" ] || fail "no FC session in scstctl sessions: $($CTL sessions)"
+$CTL session "$FSID" > "$OUT/fc-session.txt" || fail "scstctl session $FSID"
+cat "$OUT/fc-session.txt"
+grep -q "^MaxPayload" "$OUT/fc-session.txt" && tr -d ':' < "$OUT/fc-session.txt" | grep -qi "^WWPN.${HOST_WWPN#0x}" ||
+  fail "FC session parameters: $(cat "$OUT/fc-session.txt")"
+$CTL close-session "$FSID" | grep -q "closing" || fail "scstctl close-session $FSID"
+gone=
+for _ in $(seq 100); do
+  $CTL sessions | awk -F'\t' '{print $1}' | grep -qx "$FSID" || { gone=1; break; }
+  sleep 0.1
+done
+[ -n "$gone" ] || fail "FC session $FSID still there after close-session: $($CTL sessions)"
+echo "scstctl: FC session $FSID shown and closed (LOGO)"
 iscsiadm -m node -T iqn.2026-12.rs.scst:fc-daemon -p 127.0.0.1:3263 --logout > /dev/null
 echo 0 > "$C/enabled"
 kill -TERM $DPID; wait $DPID || fail "scst-target did not exit cleanly"
