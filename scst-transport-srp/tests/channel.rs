@@ -131,6 +131,15 @@ impl Ini {
     }
 
     /// Runs the channel's actions to quiescence, like a driver with an instant fabric.
+    /// The channel was woken, sent SRP_T_LOGOUT with `reason` and disconnected.
+    fn expect_t_logout(&mut self, reason: u32) {
+        assert!(self.woken.load(Relaxed) > 0, "the channel's driver was woken");
+        self.pump();
+        let t = TLogout::parse(&self.got[0]).unwrap();
+        assert_eq!(t.reason, reason);
+        assert!(self.disconnected, "disconnect after the SRP_T_LOGOUT was sent");
+    }
+
     fn pump(&mut self) {
         while let Some(a) = self.ch.poll() {
             match a {
@@ -327,11 +336,7 @@ fn a_management_close_logs_out_every_channel_of_the_nexus() {
     assert_eq!(s.parameters(), [("Channels".to_string(), "2".to_string())]);
     assert!(s.request_close());
     for ini in [&mut a, &mut b] {
-        assert!(ini.woken.load(Relaxed) > 0, "the channel's driver was woken");
-        ini.pump();
-        let t = TLogout::parse(&ini.got[0]).unwrap();
-        assert_eq!(t.reason, logout_reason::NO_REASON);
-        assert!(ini.disconnected, "disconnect after the SRP_T_LOGOUT was sent");
+        ini.expect_t_logout(logout_reason::NO_REASON);
     }
     o.pump();
     assert!(o.got.is_empty() && !o.disconnected, "the other nexus saw nothing");
@@ -363,11 +368,7 @@ fn multichannel_and_single_channel_logins() {
     assert_ne!(c.ch.session().id(), a.ch.session().id());
     assert!(a.ch.session().is_closed());
     for ini in [&mut a, &mut b] {
-        assert!(ini.woken.load(Relaxed) > 0, "the terminated channel's driver was woken");
-        ini.pump();
-        let t = TLogout::parse(&ini.got[0]).unwrap();
-        assert_eq!(t.reason, logout_reason::MULTICHANNEL_ACTION);
-        assert!(ini.disconnected, "disconnect after the SRP_T_LOGOUT was sent");
+        ini.expect_t_logout(logout_reason::MULTICHANNEL_ACTION);
     }
     assert_eq!(port.nexus_count(), 2);
     drop(o);
