@@ -5,10 +5,11 @@
 //! configuration with the running one and applies the difference: devices added, LUNs mapped,
 //! unmapped or remapped (sessions get REPORTED LUNS DATA HAS CHANGED), security groups added,
 //! removed or given new initiators, ALUA states changed, targets added, iSCSI targets removed
-//! (their sessions asked to log out) or given new CHAP credentials (for new logins). What cannot
-//! change under live sessions (a device's definition, the removal of a target of another fabric,
-//! the port identifiers) is refused, and then nothing of the new file is applied: the whole plan
-//! is checked and every new device opened before the first change.
+//! (their sessions asked to log out) or given new CHAP credentials (for new logins), FILEIO
+//! files grown (sessions get CAPACITY DATA HAS CHANGED). What cannot change under live sessions
+//! (any other change of a device's definition, a shrink, the removal of a target of another
+//! fabric, the port identifiers) is refused, and then nothing of the new file is applied: the
+//! whole plan is checked and every new device opened before the first change.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -59,6 +60,25 @@ pub struct Applied {
     pub removed: Vec<String>,
     /// One line per change.
     pub log: Vec<String>,
+}
+
+/// Whether `new` only grows `old`, a FILEIO device, to a larger `size`: `Some(Ok(bytes))` then,
+/// `Some(Err)` for a shrink (which would cut the data of live sessions), `None` for any other
+/// change.
+fn grown(old: &DeviceDef, new: &DeviceDef) -> Option<Result<u64, String>> {
+    use crate::spec::Backend::Fileio;
+    let (Fileio { size: Some(was), .. }, Fileio { size: Some(now), .. }) = (&old.spec.backend, &new.spec.backend)
+    else {
+        return None;
+    };
+    let mut same = new.clone();
+    if let Fileio { size, .. } = &mut same.spec.backend {
+        *size = Some(*was);
+    }
+    if same != *old {
+        return None;
+    }
+    Some(if now > was { Ok(*now) } else { Err(format!("size {now} is below {was}: a device only grows live")) })
 }
 
 fn served(cfg: &ScstConfig) -> impl Iterator<Item = &TargetDef> {
@@ -304,14 +324,21 @@ impl Runtime {
                 ));
             }
         }
+        let mut grow = Vec::new();
         for d in &new.devices {
             if let Some(old) = self.cfg.devices.iter().find(|o| o.name == d.name)
                 && (old.spec != d.spec || old.handler != d.handler)
             {
-                return Err(format!(
-                    "device {} changed its definition: restart to apply (or give it a new name)",
-                    d.name
-                ));
+                match grown(old, d) {
+                    Some(Ok(size)) => grow.push((d.name.clone(), size)),
+                    Some(Err(e)) => return Err(format!("device {}: {e}", d.name)),
+                    None => {
+                        return Err(format!(
+                            "device {} changed its definition: restart to apply (or give it a new name)",
+                            d.name
+                        ));
+                    }
+                }
             }
         }
         let mut removed = Vec::new();
@@ -344,8 +371,27 @@ impl Runtime {
         }
         let mut devices = self.devices.clone();
         devices.extend(opened);
-        // 3. Apply: maps, groups and states of running targets; then new targets.
+        // 3. Apply: grown files first (sessions see CAPACITY DATA HAS CHANGED), and any device
+        // whose backing store changed size outside (a file or block device grown); then maps,
+        // groups and states of running targets; then new targets.
         let mut log = Vec::new();
+        for (name, size) in &grow {
+            let Some(crate::spec::Backend::Fileio { path, .. }) =
+                new.devices.iter().find(|d| d.name == *name).map(|d| &d.spec.backend)
+            else {
+                continue;
+            };
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open(path)
+                .and_then(|f| if f.metadata()?.len() < *size { f.set_len(*size) } else { Ok(()) })
+                .map_err(|e| format!("device {name}: growing {} to {size} bytes: {e}", path.display()))?;
+        }
+        for (name, d) in &self.devices {
+            if d.rescan() {
+                log.push(format!("device {name}: capacity changed (sessions see CAPACITY DATA HAS CHANGED)"));
+            }
+        }
         let old_cfg = std::mem::take(&mut self.cfg);
         self.devices = devices;
         for (name, target) in self.targets.iter().filter(|(n, _)| !removed.contains(n)) {
@@ -979,6 +1025,42 @@ mod tests {
             "target 0x0002c90300abcdef is gone or disabled: removing an ib_srpt target needs a restart"
         );
         assert_eq!(rt.config(), &with);
+    }
+
+    #[test]
+    fn a_fileio_device_grows_live_and_sessions_see_the_capacity_change() {
+        let dir = tempfile::tempdir().unwrap();
+        let img = dir.path().join("f.img");
+        let text = |mb: u32| {
+            format!(
+                "HANDLER vdisk_fileio {{\n DEVICE f {{\n  filename {}\n  size_mb {mb}\n }}\n}}\n\
+                 TARGET_DRIVER iscsi {{\n TARGET iqn.t {{\n  LUN 0 f\n  enabled 1\n }}\n}}\n",
+                img.display()
+            )
+        };
+        let (mut rt, new) =
+            Runtime::start(parse("t", &text(8)).unwrap(), SgvPool::new(SgvConfig::default()), None).unwrap();
+        let dev = rt.devices()["f"].clone();
+        assert_eq!(std::fs::metadata(&img).unwrap().len(), 8 << 20);
+        let ini = scst_local::LocalInitiator::connect(&new[0].target, "iqn.i");
+        ini.clear_unit_attentions(0);
+        let a = rt.reload(parse("t", &text(16)).unwrap()).unwrap();
+        assert_eq!(std::fs::metadata(&img).unwrap().len(), 16 << 20, "{:?}", a.log);
+        assert!(Arc::ptr_eq(&dev, &rt.devices()["f"]), "the same device, not a new one");
+        assert_eq!(a.log, ["device f: capacity changed (sessions see CAPACITY DATA HAS CHANGED)"]);
+        let tur = ini.execute(0, &[0; 6], &[], &mut []);
+        assert_eq!(tur.sense_code(), Some(scst::SenseCode::CAPACITY_DATA_HAS_CHANGED));
+        let mut cap = [0u8; 8];
+        assert!(ini.execute(0, &[0x25, 0, 0, 0, 0, 0, 0, 0, 0, 0], &[], &mut cap).is_good());
+        assert_eq!(u32::from_be_bytes(cap[..4].try_into().unwrap()), (16 << 11) - 1, "READ CAPACITY: the last LBA");
+        // Shrinking would cut data under live sessions: refused, nothing changes.
+        let e = rt.reload(parse("t", &text(4)).unwrap()).unwrap_err();
+        assert_eq!(e, "device f: size 4194304 is below 16777216: a device only grows live");
+        assert_eq!(std::fs::metadata(&img).unwrap().len(), 16 << 20);
+        // A file grown outside is noticed by the next apply.
+        std::fs::OpenOptions::new().write(true).open(&img).unwrap().set_len(20 << 20).unwrap();
+        let a = rt.reload(parse("t", &text(16)).unwrap()).unwrap();
+        assert_eq!(a.log.len(), 1, "{:?}", a.log);
     }
 
     #[test]
