@@ -58,6 +58,9 @@ pub struct Applied {
     pub rechap: Vec<NewTarget>,
     /// iSCSI targets removed or disabled: stop exporting them and log their sessions out.
     pub removed: Vec<String>,
+    /// Devices whose capacity changed (their sessions have a unit attention; fabrics without
+    /// one, such as virtio-scsi, post an event).
+    pub resized: Vec<Arc<Device>>,
     /// One line per change.
     pub log: Vec<String>,
 }
@@ -354,6 +357,13 @@ impl Runtime {
                 removed.push(name.clone());
                 continue;
             };
+            if t.driver != old.driver {
+                return Err(format!(
+                    "target {name} moved from TARGET_DRIVER {} to {}: restart to apply",
+                    old.driver.name(),
+                    t.driver.name()
+                ));
+            }
             let (a, b) = (alua_of(&new, t), alua_of(&self.cfg, old));
             let shape = |c: &Option<AluaConfig>| {
                 c.as_ref().map(|c| c.groups.iter().map(|g| (g.id, g.remote_ports.clone())).collect::<Vec<_>>())
@@ -371,28 +381,26 @@ impl Runtime {
         }
         let mut devices = self.devices.clone();
         devices.extend(opened);
-        // 3. Apply: grown files first (sessions see CAPACITY DATA HAS CHANGED), and any device
-        // whose backing store changed size outside (a file or block device grown); then maps,
-        // groups and states of running targets; then new targets.
-        let mut log = Vec::new();
+        // The files to grow, opened now (an error here changes nothing).
+        let mut grow_files = Vec::new();
         for (name, size) in &grow {
             let Some(crate::spec::Backend::Fileio { path, .. }) =
                 new.devices.iter().find(|d| d.name == *name).map(|d| &d.spec.backend)
             else {
                 continue;
             };
-            std::fs::OpenOptions::new()
+            let f = std::fs::OpenOptions::new()
                 .write(true)
                 .open(path)
-                .and_then(|f| if f.metadata()?.len() < *size { f.set_len(*size) } else { Ok(()) })
-                .map_err(|e| format!("device {name}: growing {} to {size} bytes: {e}", path.display()))?;
+                .map_err(|e| format!("device {name}: cannot grow {}: {e}", path.display()))?;
+            grow_files.push((name.clone(), path.clone(), f, *size));
         }
-        for (name, d) in &self.devices {
-            if d.rescan() {
-                log.push(format!("device {name}: capacity changed (sessions see CAPACITY DATA HAS CHANGED)"));
-            }
-        }
-        let old_cfg = std::mem::take(&mut self.cfg);
+        // 3. Apply: maps, groups and states of running targets; new targets; then the grown
+        // files and any device whose backing store changed size outside (a file or block device
+        // grown): sessions see CAPACITY DATA HAS CHANGED.
+        let mut log = Vec::new();
+        // A copy, not a take: if a step below fails, the running configuration is still known.
+        let old_cfg = self.cfg.clone();
         self.devices = devices;
         for (name, target) in self.targets.iter().filter(|(n, _)| !removed.contains(n)) {
             let t = served(&new).find(|t| t.name == *name).expect("checked above");
@@ -418,10 +426,6 @@ impl Runtime {
                 rechap.push(NewTarget { target: target.clone(), def: t.clone() });
             }
         }
-        for name in &removed {
-            self.targets.remove(name);
-            log.push(format!("target {name} removed (its sessions are asked to log out)"));
-        }
         let mut added = Vec::new();
         let fresh: Vec<&TargetDef> = served(&new).filter(|t| !self.targets.contains_key(&t.name)).collect();
         for t in fresh {
@@ -429,6 +433,25 @@ impl Runtime {
             self.targets.insert(t.name.clone(), target.clone());
             log.push(format!("target {} added", t.name));
             added.push(NewTarget { target, def: t.clone() });
+        }
+        for name in &removed {
+            self.targets.remove(name);
+            log.push(format!("target {name} removed (its sessions are asked to log out)"));
+        }
+        let mut resized = Vec::new();
+        for (name, path, f, size) in grow_files {
+            // An extension of a file opened above; it does not fail short of a full or broken
+            // file system, and then the error says which file.
+            if f.metadata().map_err(|e| format!("device {name}: {}: {e}", path.display()))?.len() < size {
+                f.set_len(size)
+                    .map_err(|e| format!("device {name}: growing {} to {size} bytes: {e}", path.display()))?;
+            }
+        }
+        for (name, d) in &self.devices {
+            if d.rescan() {
+                log.push(format!("device {name}: capacity changed (sessions see CAPACITY DATA HAS CHANGED)"));
+                resized.push(d.clone());
+            }
         }
         // 4. Devices no longer defined: flushed and dropped (a running command keeps its own
         // reference until it ends).
@@ -441,7 +464,7 @@ impl Runtime {
             }
         }
         self.cfg = new;
-        Ok(Applied { added, rechap, removed, log })
+        Ok(Applied { added, rechap, removed, resized, log })
     }
 
     fn apply_target(
@@ -1048,6 +1071,8 @@ mod tests {
         assert_eq!(std::fs::metadata(&img).unwrap().len(), 16 << 20, "{:?}", a.log);
         assert!(Arc::ptr_eq(&dev, &rt.devices()["f"]), "the same device, not a new one");
         assert_eq!(a.log, ["device f: capacity changed (sessions see CAPACITY DATA HAS CHANGED)"]);
+        assert_eq!(a.resized.len(), 1);
+        assert!(Arc::ptr_eq(&a.resized[0], &dev));
         let tur = ini.execute(0, &[0; 6], &[], &mut []);
         assert_eq!(tur.sense_code(), Some(scst::SenseCode::CAPACITY_DATA_HAS_CHANGED));
         let mut cap = [0u8; 8];
@@ -1086,6 +1111,15 @@ mod tests {
         assert!(a.log.contains(&"target iqn.u removed (its sessions are asked to log out)".to_string()), "{:?}", a.log);
         assert_eq!(rt.targets().keys().collect::<Vec<_>>(), ["iqn.t"]);
         assert_eq!(names(&kept.luns()), [(0, "a".into(), false), (1, "b".into(), false)]);
+        // A target moved to another driver is not a CHAP change: refused.
+        let mut moved = next.clone();
+        moved.targets[0].driver = Driver::Local;
+        moved.targets[0].incoming_user = None;
+        assert_eq!(
+            rt.reload(moved).unwrap_err(),
+            "target iqn.t moved from TARGET_DRIVER iscsi to scst_local: restart to apply"
+        );
+        assert_eq!(rt.config(), &next, "the refused file changed nothing");
         // Enabled again: a new target of that name.
         let a = rt.reload(c).unwrap();
         assert_eq!(a.added.iter().map(|t| t.def.name.as_str()).collect::<Vec<_>>(), ["iqn.u"]);

@@ -130,7 +130,6 @@ impl Ini {
         self.ch.rdma_done(xfer, true);
     }
 
-    /// Runs the channel's actions to quiescence, like a driver with an instant fabric.
     /// The channel was woken, sent SRP_T_LOGOUT with `reason` and disconnected.
     fn expect_t_logout(&mut self, reason: u32) {
         assert!(self.woken.load(Relaxed) > 0, "the channel's driver was woken");
@@ -140,6 +139,7 @@ impl Ini {
         assert!(self.disconnected, "disconnect after the SRP_T_LOGOUT was sent");
     }
 
+    /// Runs the channel's actions to quiescence, like a driver with an instant fabric.
     fn pump(&mut self) {
         while let Some(a) = self.ch.poll() {
             match a {

@@ -128,6 +128,9 @@ struct Fabrics {
     fc: Mutex<Option<FcPort>>,
     vhost_user_dir: Option<PathBuf>,
     local: Mutex<Vec<LocalPort>>,
+    /// Held from a reload to the end of its `apply` (SIGHUP and `scstctl apply` may come
+    /// together): one file's changes reach the fabrics before the next one's.
+    applying: Mutex<()>,
 }
 
 impl Fabrics {
@@ -272,19 +275,19 @@ impl Fabrics {
     /// CHAP credentials get a new entry, new targets are served (logging what cannot be); then
     /// each guest of an scst_local target is told what changed in its LUNs (virtio-scsi has no
     /// unit attention it would act on: hot-plug and parameter-change events instead).
-    fn apply(&self, applied: Applied, rt: &Mutex<Runtime>) {
+    fn apply(&self, mut applied: Applied, rt: &Mutex<Runtime>) {
         for name in &applied.removed {
             if self.iscsi.remove_target(name, Duration::from_secs(3)).is_none() {
                 tracing::warn!(target = %name, "removed target was not exported");
             }
         }
-        for t in applied.rechap {
+        for t in std::mem::take(&mut applied.rechap) {
             match entry(t) {
                 Ok(e) => self.iscsi.add_target(e),
                 Err(e) => tracing::error!("{e}"),
             }
         }
-        for t in applied.added {
+        for t in std::mem::take(&mut applied.added) {
             let cfg = rt.lock().config().clone();
             match self.add(t, &cfg) {
                 Ok(Some(line)) => tracing::info!("serving {line}"),
@@ -293,6 +296,13 @@ impl Fabrics {
             }
         }
         for l in self.local.lock().iter() {
+            // The reload's rescan saw the capacity changes first: tell the guest here.
+            let map = l.ctrl.session().target().lun_map_for(&l.ctrl.session().config().initiator_name);
+            for (lun, m) in &map {
+                if applied.resized.iter().any(|d| Arc::ptr_eq(d, &m.dev)) {
+                    l.ctrl.post_param_change(lun.0, 0x2a, 0x09);
+                }
+            }
             let events = l.ctrl.rescan();
             if events > 0 {
                 tracing::info!(socket = %l.socket.display(), events, "LUN changes posted to the guest");
@@ -317,6 +327,7 @@ fn control(listener: UnixListener, rt: Arc<Mutex<Runtime>>, fabrics: Arc<Fabrics
             continue;
         }
         let servable = fabrics.servable();
+        let _applying = fabrics.applying.lock();
         let reply = rt.lock().command(line.trim(), |p| load(p.map_or(config.as_path(), Path::new), &servable));
         tracing::info!(command = line.trim(), ok = reply.text.starts_with("ok"), "management");
         fabrics.apply(reply.applied, &rt);
@@ -437,6 +448,7 @@ fn run(args: Args) -> Result<(), String> {
         fc: Mutex::new(None),
         vhost_user_dir: args.vhost_user_dir.clone(),
         local: Mutex::new(Vec::new()),
+        applying: Mutex::new(()),
     });
     let names: Vec<(String, u16)> = targets
         .iter()
@@ -489,6 +501,7 @@ fn run(args: Args) -> Result<(), String> {
             break;
         }
         notify("RELOADING=1");
+        let _applying = fabrics.applying.lock();
         match load(&args.config, &fabrics.servable()).and_then(|c| rt.lock().reload(c)) {
             Ok(applied) => {
                 for l in &applied.log {
