@@ -88,11 +88,12 @@ tp=$(( $(date +%s) - t2 ))
 # scst-target: TARGET_DRIVER scst_local (a vhost-user socket) and iscsi on one device.
 truncate -s 64M "$W/d0.img"
 mkdir -p "$W/vu"
-conf() {   # conf EXTRA_LUN_LINE
+conf() {   # conf EXTRA_LUN_LINE [SIZE_MB]
   cat > "$W/scst.conf" << CONF
 HANDLER vdisk_fileio {
 	DEVICE d0 {
 		filename $W/d0.img
+		size_mb ${2:-64}
 	}
 }
 HANDLER vdisk_nullio {
@@ -125,6 +126,8 @@ grep -qx "vhost-user-scsi:$W/vu/vm1.sock" "$W/daemon.out" || { echo "FAIL: scst-
 (
   for _ in $(seq 3000); do [ -e "$W/result/ready-daemon-lun" ] && break; sleep 0.1; done
   conf "LUN 1 n1"; kill -HUP "$DPID"
+  for _ in $(seq 3000); do [ -e "$W/result/ready-daemon-grow" ] && break; sleep 0.1; done
+  conf "LUN 1 n1" 96; kill -HUP "$DPID"
 ) &
 HELPER=$!
 BOOT_SOCK=$W/vu/vm1.sock BOOT_LOG=$W/daemon.err boot daemon
@@ -139,7 +142,8 @@ kill -TERM "$DPID"
 drc=0; wait "$DPID" || drc=$?; DPID=
 [ $drc -eq 0 ] || { echo "FAIL: scst-target exit status $drc"; tail -n 20 "$W/daemon.err"; exit 1; }
 [ ! -e "$W/vu/vm1.sock" ] || { echo "FAIL: scst-target left its vhost-user socket"; exit 1; }
-echo "daemon: scst_local target vm1 (session guest-vm1, relative port 4) and iSCSI on one FILEIO device; SIGHUP hot-added LUN 1"
+[ "$(stat -c %s "$W/d0.img")" = $((96 << 20)) ] || { echo "FAIL: d0.img not grown to 96 MiB"; exit 1; }
+echo "daemon: scst_local target vm1 (session guest-vm1, relative port 4) and iSCSI on one FILEIO device; SIGHUP hot-added LUN 1, then grew d0 64 -> 96 MiB (the guest saw it)"
 echo "PASS vhost-user-scsi (virtio_scsi: 2 LUNs, VPD 83h, 8 MiB O_DIRECT round trip, ext4 remount/verify/fsck," \
   "fio verify QD32, sg_reset -d under fio verify, hot-add, capacity change, reconnect, two paths + PR + ALUA$mp, both request queues used; scst-target scst_local + iSCSI) in" \
   "$(( $(date +%s) - t0 ))s (reconnect boot $(( t2 - t1 ))s, two-path boot ${tp}s)"

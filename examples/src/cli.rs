@@ -51,3 +51,30 @@ pub fn flush_devices<'a>(devices: impl IntoIterator<Item = &'a Arc<scst::Device>
         }
     }
 }
+
+/// Serves vhost-user frontends on `socket`, one connection after the other (logging each), or
+/// only the first with `once`; returns that connection's outcome then, else never. A socket
+/// that cannot be set up is retried every second rather than in a spin.
+///
+/// # Errors
+/// With `once`, the connection's [`scst_local::vhost_user::VhostError`].
+pub fn serve_vhost_user(
+    ctrl: &Arc<scst_local::vhost_user::VhostUserScsi>,
+    socket: &std::path::Path,
+    once: bool,
+) -> Result<(), scst_local::vhost_user::VhostError> {
+    loop {
+        tracing::info!(socket = %socket.display(), "waiting for a vhost-user frontend");
+        let r = ctrl.serve(socket);
+        match &r {
+            Ok(()) => tracing::info!(socket = %socket.display(), "frontend disconnected"),
+            Err(e) => tracing::error!(socket = %socket.display(), error = %e, "vhost-user connection failed"),
+        }
+        if once {
+            return r;
+        }
+        if r.is_err() {
+            std::thread::sleep(std::time::Duration::from_secs(1));
+        }
+    }
+}

@@ -65,12 +65,12 @@ pub struct Applied {
     pub log: Vec<String>,
 }
 
-/// Whether `new` only grows `old`, a FILEIO device, to a larger `size`: `Some(Ok(bytes))` then,
+/// Whether `new` only grows `old`, a FILEIO device, to a larger `size`: `Some(Ok((file, bytes)))` then,
 /// `Some(Err)` for a shrink (which would cut the data of live sessions), `None` for any other
 /// change.
-fn grown(old: &DeviceDef, new: &DeviceDef) -> Option<Result<u64, String>> {
+fn grown<'a>(old: &DeviceDef, new: &'a DeviceDef) -> Option<Result<(&'a PathBuf, u64), String>> {
     use crate::spec::Backend::Fileio;
-    let (Fileio { size: Some(was), .. }, Fileio { size: Some(now), .. }) = (&old.spec.backend, &new.spec.backend)
+    let (Fileio { size: Some(was), .. }, Fileio { path, size: Some(now), .. }) = (&old.spec.backend, &new.spec.backend)
     else {
         return None;
     };
@@ -81,7 +81,7 @@ fn grown(old: &DeviceDef, new: &DeviceDef) -> Option<Result<u64, String>> {
     if same != *old {
         return None;
     }
-    Some(if now > was { Ok(*now) } else { Err(format!("size {now} is below {was}: a device only grows live")) })
+    Some(if now > was { Ok((path, *now)) } else { Err(format!("size {now} is below {was}: a device only grows live")) })
 }
 
 fn served(cfg: &ScstConfig) -> impl Iterator<Item = &TargetDef> {
@@ -197,6 +197,16 @@ fn ports(cfg: &ScstConfig) -> Result<Vec<(Driver, String, SinglePort)>, String> 
     Ok(out)
 }
 
+/// Checks every port id of a configuration: the iSCSI portal group's, and the ports of the
+/// other fabrics' targets ([`single_port`], [`local_ports`]).
+///
+/// # Errors
+/// As [`port_ids`] and [`single_port`].
+pub fn check_ports(cfg: &ScstConfig) -> Result<(), String> {
+    port_ids(cfg)?;
+    ports(cfg).map(drop)
+}
+
 /// Refuses a configuration that serves targets of a driver this daemon cannot serve.
 ///
 /// # Errors
@@ -244,8 +254,7 @@ impl Runtime {
     /// # Errors
     /// A device that cannot be opened, or a map or ALUA table the core refuses.
     pub fn start(cfg: ScstConfig, sgv: SgvPool, state_dir: Option<&Path>) -> Result<(Self, Vec<NewTarget>), String> {
-        port_ids(&cfg)?;
-        ports(&cfg)?;
+        check_ports(&cfg)?;
         let mut rt = Self {
             cfg: ScstConfig::default(),
             devices: BTreeMap::new(),
@@ -333,7 +342,14 @@ impl Runtime {
                 && (old.spec != d.spec || old.handler != d.handler)
             {
                 match grown(old, d) {
-                    Some(Ok(size)) => grow.push((d.name.clone(), size)),
+                    Some(Ok((path, size))) => {
+                        // Opened now, extended once every other step has succeeded.
+                        let f = std::fs::OpenOptions::new()
+                            .write(true)
+                            .open(path)
+                            .map_err(|e| format!("device {}: cannot grow {}: {e}", d.name, path.display()))?;
+                        grow.push((d.name.clone(), path.clone(), f, size));
+                    }
                     Some(Err(e)) => return Err(format!("device {}: {e}", d.name)),
                     None => {
                         return Err(format!(
@@ -381,20 +397,6 @@ impl Runtime {
         }
         let mut devices = self.devices.clone();
         devices.extend(opened);
-        // The files to grow, opened now (an error here changes nothing).
-        let mut grow_files = Vec::new();
-        for (name, size) in &grow {
-            let Some(crate::spec::Backend::Fileio { path, .. }) =
-                new.devices.iter().find(|d| d.name == *name).map(|d| &d.spec.backend)
-            else {
-                continue;
-            };
-            let f = std::fs::OpenOptions::new()
-                .write(true)
-                .open(path)
-                .map_err(|e| format!("device {name}: cannot grow {}: {e}", path.display()))?;
-            grow_files.push((name.clone(), path.clone(), f, *size));
-        }
         // 3. Apply: maps, groups and states of running targets; new targets; then the grown
         // files and any device whose backing store changed size outside (a file or block device
         // grown): sessions see CAPACITY DATA HAS CHANGED.
@@ -402,10 +404,15 @@ impl Runtime {
         // A copy, not a take: if a step below fails, the running configuration is still known.
         let old_cfg = self.cfg.clone();
         self.devices = devices;
+        let mut rechap = Vec::new();
         for (name, target) in self.targets.iter().filter(|(n, _)| !removed.contains(n)) {
             let t = served(&new).find(|t| t.name == *name).expect("checked above");
             let old = served(&old_cfg).find(|t| t.name == *name).expect("checked above");
             self.apply_target(target, old, t, &mut log)?;
+            if (&t.incoming_user, &t.outgoing_user) != (&old.incoming_user, &old.outgoing_user) {
+                log.push(format!("target {name}: CHAP credentials changed (for new logins)"));
+                rechap.push(NewTarget { target: target.clone(), def: t.clone() });
+            }
             if let Some(a) = alua_of(&new, t) {
                 let was = alua_of(&old_cfg, old);
                 for g in a.groups {
@@ -415,15 +422,6 @@ impl Runtime {
                         log.push(format!("target {name}: target port group {} now {:?}", g.id, g.state));
                     }
                 }
-            }
-        }
-        let mut rechap = Vec::new();
-        for (name, target) in self.targets.iter().filter(|(n, _)| !removed.contains(n)) {
-            let t = served(&new).find(|t| t.name == *name).expect("checked above");
-            let old = served(&old_cfg).find(|t| t.name == *name).expect("checked above");
-            if (&t.incoming_user, &t.outgoing_user) != (&old.incoming_user, &old.outgoing_user) {
-                log.push(format!("target {name}: CHAP credentials changed (for new logins)"));
-                rechap.push(NewTarget { target: target.clone(), def: t.clone() });
             }
         }
         let mut added = Vec::new();
@@ -439,7 +437,7 @@ impl Runtime {
             log.push(format!("target {name} removed (its sessions are asked to log out)"));
         }
         let mut resized = Vec::new();
-        for (name, path, f, size) in grow_files {
+        for (name, path, f, size) in grow {
             // An extension of a file opened above; it does not fail short of a full or broken
             // file system, and then the error says which file.
             if f.metadata().map_err(|e| format!("device {name}: {}: {e}", path.display()))?.len() < size {

@@ -27,7 +27,8 @@
 # daemon (a fourth boot, against scst-target serving a TARGET_DRIVER scst_local target from an
 # scst.conf): the pattern written to LUN 0 and read back; VPD 83h names relative target port 4
 # (iSCSI's 1 plus 3, the first scst_local default); then the guest asks the host
-# (ready-daemon-lun) to map LUN 1 in the file and SIGHUP the daemon, and waits for 0:0:0:1.
+# (ready-daemon-lun) to map LUN 1 in the file and SIGHUP the daemon, and waits for 0:0:0:1;
+# then (ready-daemon-grow) to grow LUN 0's device from 64 to 96 MiB, and waits for the new size.
 # Prints "VHOST SCSI OK" at the end.
 set -euxo pipefail
 mode=$1 pat=$2 out=$3
@@ -146,6 +147,11 @@ if [ "$mode" = daemon ]; then
   d1=$(dev_of 0:0:0:1)
   sg_inq "$d1" | tee "$out/inquiry-daemon-lun1.txt"
   dd if="$d1" of=/dev/null bs=1M count=1 iflag=direct status=none
+  # The host grows d0 (size_mb 64 -> 96) and SIGHUPs: a PARAM_CHANGE event, Linux revalidates.
+  [ "$(cat /sys/block/"${d0#/dev/}"/size)" = $((64 << 11)) ]
+  touch "$out/ready-daemon-grow"
+  for _ in $(seq 300); do [ "$(cat /sys/block/"${d0#/dev/}"/size)" = $((96 << 11)) ] && break; sleep 0.1; done
+  [ "$(cat /sys/block/"${d0#/dev/}"/size)" = $((96 << 11)) ]
   echo "VHOST SCSI OK"
   exit 0
 fi

@@ -566,6 +566,17 @@ impl VhostUserScsi {
         posted
     }
 
+    /// Tells the guest that `devices` changed capacity (someone else's [`scst::Device::rescan`]
+    /// noticed it, so [`Self::rescan`] will not): PARAM_CHANGE with CAPACITY DATA HAS CHANGED
+    /// for each LUN of this nexus that maps one of them. Returns the events posted.
+    pub fn capacity_changed(&self, devices: &[Arc<scst::Device>]) -> usize {
+        let map = self.session.target().lun_map_for(&self.session.config().initiator_name);
+        map.iter()
+            .filter(|(_, m)| devices.iter().any(|d| Arc::ptr_eq(d, &m.dev)))
+            .map(|(l, _)| usize::from(self.post_param_change(l.0, 0x2a, 0x09)))
+            .sum()
+    }
+
     /// Posts a parameter change event (a unit attention's ASC/ASCQ, e.g. 2Ah/09h CAPACITY DATA
     /// HAS CHANGED, on which Linux revalidates the disk). Returns whether a buffer was there.
     pub fn post_param_change(&self, lun: u16, asc: u8, ascq: u8) -> bool {

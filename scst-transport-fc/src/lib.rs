@@ -75,7 +75,7 @@ pub mod frame;
 pub mod port;
 pub mod vn2vn;
 
-pub use port::{FcPort, PortConfig, PortEvent, RemotePortInfo, RxError, parse_wwn, wwn_string};
+pub use port::{FcPort, PortConfig, PortEvent, RemotePortInfo, RxError, default_wwnn, parse_wwn, wwn_string};
 
 /// Why received bytes could not be parsed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]

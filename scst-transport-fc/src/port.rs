@@ -93,6 +93,12 @@ pub fn wwn_string(wwn: u64) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect::<Vec<_>>().join(":")
 }
 
+/// The node name a port named `wwpn` gets when none is given: the port name with its first
+/// hex digit (the NAA) 1.
+pub fn default_wwnn(wwpn: u64) -> u64 {
+    wwpn & !(0xf << 60) | 1 << 60
+}
+
 /// Parses a WWN written `0x2000001122334455`, `2000001122334455` or `20:00:00:11:22:33:44:55`.
 pub fn parse_wwn(s: &str) -> Option<u64> {
     let hex: String = s.strip_prefix("0x").unwrap_or(s).chars().filter(|&c| c != ':').collect();

@@ -114,6 +114,15 @@ impl Nexus {
     fn channel(&self, id: u32) -> Option<Arc<ChannelShared>> {
         self.channels.lock().iter().find(|c| c.id == id).cloned()
     }
+
+    /// Has every channel send SRP_T_LOGOUT with `reason` and disconnect; whether there was one.
+    fn terminate(&self, reason: u32) -> bool {
+        let channels = self.channels.lock().clone();
+        for c in &channels {
+            c.push_terminate(reason);
+        }
+        !channels.is_empty()
+    }
 }
 
 impl TargetDriver for Nexus {
@@ -145,11 +154,7 @@ impl TargetDriver for Nexus {
 
     /// Every channel of the nexus sends SRP_T_LOGOUT (no reason given) and disconnects.
     fn close_session(&self) -> bool {
-        let channels = self.channels.lock().clone();
-        for c in &channels {
-            c.push_terminate(iu::logout_reason::NO_REASON);
-        }
-        !channels.is_empty()
+        self.terminate(iu::logout_reason::NO_REASON)
     }
 }
 
@@ -297,9 +302,7 @@ impl SrpPort {
         drop(map);
         if let Some(old) = terminated {
             // Single-channel login: the nexus's channels log out; the old session ends.
-            for c in old.nexus.channels.lock().iter() {
-                c.push_terminate(iu::logout_reason::MULTICHANNEL_ACTION);
-            }
+            old.nexus.terminate(iu::logout_reason::MULTICHANNEL_ACTION);
             old.session.close();
         }
         tracing::info!(initiator = %name, channel = id, multi, flags, "SRP login accepted");

@@ -58,7 +58,7 @@ fn run(args: Args) -> Result<(), String> {
     let wwpn = parse_wwn(&args.wwpn).ok_or_else(|| format!("--wwpn {}: not a WWN", args.wwpn))?;
     let wwnn = match &args.wwnn {
         Some(w) => parse_wwn(w).ok_or_else(|| format!("--wwnn {w}: not a WWN"))?,
-        None => wwpn & !(0xf << 60) | 1 << 60,
+        None => scst_transport_fc::default_wwnn(wwpn),
     };
     let buffer_memory = parse_size(&args.buffer_memory).map_err(|e| e.to_string())?;
     let sgv = SgvPool::new(SgvConfig {

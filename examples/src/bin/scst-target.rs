@@ -34,7 +34,9 @@ use nix::sys::signal::{SigSet, Signal};
 use parking_lot::Mutex;
 use scst::acl::NamePatterns;
 use scst::{SgvConfig, SgvPool};
-use scst_examples::daemon::{Applied, NewTarget, Runtime, check_servable, local_ports, port_ids, single_port};
+use scst_examples::daemon::{
+    Applied, NewTarget, Runtime, check_ports, check_servable, local_ports, port_ids, single_port,
+};
 use scst_examples::scstconf::{self, Driver, ScstConfig};
 use scst_examples::spec::parse_size;
 use scst_transport_iscsi::{ChapConfig, ChapCredentials, IscsiConfig, IscsiServer, TargetEntry};
@@ -173,16 +175,7 @@ impl Fabrics {
         std::thread::Builder::new()
             .name("vhost-user".into())
             .spawn(move || {
-                loop {
-                    match c.serve(&path) {
-                        Ok(()) => tracing::info!(socket = %path.display(), "vhost-user frontend disconnected"),
-                        Err(e) => {
-                            tracing::error!(socket = %path.display(), error = %e, "vhost-user connection failed");
-                            // Do not spin on a socket that cannot be set up.
-                            std::thread::sleep(Duration::from_secs(1));
-                        }
-                    }
-                }
+                let _ = scst_examples::cli::serve_vhost_user(&c, &path, false);
             })
             .map_err(|e| format!("vhost-user thread: {e}"))?;
         // The socket exists once the thread listens; the line printed names it.
@@ -199,16 +192,14 @@ impl Fabrics {
 
     fn add_fc(&self, t: NewTarget, cfg: &ScstConfig) -> Result<Option<String>, String> {
         use scst_transport_fc::afpacket::FcoeDriver;
-        use scst_transport_fc::{PortConfig, wwn_string};
+        use scst_transport_fc::{PortConfig, default_wwnn, wwn_string};
         let ifc = self.fcoe_interface.clone().ok_or("an fcst target needs --fcoe-interface")?;
         let ids = single_port(cfg, Driver::Fcst)?.ok_or("no fcst target is served")?;
         let mut slot = self.fc.lock();
         if slot.is_some() {
             return Err(format!("target {}: the FCoE port serves another target", t.def.name));
         }
-        // The node name: the port name with its first hex digit 1 (as fc-target derives it).
-        let wwnn = ids.id & !(0xf << 60) | 1 << 60;
-        let mut pc = PortConfig::new(ids.id, wwnn);
+        let mut pc = PortConfig::new(ids.id, default_wwnn(ids.id));
         pc.rel_port_id = ids.rel_tgt_id;
         pc.tpg_id = ids.tpg;
         let mut driver = FcoeDriver::open(&ifc, pc, t.target).map_err(|e| format!("--fcoe-interface {ifc}: {e}"))?;
@@ -297,13 +288,7 @@ impl Fabrics {
         }
         for l in self.local.lock().iter() {
             // The reload's rescan saw the capacity changes first: tell the guest here.
-            let map = l.ctrl.session().target().lun_map_for(&l.ctrl.session().config().initiator_name);
-            for (lun, m) in &map {
-                if applied.resized.iter().any(|d| Arc::ptr_eq(d, &m.dev)) {
-                    l.ctrl.post_param_change(lun.0, 0x2a, 0x09);
-                }
-            }
-            let events = l.ctrl.rescan();
+            let events = l.ctrl.capacity_changed(&applied.resized) + l.ctrl.rescan();
             if events > 0 {
                 tracing::info!(socket = %l.socket.display(), events, "LUN changes posted to the guest");
             }
@@ -403,8 +388,7 @@ fn run(args: Args) -> Result<(), String> {
         for w in &cfg.warnings {
             let _ = writeln!(out, "warning: {w}");
         }
-        port_ids(&cfg)?;
-        single_port(&cfg, Driver::Srpt)?;
+        check_ports(&cfg)?;
         let _ = writeln!(
             out,
             "{}: {} devices, {} targets ({} served), {} device groups",

@@ -150,28 +150,13 @@ fn run(args: Args) -> Result<(), String> {
         let t = std::thread::Builder::new()
             .name("vhost-user".into())
             .spawn(move || {
-                loop {
-                    tracing::info!(socket = %socket.display(), "waiting for a vhost-user frontend");
-                    let r = ctrl.serve(&socket);
-                    match &r {
-                        Ok(()) => tracing::info!(socket = %socket.display(), "frontend disconnected"),
-                        Err(e) => {
-                            tracing::error!(socket = %socket.display(), error = %e, "vhost-user connection failed")
-                        }
-                    }
-                    if once {
-                        // After the last socket's connection, wake the main thread's sigwait: it
-                        // flushes the devices and exits.
-                        if live.fetch_sub(1, Ordering::AcqRel) == 1 {
-                            let _ = kill(Pid::this(), Signal::SIGTERM);
-                        }
-                        return r;
-                    }
-                    // Do not spin on a socket that cannot be set up.
-                    if r.is_err() {
-                        std::thread::sleep(Duration::from_secs(1));
-                    }
+                let r = scst_examples::cli::serve_vhost_user(&ctrl, &socket, once);
+                // After the last socket's connection (--once), wake the main thread's sigwait:
+                // it flushes the devices and exits.
+                if live.fetch_sub(1, Ordering::AcqRel) == 1 {
+                    let _ = kill(Pid::this(), Signal::SIGTERM);
                 }
+                r
             })
             .map_err(|e| format!("spawning the vhost-user thread: {e}"))?;
         servers.push(t);
