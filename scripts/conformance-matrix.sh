@@ -13,21 +13,25 @@
 # meets a RESERVATION CONFLICT, as SPC-2 requires; run first, Sanitize.Reset sees a real
 # sanitize in progress. Sanitize.Reset needs a sanitize that lasts more than ~5 s: at the
 # default rate (16 MiB/s) any LUN of 128 MiB or more.
+# Kind rbd: a 256 MiB image on a Ceph cluster (SCST_CEPH_CONF=PATH names one; otherwise a
+# single-node test cluster is started with scripts/ceph-cluster.sh and stopped at the end); needs
+# a target built with the rbd feature (--all-features).
 # Prints one table, kind x passed/failed/skipped, then every non-pass by name.
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 BIN=${1:-$HERE/../target/release/iscsi-target}
 TOOL=${CONFORMANCE_TOOL:-$HERE/../../shared/tools/iscsi-conformance}
 [ -x "$TOOL" ] || { echo "no scorer at $TOOL (set CONFORMANCE_TOOL)"; exit 1; }
-ALL_KINDS="fileio-thin fileio-thick fileio-direct-wt fileio-4k blockio-loop ram nullio"
+ALL_KINDS="fileio-thin fileio-thick fileio-direct-wt fileio-4k blockio-loop ram nullio rbd"
 KINDS=${KINDS:-$ALL_KINDS}
 EXPECT=${EXPECT-$HERE/conformance-expected.txt}
 # O_DIRECT needs a real file system (tmpfs refuses it): /var/tmp, not /tmp.
 W=$(mktemp -d /var/tmp/scst-matrix.XXXXXX)
-PID= LOOP=
+PID= LOOP= CEPH_DIR= CEPH_CONF=${SCST_CEPH_CONF:-}
 cleanup() {
   [ -n "$PID" ] && kill "$PID" 2>/dev/null && wait "$PID" 2>/dev/null
   [ -n "$LOOP" ] && losetup -d "$LOOP" 2>/dev/null
+  [ -n "$CEPH_DIR" ] && "$HERE/ceph-cluster.sh" stop "$CEPH_DIR"
   rm -rf "$W"
 }
 trap cleanup EXIT
@@ -53,6 +57,10 @@ spec() {
       echo "blockio:$LOOP" ;;
     ram) echo "ram:256M" ;;
     nullio) echo "nullio:256M" ;;
+    rbd)
+      local image=scst-matrix-$$
+      rbd -c "$CEPH_CONF" create --size 256M "rbd/$image" >&2
+      echo "rbd:rbd/$image,conf=$CEPH_CONF" ;;
     *) echo "unknown kind $1 (one of: $ALL_KINDS)" >&2; exit 2 ;;
   esac
 }
@@ -63,6 +71,10 @@ for s in $suites; do list="ALL.$s,$list"; done
 for kind in $KINDS; do
   if [ "$kind" = blockio-loop ] && [ "$(id -u)" != 0 ]; then
     echo "[$kind] skipped: needs root for a loop device"; continue
+  fi
+  if [ "$kind" = rbd ] && [ -z "$CEPH_CONF" ]; then
+    CEPH_DIR=$W/ceph
+    CEPH_CONF=$("$HERE/ceph-cluster.sh" start "$CEPH_DIR") || { echo "[rbd] no Ceph cluster"; exit 1; }
   fi
   start "$(spec "$kind")"
   echo "[$kind] running ($(date +%T))"

@@ -6,7 +6,8 @@
 #   UNIT     cargo test --workspace (unit, integration, doc tests; BLOCKIO on a loop device)
 #   CONF     libiscsi conformance suite against iscsi-target (scripts/conformance.sh)
 #   MATRIX   the whole suite on default LUN kinds (scripts/conformance-matrix.sh; CI runs
-#            MATRIX_KINDS, a cheap subset; KINDS= of that script runs them all)
+#            MATRIX_KINDS, a cheap subset with an RBD image on a single-node Ceph cluster;
+#            KINDS= of that script runs them all)
 #   LINUX    Linux's own initiators in the rig VM: open-iscsi (scripts/linux-initiator.sh),
 #            virtio_scsi through vhost-user-scsi-target (scripts/vhost-user-scsi.sh), ib_srp
 #            over soft-RoCE against srp-target and LIO's ib_srpt (scripts/srp-rxe.sh), fcoe/libfc
@@ -25,7 +26,10 @@ if [ "$(id -u)" = 0 ] && command -v apt-get > /dev/null; then
   # version, which differs between machine images.
   # libibverbs-dev/librdmacm-dev: the SRP driver (feature rdma, built by --all-features).
   # multipath-tools: dm-multipath in the guest over two vhost-user paths (scripts/vhost-user-scsi.sh).
-  pkgs="libiscsi-bin sg3-utils python3 util-linux e2fsprogs clang libibverbs-dev librdmacm-dev multipath-tools"
+  # librbd-dev/librados-dev: the RBD store (feature rbd); ceph-mon/ceph-osd/ceph-common: the
+  # single-node test cluster its tests and the matrix's rbd kind start (scripts/ceph-cluster.sh).
+  pkgs="libiscsi-bin sg3-utils python3 util-linux e2fsprogs clang libibverbs-dev librdmacm-dev multipath-tools
+    librbd-dev librados-dev ceph-mon ceph-osd ceph-common"
   missing=$(for p in $pkgs; do dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null | grep -q 'install ok installed' || echo "$p"; done)
   if [ -n "$missing" ]; then
     apt-get update -qq
@@ -40,7 +44,7 @@ if step CONF || step MATRIX || step LINUX; then banner "release build"; cargo bu
 if step CONF; then banner "libiscsi conformance"; MIN_PASS=${MIN_PASS:-230} scripts/conformance.sh; fi
 if step MATRIX; then
   banner "conformance matrix"
-  KINDS=${MATRIX_KINDS:-fileio-thick blockio-loop nullio} scripts/conformance-matrix.sh
+  KINDS=${MATRIX_KINDS:-fileio-thick blockio-loop nullio rbd} scripts/conformance-matrix.sh
 fi
 if step LINUX; then
   banner "Linux initiator (rig)"

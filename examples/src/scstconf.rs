@@ -1132,6 +1132,8 @@ pub fn write_config(cfg: &ScstConfig) -> String {
                 Backend::Nullio { size } | Backend::Ram { size } => attr("size", size.to_string()),
                 // Written above as its name (H:C:I:L) alone.
                 Backend::Sg { .. } => {}
+                // scst.conf has no RBD handler (SCST has none): never parsed from a file.
+                Backend::Rbd { .. } => {}
             }
             if s.block_size != 512 {
                 attr("blocksize", s.block_size.to_string());

@@ -6,6 +6,8 @@
 //!       | fileio:PATH[,size=SIZE][,thin][,wt][,direct][,bs=512|4096][,pbs=N][,zerocopy=on|off][,AIO][,COMMON]
 //!           (zerocopy: large READs of cached data go from the page cache to the socket; default on)
 //!       | blockio:DEVICE[,thin][,AIO][,COMMON]
+//!       | rbd:POOL/IMAGE[,conf=PATH][,id=CLIENT][,bs=512|4096][,COMMON]
+//!           (a Ceph RBD image; needs a build with the `rbd` feature: librbd, librados)
 //!       | sg:NODE[,timeout=SECS][,long_timeout=SECS][,pr=passthrough|emulate][,threads=N][,ro][,group=..]
 //!           (SCSI pass-through to /dev/sgN: timeout of READ, WRITE and most commands (30),
 //!            of FORMAT, REWIND, SPACE, ... (1800); reservations emulated by the target
@@ -45,7 +47,7 @@ pub enum SpecError {
     #[error("expected N=SPEC with N in 0..=16383: {0:?}")]
     Lun(String),
     /// Unknown backend kind.
-    #[error("unknown backend {0:?} (ram, nullio, fileio, blockio, sg)")]
+    #[error("unknown backend {0:?} (ram, nullio, fileio, blockio, rbd, sg)")]
     Kind(String),
     /// A size that does not parse.
     #[error("bad size {0:?} (e.g. 64M, 1G)")]
@@ -102,6 +104,17 @@ pub enum Backend {
         thin: bool,
         /// The I/O path (io_uring or worker threads).
         aio: AioMode,
+    },
+    /// A Ceph RBD image.
+    Rbd {
+        /// The RADOS pool.
+        pool: String,
+        /// The image.
+        image: String,
+        /// The cluster's configuration file (librados' default search when `None`).
+        conf: Option<PathBuf>,
+        /// The client id (`admin` when `None`).
+        id: Option<String>,
     },
     /// SCSI pass-through to a SCSI generic node.
     Sg {
@@ -196,11 +209,13 @@ impl LunSpec {
         let defaults = SgTimeouts::default();
         let (mut timeout, mut long_timeout) = (defaults.normal.as_secs(), defaults.long.as_secs());
         let (mut forward_reservations, mut threads) = (false, 8usize);
+        let (mut conf, mut id) = (None, None);
         let kind_name: &'static str = match kind {
             "ram" => "ram",
             "nullio" => "nullio",
             "fileio" => "fileio",
             "blockio" => "blockio",
+            "rbd" => "rbd",
             "sg" => "sg",
             _ => return Err(SpecError::Kind(kind.to_string())),
         };
@@ -241,7 +256,9 @@ impl LunSpec {
                         _ => return Err(bad()),
                     }
                 }
-                (Some(("bs", v)), "ram" | "nullio" | "fileio") => {
+                (Some(("conf", v)), "rbd") if !v.is_empty() => conf = Some(PathBuf::from(v)),
+                (Some(("id", v)), "rbd") if !v.is_empty() => id = Some(v.to_string()),
+                (Some(("bs", v)), "ram" | "nullio" | "fileio" | "rbd") => {
                     out.block_size = match v {
                         "512" => 512,
                         "4096" => 4096,
@@ -282,6 +299,13 @@ impl LunSpec {
             },
             "blockio" => {
                 Backend::Blockio { path: first.ok_or(SpecError::Missing("blockio", "a DEVICE"))?.into(), thin, aio }
+            }
+            "rbd" => {
+                let (pool, image) = first
+                    .and_then(|f| f.split_once('/'))
+                    .filter(|(p, i)| !p.is_empty() && !i.is_empty() && !i.contains('/'))
+                    .ok_or(SpecError::Missing("rbd", "POOL/IMAGE"))?;
+                Backend::Rbd { pool: pool.to_string(), image: image.to_string(), conf, id }
             }
             _ => Backend::Sg {
                 path: first.ok_or(SpecError::Missing("sg", "a NODE"))?.into(),
@@ -333,6 +357,7 @@ impl LunSpec {
             Backend::Blockio { path, thin, aio } => {
                 Device::new(cfg, Disk::new(BlockDevStore::open_with(path, self.read_only, *thin, *aio)?))
             }
+            Backend::Rbd { pool, image, conf, id } => Device::new(cfg, open_rbd(pool, image, conf, id, bs)?),
             Backend::Sg { path, timeout, long_timeout, forward_reservations, threads } => {
                 cfg.threads = *threads;
                 let opts = SgOptions {
@@ -348,6 +373,35 @@ impl LunSpec {
         };
         dev.map_err(io)
     }
+}
+
+/// Opens an RBD image as a disk.
+#[cfg(feature = "rbd")]
+fn open_rbd(
+    pool: &str,
+    image: &str,
+    conf: &Option<PathBuf>,
+    id: &Option<String>,
+    bs: u32,
+) -> Result<Arc<dyn scst::DeviceHandler>, OpenError> {
+    use scst_backends::rbd::{RbdOptions, RbdStore};
+    let o = RbdOptions { pool: pool.into(), image: image.into(), conf: conf.clone(), id: id.clone(), block_size: bs };
+    Ok(Disk::new(RbdStore::open(&o)?))
+}
+
+/// This build has no RBD store.
+#[cfg(not(feature = "rbd"))]
+fn open_rbd(
+    pool: &str,
+    image: &str,
+    _: &Option<PathBuf>,
+    _: &Option<String>,
+    _: u32,
+) -> Result<Arc<dyn scst::DeviceHandler>, OpenError> {
+    Err(OpenError::Io {
+        path: format!("rbd:{pool}/{image}"),
+        source: std::io::Error::new(std::io::ErrorKind::Unsupported, "this build has no RBD support (--features rbd)"),
+    })
 }
 
 /// Parses `NAME:PATTERN[,PATTERN...]` (a security group).
@@ -435,6 +489,26 @@ mod tests {
         assert!(parse_size("12X").is_err());
         assert!(parse_size("99999999999T").is_err());
         assert!(parse_size("").is_err());
+    }
+
+    #[test]
+    fn rbd_specs() {
+        let s = LunSpec::parse("2=rbd:pool1/disk-a,conf=/etc/ceph/x.conf,id=gw1,bs=4096,ro").unwrap();
+        assert_eq!(
+            s.backend,
+            Backend::Rbd {
+                pool: "pool1".into(),
+                image: "disk-a".into(),
+                conf: Some("/etc/ceph/x.conf".into()),
+                id: Some("gw1".into()),
+            }
+        );
+        assert_eq!((s.block_size, s.read_only), (4096, true));
+        let s = LunSpec::parse("0=rbd:rbd/img").unwrap();
+        assert_eq!(s.backend, Backend::Rbd { pool: "rbd".into(), image: "img".into(), conf: None, id: None });
+        for bad in ["0=rbd:img", "0=rbd:/img", "0=rbd:pool/", "0=rbd:a/b/c", "0=rbd:p/i,thin", "0=rbd:p/i,conf="] {
+            assert!(LunSpec::parse(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //! | [`RamStore`] | in memory, sparse | no | the embedded default; pages appear on first write |
 //! | [`FileStore`] | regular file | yes | io_uring (or `preadv2`/`pwritev2` on workers) on the command's segments; write-back or write-through; optional `O_DIRECT`; sparse when thin |
 //! | [`BlockDevStore`] | block device | yes | `O_DIRECT`, io_uring or workers; size and logical block size from the device |
+//! | `rbd::RbdStore` (feature `rbd`) | Ceph RBD image | yes | librbd's asynchronous calls, completions through an eventfd; COMPARE AND WRITE atomic in the cluster |
 //!
 //! Each implements [`scst::BlockStore`]; wrap one in [`scst::Disk`] to get a SCSI disk.
 //!
@@ -22,6 +23,8 @@ mod block;
 mod file;
 mod nullio;
 mod ram;
+#[cfg(feature = "rbd")]
+pub mod rbd;
 pub mod sg;
 mod sys;
 mod uring;

@@ -171,6 +171,30 @@ pub trait BlockStore: Send + Sync + 'static {
         Err(io)
     }
 
+    /// COMPARE AND WRITE done by the store itself, atomically where the store is shared (a
+    /// distributed block store compares and writes in one operation on its server, so the
+    /// command is atomic against every node that writes the same blocks, not only against this
+    /// process). `compare` and `data` (the command's buffer segments) hold the same number of
+    /// bytes, whole blocks at byte offset `off`.
+    /// `Some(Ok(None))`: the medium matched `compare` and now holds `data` (durable when `fua`);
+    /// `Some(Ok(Some(i)))`: byte `i` of the range is the first that differs, nothing written;
+    /// `None` (the default): the store does not offer it here, and the core compares and writes
+    /// under its exclusive range lock (atomic against this process's commands only). Called on
+    /// a device worker, with the core's range lock held.
+    ///
+    /// # Errors
+    /// An I/O error (the command fails with MEDIUM ERROR).
+    fn compare_and_write(
+        &self,
+        off: u64,
+        compare: &[IoSlice<'_>],
+        data: &[IoSlice<'_>],
+        fua: bool,
+    ) -> Option<io::Result<Option<u64>>> {
+        let _ = (off, compare, data, fua);
+        None
+    }
+
     /// Re-reads the size from the backing object (after it was resized) and returns it.
     ///
     /// # Errors

@@ -47,6 +47,9 @@ pub(super) fn compare_and_write<S: BlockStore>(d: &Disk<S>, cmd: &mut Cmd) -> Re
     }
     let len = (info.blocks * d.bs()) as usize;
     let _range = d.locks.lock(info.lba, info.blocks, Mode::Exclusive);
+    if let Some(r) = store_compare_and_write(d, cmd, len) {
+        return r;
+    }
     let mut medium = cmd.session().target().sgv().alloc(len).map_err(|_| Fail::BUSY)?;
     if d.store.caps().null {
         medium.fill(0, len, 0);
@@ -59,6 +62,26 @@ pub(super) fn compare_and_write<S: BlockStore>(d: &Disk<S>, cmd: &mut Cmd) -> Re
         return Err(Sense::with_info(SenseCode::MISCOMPARE_DURING_VERIFY, i as u64).into());
     }
     d.write_buf(cmd, len, len, info.lba, info.fua)
+}
+
+/// COMPARE AND WRITE by the store ([`BlockStore::compare_and_write`]), if it offers it.
+fn store_compare_and_write<S: BlockStore>(d: &Disk<S>, cmd: &mut Cmd, len: usize) -> Option<Result<(), Fail>> {
+    let info = *cmd.info();
+    let buf = cmd.buf()?;
+    let (mut compare, mut data) = (crate::sgv::empty_io_slices(), crate::sgv::empty_io_slices());
+    let nc = buf.io_slices(0, len, &mut compare);
+    let nd = buf.io_slices(len, len, &mut data);
+    let fua = d.write_through(cmd, info.fua);
+    Some(match d.store.compare_and_write(info.lba * d.bs(), &compare[..nc], &data[..nd], fua)? {
+        Ok(None) => {
+            if let Some(dev) = cmd.device() {
+                dev.stats().write_bytes.fetch_add(len as u64, std::sync::atomic::Ordering::Relaxed);
+            }
+            Ok(())
+        }
+        Ok(Some(i)) => Err(Sense::with_info(SenseCode::MISCOMPARE_DURING_VERIFY, i).into()),
+        Err(e) => Err(write_error(&e, info.lba).into()),
+    })
 }
 
 /// ORWRITE(16) without generation processing: each Data-Out byte is ORed into the medium.
