@@ -70,6 +70,9 @@ fn lun_spec(s: &str) {
             assert!(!path.as_os_str().is_empty());
             assert!(*timeout > 0 && *long_timeout > 0 && *threads > 0, "{spec:?}");
         }
+        Backend::Rbd { pool, image, .. } => {
+            assert!(!pool.is_empty() && !image.is_empty() && !image.contains('/'), "{spec:?}");
+        }
     }
     let again = format_spec(&spec);
     assert_eq!(LunSpec::parse(&again), Ok(spec.clone()), "{s:?} formatted as {again:?}");
@@ -81,6 +84,16 @@ fn lun_spec(s: &str) {
 fn format_spec(s: &LunSpec) -> String {
     let mut opts: Vec<String> = Vec::new();
     let head = match &s.backend {
+        Backend::Rbd { pool, image, conf, id } => {
+            if let Some(c) = conf {
+                opts.push(format!("conf={}", c.to_str().expect("parsed from a str")));
+            }
+            if let Some(i) = id {
+                opts.push(format!("id={i}"));
+            }
+            opts.push(format!("bs={}", s.block_size));
+            format!("rbd:{pool}/{image}")
+        }
         Backend::Ram { size } => {
             opts.push(format!("bs={}", s.block_size));
             format!("ram:{size}")
