@@ -47,8 +47,14 @@ fn conf() -> PathBuf {
                 return PathBuf::from(c);
             }
             let dir = std::env::temp_dir().join(format!("scst-rbd-tests-{}", std::process::id()));
-            let out =
-                std::process::Command::new(script()).arg("start").arg(&dir).output().expect("run ceph-cluster.sh");
+            let start =
+                || std::process::Command::new(script()).arg("start").arg(&dir).output().expect("run ceph-cluster.sh");
+            let mut out = start();
+            if !out.status.success() {
+                // Once more from scratch (say, a port taken between its choice and the bind).
+                let _ = std::process::Command::new(script()).arg("stop").arg(&dir).status();
+                out = start();
+            }
             assert!(
                 out.status.success(),
                 "no Ceph cluster for the RBD tests (set SCST_CEPH_CONF or install ceph-mon ceph-osd \
