@@ -21,8 +21,10 @@
 //!   is one block) falls back to the core's comparison under its range lock, atomic in this
 //!   process only.
 //! - A resize (`rbd resize`, another gateway's) is seen when the device is rescanned
-//!   ([`BlockStore::refresh`]: `scstctl apply`, SIGHUP, `scst::Device::rescan`), which raises
-//!   CAPACITY DATA HAS CHANGED.
+//!   ([`BlockStore::refresh`] through `scst::Device::rescan`), which raises CAPACITY DATA HAS
+//!   CHANGED; nothing rescans on its own yet.
+//! - The synchronous calls (the worker path: VERIFY, WRITE SAME, a refused submission) make one
+//!   librbd call per buffer segment, one after another.
 
 #![allow(unsafe_code)]
 
@@ -112,7 +114,8 @@ impl Pool {
         let mut cluster: ffi::RadosT = std::ptr::null_mut();
         // SAFETY: valid out-pointer and NUL-terminated strings.
         check(unsafe { ffi::rados_create2(&mut cluster, c"ceph".as_ptr(), name.as_ptr(), 0) })?;
-        let p = Self { cluster, ioctx: std::ptr::null_mut() };
+        // Owned from here: an error below shuts the handle down.
+        let mut p = Self { cluster, ioctx: std::ptr::null_mut() };
         let conf = o.conf.as_ref().map(|c| cstr(&c.to_string_lossy())).transpose()?;
         // SAFETY: `cluster` is a created, unconnected handle; strings outlive the calls.
         unsafe {
@@ -131,7 +134,6 @@ impl Pool {
             check(ffi::rados_conf_set(cluster, c"rbd_skip_partial_discard".as_ptr(), c"false".as_ptr()))?;
             check(ffi::rados_connect(cluster))?;
         }
-        let mut p = p;
         let pool = cstr(&o.pool)?;
         // SAFETY: connected handle, valid out-pointer.
         check(unsafe { ffi::rados_ioctx_create(cluster, pool.as_ptr(), &mut p.ioctx) })?;
@@ -185,7 +187,7 @@ pub fn resize_image(o: &RbdOptions, size: u64) -> io::Result<()> {
     check(unsafe { ffi::rbd_resize(s.image, size) })
 }
 
-/// An open image, its pool, and what its completion thread shares with the store.
+/// An open image and the pool connection it was opened through (closed in that order).
 struct Handle {
     image: ffi::RbdImageT,
     _pool: Pool,
