@@ -35,6 +35,18 @@ case $cmd in
   *) echo "usage: ceph-cluster.sh start|stop DIR" >&2; exit 2 ;;
 esac
 
+# Ceph 16's monitor client sometimes sends a command before it holds the cluster's fsid; the
+# monitor refuses it ('wrong fsid', EPERM) and the command fails. Every command here is
+# idempotent, so such a failure is retried.
+retry() {
+  local i
+  for i in 1 2 3 4 5; do
+    "$@" && return 0
+    sleep 0.3
+  done
+  return 1
+}
+
 for c in ceph-mon ceph-osd ceph rados monmaptool ceph-authtool; do
   command -v $c > /dev/null || { echo "missing $c (apt-get install ceph-mon ceph-osd ceph-common)" >&2; exit 1; }
 done
@@ -85,21 +97,30 @@ ceph-authtool --create-keyring "$DIR/keyring" --gen-key -n mon. > /dev/null
 monmaptool --create --fsid "$FSID" --addv a "[v1:127.0.0.1:$MON_PORT]" "$DIR/monmap" > /dev/null
 ceph-mon -c "$CONF" --mkfs -i a --monmap "$DIR/monmap" --keyring "$DIR/keyring"
 ceph-mon -c "$CONF" -i a 2>> "$DIR/log/daemons.err"
-for _ in $(seq 100); do ceph -c "$CONF" --connect-timeout 2 mon stat > /dev/null 2>&1 && break; sleep 0.2; done
-ceph -c "$CONF" mon stat > /dev/null || { echo "monitor did not come up; log:" >&2; tail -20 "$DIR/log/mon.a.log" >&2; stop; exit 1; }
-id=$(ceph -c "$CONF" osd create)
+up=
+for _ in $(seq 100); do ceph -c "$CONF" --connect-timeout 2 mon stat > /dev/null 2>&1 && { up=1; break; }; sleep 0.2; done
+[ -n "$up" ] || { echo "monitor did not come up; log:" >&2; tail -20 "$DIR/log/mon.a.log" >&2; stop; exit 1; }
+# `osd create UUID` is idempotent, so a retried command cannot make a second OSD.
+OSD_UUID=$(cat /proc/sys/kernel/random/uuid)
+id=$(retry ceph -c "$CONF" osd create "$OSD_UUID")
 mkdir -p "$DIR/osd/osd.$id"
-ceph-osd -c "$CONF" -i "$id" --mkfs > "$DIR/log/osd-mkfs.log" 2>&1
-ceph-osd -c "$CONF" -i "$id" 2>> "$DIR/log/daemons.err"
+ceph-osd -c "$CONF" -i "$id" --mkfs --osd-uuid "$OSD_UUID" > "$DIR/log/osd-mkfs.log" 2>&1
+# The OSD's first monitor commands sometimes leave before it has the cluster's fsid (the
+# monitor answers 'wrong fsid' and the OSD exits at init, about 1 start in 6 here): try again.
+for try in 1 2 3 4 5; do
+  ceph-osd -c "$CONF" -i "$id" 2>> "$DIR/log/daemons.err" && break
+  [ "$try" -lt 5 ] || { echo "OSD did not start; log:" >&2; tail -20 "$DIR/log/daemons.err" >&2; stop; exit 1; }
+  sleep 0.5
+done
 for _ in $(seq 150); do
-  ceph -c "$CONF" osd stat -f json 2> /dev/null | grep -q '"num_up_osds":1' && break
+  ceph -c "$CONF" osd stat -f json 2> /dev/null | grep -q '"num_up_osds":1' && { up=2; break; }
   sleep 0.2
 done
-ceph -c "$CONF" osd stat -f json | grep -q '"num_up_osds":1' || {
+[ "$up" = 2 ] || {
   echo "OSD did not come up; log:" >&2; tail -20 "$DIR/log/osd.$id.log" >&2; stop; exit 1
 }
-ceph -c "$CONF" osd pool create "$POOL" 8 8 > /dev/null 2>&1
-ceph -c "$CONF" osd pool application enable "$POOL" rbd > /dev/null 2>&1
+retry ceph -c "$CONF" osd pool create "$POOL" 8 8 > /dev/null 2>&1
+retry ceph -c "$CONF" osd pool application enable "$POOL" rbd > /dev/null 2>&1
 # Placement groups active before anyone writes: an object write waits for them (`ceph pg
 # stat` would need a manager, which this cluster does without).
 probe=$DIR/run/probe

@@ -74,7 +74,8 @@ for kind in $KINDS; do
   fi
   if [ "$kind" = rbd ] && [ -z "$CEPH_CONF" ]; then
     CEPH_DIR=$W/ceph
-    CEPH_CONF=$("$HERE/ceph-cluster.sh" start "$CEPH_DIR") || { echo "[rbd] no Ceph cluster"; exit 1; }
+    CEPH_CONF=$("$HERE/ceph-cluster.sh" start "$CEPH_DIR" 2> "$W/ceph.err") ||
+      { echo "[rbd] no Ceph cluster:"; cat "$W/ceph.err"; exit 1; }
   fi
   start "$(spec "$kind")"
   echo "[$kind] running ($(date +%T))"
