@@ -39,13 +39,13 @@ pub use uring::AioMode;
 /// I/Os submitted to the process's io_uring so far (resubmissions of short transfers included),
 /// or `None` when this process has no ring (none was needed yet, or io_uring is unavailable).
 pub fn io_uring_submitted() -> Option<u64> {
-    uring::Ring::existing().map(uring::Ring::submitted)
+    uring::Ring::existing().map(|_| uring::Ring::submitted())
 }
 
 /// `io_uring_enter` calls made so far to submit I/O (fewer than submissions when they were
 /// batched, see [`scst::batch`]), or `None` when this process has no ring.
 pub fn io_uring_enters() -> Option<u64> {
-    uring::Ring::existing().map(uring::Ring::enters)
+    uring::Ring::existing().map(|_| uring::Ring::enters())
 }
 
 /// Whether io_uring works here: creates the shared ring if no store has yet.

@@ -11,13 +11,24 @@
 //! one thread boundary, as on the worker path, but no thread sits in a blocking `pwritev` and
 //! the kernel queues every command in flight to the device at once.
 //!
+//! A thread that made the [`scst::wait`] promise (an iSCSI connection's receive thread) gets a
+//! ring of its own instead, created at its first submission ([`LocalRing`], `SINGLE_ISSUER` and
+//! `DEFER_TASKRUN` where the kernel has them): the kernel completes an io_uring read or write in
+//! the context of the task that submitted it, so with the shared ring every completion woke the
+//! submitting thread (to post the completion) and then the completion thread (to act on it).
+//! With its own ring the thread waits for its socket (a poll request on the same ring) and its
+//! completions in one `io_uring_enter`, and completes its commands itself: no hand-off, one
+//! wake-up. When its slots are all busy, further I/O goes to the shared ring.
+//!
 //! Where io_uring is unavailable (old kernel, `io_uring_disabled`, a seccomp filter) creating the
 //! ring fails once, a warning says so, and the stores keep the worker threads.
 
 #![allow(unsafe_code)]
 
+use std::cell::{Cell, RefCell};
 use std::io;
 use std::os::fd::RawFd;
+use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, OnceLock};
 
@@ -29,6 +40,16 @@ use scst::{BlockIo, IoKind};
 
 /// I/Os in flight on the ring at most; more are refused (and run on a worker).
 const SLOTS: u32 = 512;
+
+/// I/Os in flight on one thread's own ring at most; more go to the shared ring.
+const LOCAL_SLOTS: u32 = 128;
+
+/// The `user_data` of a local ring's poll request on the thread's socket.
+const POLL_TAG: u64 = u64::MAX;
+
+/// Submissions and `io_uring_enter` calls that submit, over every ring of the process.
+static SUBMITTED: AtomicU64 = AtomicU64::new(0);
+static ENTERS: AtomicU64 = AtomicU64::new(0);
 
 /// How a store reads past its end.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -77,10 +98,8 @@ pub(crate) struct Ring {
     sq: Mutex<()>,
     slots: Box<[Mutex<Option<InFlight>>]>,
     free: ArrayQueue<u32>,
-    /// Submissions and completions, for the log and tests.
-    submitted: AtomicU64,
-    /// `io_uring_enter` calls made to submit (the completion thread's waits not counted).
-    enters: AtomicU64,
+    /// A thread's own ring ([`LocalRing`]): entered through that thread's batch kick.
+    local: bool,
 }
 
 impl std::fmt::Debug for Ring {
@@ -88,8 +107,7 @@ impl std::fmt::Debug for Ring {
         f.debug_struct("Ring")
             .field("slots", &self.slots.len())
             .field("free", &self.free.len())
-            .field("submitted", &self.submitted())
-            .field("enters", &self.enters.load(Relaxed))
+            .field("local", &self.local)
             .finish()
     }
 }
@@ -110,6 +128,23 @@ impl scst::batch::Kick for Enter {
 fn enter_kick() -> &'static Arc<dyn scst::batch::Kick> {
     static KICK: OnceLock<Arc<dyn scst::batch::Kick>> = OnceLock::new();
     KICK.get_or_init(|| Arc::new(Enter))
+}
+
+/// Enters the current thread's own ring for SQEs pushed inside a batch.
+struct EnterLocal;
+
+impl scst::batch::Kick for EnterLocal {
+    fn kick(&self) {
+        let l = LOCAL_RING.try_with(|l| l.borrow().clone()).ok().flatten();
+        if let Some(l) = l {
+            l.ring.enter();
+        }
+    }
+}
+
+fn enter_local_kick() -> &'static Arc<dyn scst::batch::Kick> {
+    static KICK: OnceLock<Arc<dyn scst::batch::Kick>> = OnceLock::new();
+    KICK.get_or_init(|| Arc::new(EnterLocal))
 }
 
 impl Ring {
@@ -144,6 +179,10 @@ impl Ring {
 
     fn new() -> io::Result<Self> {
         let ring = IoUring::builder().setup_cqsize(SLOTS * 2).build(SLOTS)?;
+        Self::with(ring, SLOTS, false)
+    }
+
+    fn with(ring: IoUring, nslots: u32, local: bool) -> io::Result<Self> {
         let mut probe = io_uring::Probe::new();
         ring.submitter().register_probe(&mut probe)?;
         for op in [opcode::Readv::CODE, opcode::Writev::CODE, opcode::Fsync::CODE, opcode::Nop::CODE] {
@@ -151,33 +190,33 @@ impl Ring {
                 return Err(io::Error::new(io::ErrorKind::Unsupported, format!("opcode {op} not supported")));
             }
         }
-        let free = ArrayQueue::new(SLOTS as usize);
-        for i in 0..SLOTS {
+        let free = ArrayQueue::new(nslots as usize);
+        for i in 0..nslots {
             let _ = free.push(i);
         }
-        Ok(Self {
-            ring,
-            sq: Mutex::new(()),
-            slots: (0..SLOTS).map(|_| Mutex::new(None)).collect(),
-            free,
-            submitted: AtomicU64::new(0),
-            enters: AtomicU64::new(0),
-        })
+        Ok(Self { ring, sq: Mutex::new(()), slots: (0..nslots).map(|_| Mutex::new(None)).collect(), free, local })
     }
 
-    /// I/Os submitted to the kernel so far (resubmissions of short transfers included).
-    pub(crate) fn submitted(&self) -> u64 {
-        self.submitted.load(Relaxed)
+    /// I/Os submitted to the kernel so far by every ring of the process (resubmissions of short
+    /// transfers included).
+    pub(crate) fn submitted() -> u64 {
+        SUBMITTED.load(Relaxed)
     }
 
-    /// `io_uring_enter` calls made to submit.
-    pub(crate) fn enters(&self) -> u64 {
-        self.enters.load(Relaxed)
+    /// `io_uring_enter` calls made to submit, by every ring of the process.
+    pub(crate) fn enters() -> u64 {
+        ENTERS.load(Relaxed)
+    }
+
+    /// I/Os started and not yet completed.
+    fn in_flight(&self) -> usize {
+        self.slots.len() - self.free.len()
     }
 
     /// Starts `io` on the descriptor `fd_for` picks for its segments (an `O_DIRECT` one when
     /// they are aligned, say), writing through with `dsync`; `Err(io)` when every slot is busy
-    /// or the kernel refuses.
+    /// or the kernel refuses. On a thread with a ring of its own ([`LocalRing`]) it goes there
+    /// while that ring has a free slot.
     pub(crate) fn submit(
         &self,
         io: BlockIo,
@@ -185,7 +224,24 @@ impl Ring {
         eof: AtEof,
         fd_for: impl FnOnce(&[libc::iovec]) -> RawFd,
     ) -> Result<(), BlockIo> {
+        if !self.local
+            && let Some(l) = LocalRing::current()
+            && let Some(idx) = l.ring.free.pop()
+        {
+            return l.ring.start(idx, io, dsync, eof, fd_for);
+        }
         let Some(idx) = self.free.pop() else { return Err(io) };
+        self.start(idx, io, dsync, eof, fd_for)
+    }
+
+    fn start(
+        &self,
+        idx: u32,
+        io: BlockIo,
+        dsync: bool,
+        eof: AtEof,
+        fd_for: impl FnOnce(&[libc::iovec]) -> RawFd,
+    ) -> Result<(), BlockIo> {
         let mut slot = self.slots[idx as usize].lock();
         let iov = [libc::iovec { iov_base: std::ptr::null_mut(), iov_len: 0 }; MAX_SEGS];
         let f = slot.insert(InFlight { io, iov, nseg: 0, done: 0, first: 0, fd: -1, dsync, eof });
@@ -235,8 +291,9 @@ impl Ring {
             }
             sq.sync();
         }
-        self.submitted.fetch_add(1, Relaxed);
-        if !scst::batch::defer(enter_kick()) {
+        SUBMITTED.fetch_add(1, Relaxed);
+        let kick = if self.local { enter_local_kick() } else { enter_kick() };
+        if !scst::batch::defer(kick) {
             self.enter();
         }
         Ok(())
@@ -244,7 +301,7 @@ impl Ring {
 
     /// Submits the SQEs pushed so far.
     fn enter(&self) {
-        self.enters.fetch_add(1, Relaxed);
+        ENTERS.fetch_add(1, Relaxed);
         match self.ring.submit() {
             Ok(_) => {}
             // The entries stay queued: the completion thread's next enter submits them.
@@ -331,6 +388,182 @@ impl Ring {
         let Some(f) = self.slots[idx as usize].lock().take() else { return };
         let _ = self.free.push(idx);
         f.io.complete(r);
+    }
+}
+
+thread_local! {
+    static LOCAL_RING: RefCell<Option<Rc<LocalRing>>> = const { RefCell::new(None) };
+    /// Creating this thread's ring failed once: it uses the shared one from then on.
+    static LOCAL_FAILED: Cell<bool> = const { Cell::new(false) };
+}
+
+/// The ring of one thread that made the [`scst::wait`] promise: only that thread submits to
+/// it, waits on it and completes its I/O (see the module documentation).
+pub(crate) struct LocalRing {
+    ring: Ring,
+    /// A poll request on the thread's socket is on the ring.
+    poll_armed: Cell<bool>,
+}
+
+impl LocalRing {
+    /// The current thread's ring, created and registered with [`scst::wait`] on first use;
+    /// `None` on a thread without the promise (or when the ring cannot be had).
+    fn current() -> Option<Rc<Self>> {
+        if !scst::wait::enabled() {
+            return None;
+        }
+        let l = LOCAL_RING.try_with(|l| l.borrow().clone()).ok()?;
+        let l = match l {
+            Some(l) => l,
+            None => {
+                if LOCAL_FAILED.with(Cell::get) {
+                    return None;
+                }
+                match Self::new() {
+                    Ok(r) => {
+                        let r = Rc::new(r);
+                        LOCAL_RING.with_borrow_mut(|l| *l = Some(r.clone()));
+                        r
+                    }
+                    Err(e) => {
+                        tracing::debug!("no io_uring of this thread's own ({e}); the shared one serves it");
+                        LOCAL_FAILED.with(|f| f.set(true));
+                        return None;
+                    }
+                }
+            }
+        };
+        // Registered again after a promise ended and a new one began on this thread.
+        if !scst::wait::registered() && !scst::wait::register(l.clone()) {
+            return None;
+        }
+        Some(l)
+    }
+
+    fn new() -> io::Result<Self> {
+        // Room in the submission queue for every slot and the poll request.
+        let entries = LOCAL_SLOTS * 2;
+        let ring = IoUring::builder()
+            .setup_cqsize(entries * 2)
+            .setup_single_issuer()
+            .setup_defer_taskrun()
+            .build(entries)
+            .or_else(|_| IoUring::builder().setup_cqsize(entries * 2).build(entries))?;
+        let mut probe = io_uring::Probe::new();
+        ring.submitter().register_probe(&mut probe)?;
+        if !probe.is_supported(opcode::PollAdd::CODE) {
+            return Err(io::Error::new(io::ErrorKind::Unsupported, "no IORING_OP_POLL_ADD"));
+        }
+        Ok(Self { ring: Ring::with(ring, LOCAL_SLOTS, true)?, poll_armed: Cell::new(false) })
+    }
+
+    /// Enters the ring (submitting what is queued) and waits for one completion at least.
+    fn wait_one(&self) -> bool {
+        loop {
+            match self.ring.ring.submit_and_wait(1) {
+                Ok(_) => return true,
+                Err(e) if e.raw_os_error() == Some(libc::EINTR) => {}
+                // The completion queue is full: reaping makes room.
+                Err(e) if e.raw_os_error() == Some(libc::EBUSY) => return true,
+                Err(e) => {
+                    tracing::error!("io_uring wait (thread's own ring): {e}");
+                    return false;
+                }
+            }
+        }
+    }
+
+    /// Finishes every completion posted so far; `true` when the poll request fired.
+    fn reap(&self) -> bool {
+        let mut polled = false;
+        loop {
+            // SAFETY: only this thread consumes this ring's completion queue (the ring is
+            // reachable from this thread's local storage only, and `Rc` keeps it there).
+            let c = unsafe { self.ring.ring.completion_shared().next() };
+            let Some(c) = c else { return polled };
+            if c.user_data() == POLL_TAG {
+                self.poll_armed.set(false);
+                polled = true;
+            } else {
+                self.ring.finish(c.user_data() as u32, c.result());
+            }
+        }
+    }
+
+    fn arm_poll(&self, fd: RawFd) -> bool {
+        let sqe =
+            opcode::PollAdd::new(types::Fd(fd), (libc::POLLIN | libc::POLLRDHUP) as u32).build().user_data(POLL_TAG);
+        let _g = self.ring.sq.lock();
+        // SAFETY: one producer (the `sq` lock, and only this thread uses this ring); the entry
+        // refers to no memory of ours.
+        let pushed = unsafe {
+            let mut sq = self.ring.ring.submission_shared();
+            let ok = sq.push(&sqe).is_ok();
+            sq.sync();
+            ok
+        };
+        self.poll_armed.set(pushed);
+        pushed
+    }
+}
+
+/// Whether `fd` has input (or an error or hang-up) now.
+fn readable_now(fd: RawFd) -> bool {
+    let mut p = libc::pollfd { fd, events: libc::POLLIN | libc::POLLRDHUP, revents: 0 };
+    // SAFETY: one valid pollfd, no waiting.
+    unsafe { libc::poll(&mut p, 1, 0) > 0 }
+}
+
+impl scst::wait::LocalCompletions for LocalRing {
+    fn pending(&self) -> bool {
+        self.ring.in_flight() > 0
+    }
+
+    fn wait_readable(&self, fd: RawFd) {
+        // A poll request armed in this call fires for bytes not read yet; one left from an
+        // earlier call may fire for bytes the caller has read since.
+        let mut fresh = false;
+        while self.ring.in_flight() > 0 {
+            if !self.poll_armed.get() {
+                if !self.arm_poll(fd) {
+                    return;
+                }
+                fresh = true;
+            }
+            if !self.wait_one() {
+                // Cannot wait here: the caller's read waits instead; the completions are
+                // collected at its next wait.
+                return;
+            }
+            let polled = self.reap();
+            // What the completions queued (responses, resubmissions) goes before the next wait.
+            scst::batch::flush();
+            if polled && (fresh || readable_now(fd)) {
+                return;
+            }
+        }
+    }
+
+    fn drain(&self) {
+        while self.ring.in_flight() > 0 {
+            if !self.wait_one() {
+                // The ring is unusable; the buffers of what is in flight must not be freed
+                // under the kernel, so keep trying at a slow pace.
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            self.reap();
+            scst::batch::flush();
+        }
+    }
+}
+
+impl Drop for LocalRing {
+    fn drop(&mut self) {
+        // Normally drained when the thread's promise ended; never free buffers the kernel may
+        // still write.
+        if self.ring.in_flight() > 0 {
+            scst::wait::LocalCompletions::drain(self);
+        }
     }
 }
 

@@ -9,6 +9,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::io;
 use std::net::{SocketAddr, TcpStream};
+use std::os::fd::{AsRawFd, RawFd};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::time::{Duration, Instant};
@@ -96,6 +97,8 @@ pub(crate) struct ConnShared {
     logout_requested: Mutex<Option<Duration>>,
     /// The peer's address and the negotiated operational keys, for management.
     parameters: Vec<(String, String)>,
+    /// The socket the receive thread reads (open as long as the receive thread runs).
+    rfd: RawFd,
 }
 
 impl crate::rx::BeforeRead for ConnShared {
@@ -104,6 +107,9 @@ impl crate::rx::BeforeRead for ConnShared {
         // submissions, sends) goes first, then this connection's queued responses.
         scst::batch::flush();
         self.tx.flush();
+        // Block I/O this thread started completes here while it waits for the socket
+        // (`scst::wait`): the thread that received a command sends its response.
+        scst::wait::wait_readable(self.rfd);
     }
 }
 
@@ -403,6 +409,7 @@ fn full_feature(
         closed_cv: Condvar::new(),
         logout_requested: Mutex::new(None),
         parameters: std::iter::once(("Peer".to_string(), peer.to_string())).chain(params.operational_keys()).collect(),
+        rfd: rx.get_ref().as_raw_fd(),
     });
     {
         // Entries of closed connections go here: never pruned, the list (and each entry's
@@ -552,7 +559,10 @@ impl Ffp<'_> {
     fn serve(&mut self) -> End {
         // Commands decoded between two socket reads start their I/O with one kick (one
         // `io_uring_enter`): the batch is flushed before every read (`before_read`) and before
-        // any PDU that may wait, and when the connection ends.
+        // any PDU that may wait, and when the connection ends. This thread waits only in its
+        // socket reads, each after `before_read`, and never for a command of its own: block I/O
+        // it starts may complete on it (`scst::wait`), drained when `serve` returns.
+        let _local = scst::wait::enable();
         let _batch = scst::batch::begin();
         loop {
             if self.logged_out {

@@ -144,6 +144,11 @@ impl<R: TryRead> Rx<R> {
         self.poll = PollPolicy::new(max);
     }
 
+    /// The source read from.
+    pub(crate) fn get_ref(&self) -> &R {
+        &self.r
+    }
+
     /// Sets the work done before every read of the socket.
     pub(crate) fn set_before_read(&mut self, f: Arc<dyn BeforeRead>) {
         self.before_read = Some(f);

@@ -44,6 +44,7 @@ pub mod target;
 mod task_set;
 pub mod tm;
 mod ua;
+pub mod wait;
 pub mod wire;
 
 pub use cmd::{Cmd, CmdBox, CmdHeader, CmdInfo, DataInHold, ExecContext, ScsiStatus, TaskAttr};
