@@ -235,7 +235,7 @@ pub const KEYWORDS: &[(&str, &str, Support, &str)] = &[
         "HANDLER",
         "top level",
         Support::Honoured,
-        "vdisk_fileio, vdisk_blockio, vdisk_nullio, and the pass-through dev_disk, dev_tape, dev_changer, dev_cdrom, dev_modisk, dev_processor (and _perf); others are refused",
+        "vdisk_fileio, vdisk_blockio, vdisk_nullio, vdisk_rbd (scst-rs only: a Ceph RBD image, in builds with the rbd feature), and the pass-through dev_disk, dev_tape, dev_changer, dev_cdrom, dev_modisk, dev_processor (and _perf); others are refused",
     ),
     (
         "DEVICE H:C:I:L",
@@ -252,7 +252,16 @@ pub const KEYWORDS: &[(&str, &str, Support, &str)] = &[
         "size in bytes (K/M/G/T suffixes too); a missing file is created with it; a larger size on reload grows a FILEIO file live",
     ),
     ("size_mb", "vdisk_fileio, vdisk_nullio DEVICE", Support::Honoured, "size in MiB (as size)"),
-    ("blocksize", "vdisk_fileio, vdisk_nullio DEVICE", Support::Honoured, "512 or 4096"),
+    ("blocksize", "vdisk_fileio, vdisk_nullio, vdisk_rbd DEVICE", Support::Honoured, "512 or 4096"),
+    ("pool", "vdisk_rbd DEVICE", Support::Honoured, "the RADOS pool of the image (required)"),
+    (
+        "image",
+        "vdisk_rbd DEVICE",
+        Support::Honoured,
+        "the RBD image (required; it must exist); a resize shows on reload (CAPACITY DATA HAS CHANGED)",
+    ),
+    ("conf", "vdisk_rbd DEVICE", Support::Honoured, "the cluster's ceph.conf (default: librados' search)"),
+    ("id", "vdisk_rbd DEVICE", Support::Honoured, "the Ceph client id (default admin)"),
     ("read_only", "DEVICE; LUN", Support::Honoured, "write-protected device, or a read-only mapping"),
     ("removable", "DEVICE", Support::Honoured, "RMB=1 (PREVENT ALLOW MEDIUM REMOVAL, START STOP UNIT LOEJ)"),
     (
@@ -671,6 +680,7 @@ fn handler(cx: &mut Ctx<'_>, name: &str, body: &[Item], cfg: &mut ScstConfig) ->
         "vdisk_fileio" => "fileio",
         "vdisk_blockio" => "blockio",
         "vdisk_nullio" => "nullio",
+        "vdisk_rbd" => "rbd",
         n if PASS_THROUGH_HANDLERS.contains(&n) => {
             for it in body {
                 pass_through_device(cx, name, it, cfg)?;
@@ -681,7 +691,10 @@ fn handler(cx: &mut Ctx<'_>, name: &str, body: &[Item], cfg: &mut ScstConfig) ->
             let pos = body.first().map_or(Pos::default(), |i| i.pos);
             return Err(cx.err(
                 pos,
-                format!("handler {name:?} is not supported (vdisk_fileio, vdisk_blockio, vdisk_nullio, dev_disk, dev_tape, ...)"),
+                format!(
+                    "handler {name:?} is not supported (vdisk_fileio, vdisk_blockio, vdisk_nullio, vdisk_rbd, dev_disk, \
+                     dev_tape, ...)"
+                ),
             ));
         }
     };
@@ -713,6 +726,7 @@ fn device(cx: &mut Ctx<'_>, kind: &'static str, attrs: &[Item], pos: Pos) -> Res
     };
     let (mut filename, mut size, mut thin, mut wt, mut direct) = (None::<PathBuf>, None::<u64>, false, false, false);
     let mut zerocopy = true;
+    let (mut pool, mut image, mut conf, mut id) = (None::<String>, None::<String>, None::<PathBuf>, None::<String>);
     let mut seen = BTreeSet::new();
     for it in attrs {
         let k = it.words[0].as_str();
@@ -731,7 +745,11 @@ fn device(cx: &mut Ctx<'_>, kind: &'static str, attrs: &[Item], pos: Pos) -> Res
                     mb.checked_mul(1 << 20).filter(|s| *s > 0).ok_or_else(|| cx.err(it.pos, "size_mb out of range"))?,
                 );
             }
-            ("blocksize", "fileio" | "nullio") => {
+            ("pool", "rbd") => pool = Some(cx.value(it)?.to_string()),
+            ("image", "rbd") => image = Some(cx.value(it)?.to_string()),
+            ("conf", "rbd") => conf = Some(cx.value(it)?.into()),
+            ("id", "rbd") => id = Some(cx.value(it)?.to_string()),
+            ("blocksize", "fileio" | "nullio" | "rbd") => {
                 spec.block_size = match cx.value(it)? {
                     "512" => 512,
                     "4096" => 4096,
@@ -768,6 +786,13 @@ fn device(cx: &mut Ctx<'_>, kind: &'static str, attrs: &[Item], pos: Pos) -> Res
             thin,
             aio: AioMode::Auto,
         },
+        "rbd" => {
+            let name = |v: Option<String>, what: &str| {
+                v.filter(|v| !v.is_empty() && !v.contains('/'))
+                    .ok_or_else(|| cx.err(pos, format!("a vdisk_rbd device needs {what} (a name without '/')")))
+            };
+            Backend::Rbd { pool: name(pool, "pool")?, image: name(image, "image")?, conf, id }
+        }
         _ => Backend::Nullio { size: size.ok_or_else(|| cx.err(pos, "a vdisk_nullio device needs size or size_mb"))? },
     };
     Ok(spec)
@@ -1132,8 +1157,16 @@ pub fn write_config(cfg: &ScstConfig) -> String {
                 Backend::Nullio { size } | Backend::Ram { size } => attr("size", size.to_string()),
                 // Written above as its name (H:C:I:L) alone.
                 Backend::Sg { .. } => {}
-                // scst.conf has no RBD handler (SCST has none): never parsed from a file.
-                Backend::Rbd { .. } => {}
+                Backend::Rbd { pool, image, conf, id } => {
+                    attr("pool", quote(pool));
+                    attr("image", quote(image));
+                    if let Some(c) = conf {
+                        attr("conf", quote(&c.to_string_lossy()));
+                    }
+                    if let Some(i) = id {
+                        attr("id", quote(i));
+                    }
+                }
             }
             if s.block_size != 512 {
                 attr("blocksize", s.block_size.to_string());
@@ -1385,6 +1418,43 @@ DEVICE_GROUP dg1 {
         assert!(text.contains("\t\tIncomingUser \"joe s3cret-pass\"\n"), "{text}");
     }
 
+    #[test]
+    fn a_vdisk_rbd_device_names_its_image_and_round_trips() {
+        let text = "HANDLER vdisk_rbd {\n\tDEVICE r0 {\n\t\tpool rbd\n\t\timage disk-a\n\t\t\
+            conf /etc/ceph/x.conf\n\t\tid gw1\n\t\tblocksize 4096\n\t}\n\tDEVICE r1 {\n\t\tpool p2\n\t\t\
+            image b\n\t\tread_only 1\n\t}\n}\n\
+            TARGET_DRIVER iscsi {\n\tTARGET iqn.t {\n\t\tLUN 0 r0\n\t\tLUN 1 r1\n\t}\n}\n";
+        let c = parse("scst.conf", text).unwrap();
+        assert_eq!(
+            c.devices[0].spec.backend,
+            Backend::Rbd {
+                pool: "rbd".into(),
+                image: "disk-a".into(),
+                conf: Some("/etc/ceph/x.conf".into()),
+                id: Some("gw1".into())
+            }
+        );
+        assert_eq!((c.devices[0].spec.block_size, c.devices[0].handler.as_str()), (4096, "vdisk_rbd"));
+        assert_eq!(
+            c.devices[1].spec.backend,
+            Backend::Rbd { pool: "p2".into(), image: "b".into(), conf: None, id: None }
+        );
+        assert!(c.devices[1].spec.read_only);
+        let written = write_config(&c);
+        let again = parse("written", &written).unwrap_or_else(|e| panic!("{e}\n{written}"));
+        assert_eq!(normalized(again), normalized(c), "{written}");
+        for (bad, why) in [
+            ("pool rbd", "needs image"),
+            ("image a", "needs pool"),
+            ("pool a/b\n\t\timage c", "needs pool"),
+            ("pool a\n\t\timage c\n\t\tfilename /x", "\"filename\" is not supported"),
+        ] {
+            let t = format!("HANDLER vdisk_rbd {{\n\tDEVICE r {{\n\t\t{bad}\n\t}}\n}}\n");
+            let e = parse("scst.conf", &t).expect_err(bad).to_string();
+            assert!(e.contains(why), "{bad}: {e}");
+        }
+    }
+
     const SRPT: &str = "HANDLER vdisk_nullio {\n\tDEVICE n {\n\t\tsize 1G\n\t}\n}\n\
         TARGET_DRIVER iscsi {\n\tTARGET iqn.t {\n\t\tLUN 0 n\n\t\tenabled 1\n\t}\n}\n\
         TARGET_DRIVER ib_srpt {\n\tenabled 1\n\tTARGET fe80:0000:0000:0000:0002:c903:00ab:cdef {\n\t\tLUN 0 n\n\t\t\
@@ -1535,7 +1605,7 @@ DEVICE_GROUP dg1 {
         );
         assert_eq!(
             err("HANDLER vdisk_rdm {\n DEVICE 1:0:0:0\n}\n"),
-            "f:2:2: handler \"vdisk_rdm\" is not supported (vdisk_fileio, vdisk_blockio, vdisk_nullio, dev_disk, dev_tape, ...)"
+            "f:2:2: handler \"vdisk_rdm\" is not supported (vdisk_fileio, vdisk_blockio, vdisk_nullio, vdisk_rbd, dev_disk, dev_tape, ...)"
         );
         assert_eq!(
             err("TARGET_DRIVER qla2x00t {\n}\n"),
