@@ -150,6 +150,29 @@ fn an_rbd_lun_reads_and_writes_the_image() {
 }
 
 #[test]
+fn verify_reads_a_many_segment_range_in_one_librbd_call() {
+    let img = Image::new(16 << 20);
+    // 64 KiB buffer chunks: VERIFY's 1 MiB read lands in 16 segments.
+    let t = target_with_sgv(scst::SgvConfig { max_chunk: 64 << 10, ..scst::SgvConfig::default() });
+    let d = device(RbdStore::open(&img.opts).expect("open image"), config());
+    t.add_lun(scst::Lun(0), d, false).expect("map");
+    let i = LocalInitiator::connect(&t, &format!("iqn.2026-12.rs.scst:rbd-verify-{}", unique()));
+    i.clear_unit_attentions(0);
+    let blocks = (1 << 20) / BS;
+    let mut data = pattern(21, blocks * BS);
+    write(&i, 0, 64, BS, &data);
+    let calls = rbd::sync_calls();
+    // VERIFY(16) with BYTCHK=1: the store reads the range (the worker path) and compares.
+    assert_good(&i.execute(0, &cdb16(VERIFY16, 0x02, 64, blocks as u32), &data, &mut []));
+    let n = rbd::sync_calls() - calls;
+    // Other tests of this binary may make a call or two meanwhile; one call per segment would be 16.
+    assert!((1..16).contains(&n), "{n} librbd calls for one VERIFY of 16 segments");
+    data[700 * BS + 3] ^= 0xff;
+    let r = i.execute(0, &cdb16(VERIFY16, 0x02, 64, blocks as u32), &data, &mut []);
+    assert_check(&r, 0x0e, 0x1d, 0x00); // MISCOMPARE DURING VERIFY OPERATION
+}
+
+#[test]
 fn many_commands_in_flight_complete_with_their_own_data() {
     let img = Image::new(32 << 20);
     let (_t, _d, i) = lun(&img);

@@ -53,8 +53,6 @@ unsafe extern "C" {
     pub(crate) fn rbd_stat(image: RbdImageT, info: *mut RbdImageInfo, infosize: usize) -> c_int;
     pub(crate) fn rbd_get_size(image: RbdImageT, size: *mut u64) -> c_int;
     pub(crate) fn rbd_set_image_notification(image: RbdImageT, fd: c_int, kind: c_int) -> c_int;
-    pub(crate) fn rbd_read(image: RbdImageT, ofs: u64, len: usize, buf: *mut c_char) -> isize;
-    pub(crate) fn rbd_write(image: RbdImageT, ofs: u64, len: usize, buf: *const c_char) -> isize;
     pub(crate) fn rbd_discard(image: RbdImageT, ofs: u64, len: u64) -> c_int;
     pub(crate) fn rbd_write_zeroes(image: RbdImageT, ofs: u64, len: usize, zero_flags: c_int, op_flags: c_int)
     -> isize;

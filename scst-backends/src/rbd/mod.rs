@@ -23,8 +23,9 @@
 //! - A resize (`rbd resize`, another gateway's) is seen when the device is rescanned
 //!   ([`BlockStore::refresh`] through `scst::Device::rescan`), which raises CAPACITY DATA HAS
 //!   CHANGED; nothing rescans on its own yet.
-//! - The synchronous calls (the worker path: VERIFY, WRITE SAME, a refused submission) make one
-//!   librbd call per buffer segment, one after another.
+//! - The synchronous reads and writes (the worker path: VERIFY, WRITE SAME, a refused
+//!   submission) are one asynchronous librbd call on all the buffer's segments, whose completion
+//!   the same completion thread hands to the waiting worker.
 
 #![allow(unsafe_code)]
 
@@ -40,7 +41,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::thread::JoinHandle;
 
 use crossbeam_queue::ArrayQueue;
-use parking_lot::Mutex;
+use parking_lot::{Condvar, Mutex};
 use scst::sgv::MAX_SEGS;
 use scst::{BlockIo, BlockStore, Geometry, IoKind, StoreCaps};
 
@@ -58,6 +59,25 @@ pub fn aio_submitted() -> u64 {
 }
 
 static AIO_SUBMITTED: AtomicU64 = AtomicU64::new(0);
+
+/// librbd calls made by the synchronous reads and writes of every RBD store of this process
+/// (one per `read_at`/`write_at`, however many segments its buffer has).
+pub fn sync_calls() -> u64 {
+    SYNC_CALLS.load(Relaxed)
+}
+
+static SYNC_CALLS: AtomicU64 = AtomicU64::new(0);
+
+/// A completion's argument: a slot index (shifted left by one), or a [`Waiter`] pointer with
+/// the low bit set (its allocation is at least 8-aligned).
+const WAITER_TAG: usize = 1;
+
+/// A synchronous caller waiting for one librbd I/O.
+#[derive(Default)]
+struct Waiter {
+    ret: Mutex<Option<isize>>,
+    cv: Condvar,
+}
 
 /// Where an RBD image is: `rbd:POOL/IMAGE[,conf=PATH][,id=CLIENT]` on the command line.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -349,13 +369,22 @@ fn reap(s: &Shared) {
                 break;
             }
             for &c in &comps[..n as usize] {
-                // SAFETY: a completion librbd handed back: its argument is our slot index and
-                // it is released once, here.
-                unsafe {
-                    let idx = ffi::rbd_aio_get_arg(c) as usize;
+                // SAFETY: a completion librbd handed back: its argument is ours (a slot index or
+                // a waiter) and it is released once, here.
+                let (arg, ret) = unsafe {
+                    let arg = ffi::rbd_aio_get_arg(c) as usize;
                     let ret = ffi::rbd_aio_get_return_value(c);
                     ffi::rbd_aio_release(c);
-                    done.push((idx, ret));
+                    (arg, ret)
+                };
+                if arg & WAITER_TAG != 0 {
+                    // SAFETY: `wait_io` made this pointer with `Arc::into_raw` for this one
+                    // completion; taking it back here drops that reference.
+                    let w = unsafe { Arc::from_raw((arg & !WAITER_TAG) as *const Waiter) };
+                    *w.ret.lock() = Some(ret);
+                    w.cv.notify_one();
+                } else {
+                    done.push((arg >> 1, ret));
                 }
             }
             let batch = scst::batch::begin();
@@ -400,7 +429,7 @@ fn start(s: &Shared, idx: usize, flush: bool) -> io::Result<()> {
     let mut c: ffi::RbdCompletionT = std::ptr::null_mut();
     // SAFETY: valid out-pointer; the argument is the slot index (no callback: completions come
     // through the eventfd).
-    check(unsafe { ffi::rbd_aio_create_completion(idx as *mut c_void, None, &mut c) })?;
+    check(unsafe { ffi::rbd_aio_create_completion((idx << 1) as *mut c_void, None, &mut c) })?;
     let img = s.h.image;
     let (iov, n, off) = (f.iov.as_ptr(), f.nseg as c_int, f.io.offset());
     // SAFETY: open image; the iovecs live in the slot and point into the command's buffer,
@@ -421,6 +450,52 @@ fn start(s: &Shared, idx: usize, flush: bool) -> io::Result<()> {
     Ok(())
 }
 
+impl RbdStore {
+    /// One librbd read or write on `iov` from `off`, waited for: the completion comes through
+    /// the eventfd like the asynchronous path's, and the completion thread wakes this caller.
+    fn wait_io(&self, write: bool, off: u64, iov: &[libc::iovec]) -> io::Result<isize> {
+        let w = Arc::new(Waiter::default());
+        let arg = Arc::into_raw(w.clone()) as usize;
+        debug_assert_eq!(arg & WAITER_TAG, 0);
+        let mut c: ffi::RbdCompletionT = std::ptr::null_mut();
+        let tagged = (arg | WAITER_TAG) as *mut c_void;
+        // SAFETY: valid out-pointer; the argument is a waiter reference the completion thread
+        // takes back.
+        let created = unsafe { ffi::rbd_aio_create_completion(tagged, None, &mut c) };
+        if let Err(e) = check(created) {
+            // SAFETY: the reference made above, never handed to librbd.
+            drop(unsafe { Arc::from_raw(arg as *const Waiter) });
+            return Err(e);
+        }
+        let (img, n) = (self.s.h.image, iov.len() as c_int);
+        SYNC_CALLS.fetch_add(1, Relaxed);
+        // SAFETY: open image; the iovecs and the memory they point to are the caller's and
+        // stay valid until this function returns, which is after the completion was reaped.
+        let r = unsafe {
+            if write {
+                ffi::rbd_aio_writev(img, iov.as_ptr(), n, off, c)
+            } else {
+                ffi::rbd_aio_readv(img, iov.as_ptr(), n, off, c)
+            }
+        };
+        if r < 0 {
+            // SAFETY: librbd took neither the completion nor the waiter reference.
+            unsafe {
+                ffi::rbd_aio_release(c);
+                drop(Arc::from_raw(arg as *const Waiter));
+            }
+            return Err(err(r as isize));
+        }
+        let mut g = w.ret.lock();
+        loop {
+            if let Some(ret) = *g {
+                return if ret < 0 { Err(err(ret)) } else { Ok(ret) };
+            }
+            w.cv.wait(&mut g);
+        }
+    }
+}
+
 impl BlockStore for RbdStore {
     fn geometry(&self) -> Geometry {
         Geometry { block_size: self.bs, blocks: self.s.size.load(Relaxed) / u64::from(self.bs) }
@@ -434,32 +509,40 @@ impl BlockStore for RbdStore {
         "RBD"
     }
 
-    fn read_at(&self, mut off: u64, bufs: &mut [IoSliceMut<'_>]) -> io::Result<()> {
-        for b in bufs {
-            // SAFETY: open image; the slice is valid for writes of its length.
-            let r = unsafe { ffi::rbd_read(self.s.h.image, off, b.len(), b.as_mut_ptr().cast()) };
-            if r < 0 {
-                return Err(err(r));
+    fn read_at(&self, mut off: u64, mut bufs: &mut [IoSliceMut<'_>]) -> io::Result<()> {
+        // At most MAX_SEGS segments per call (a command's buffer has no more).
+        while !bufs.is_empty() {
+            let k = bufs.len().min(MAX_SEGS);
+            let (now, rest) = std::mem::take(&mut bufs).split_at_mut(k);
+            let mut iov = [libc::iovec { iov_base: std::ptr::null_mut(), iov_len: 0 }; MAX_SEGS];
+            let mut len = 0;
+            for (v, b) in iov.iter_mut().zip(now.iter_mut()) {
+                *v = libc::iovec { iov_base: b.as_mut_ptr().cast(), iov_len: b.len() };
+                len += b.len();
             }
-            if (r as usize) < b.len() {
+            if (self.wait_io(false, off, &iov[..k])? as usize) < len {
                 return Err(io::ErrorKind::UnexpectedEof.into());
             }
-            off += b.len() as u64;
+            off += len as u64;
+            bufs = rest;
         }
         Ok(())
     }
 
-    fn write_at(&self, mut off: u64, bufs: &[IoSlice<'_>], fua: bool) -> io::Result<()> {
-        for b in bufs {
-            // SAFETY: open image; the slice is valid for reads of its length.
-            let r = unsafe { ffi::rbd_write(self.s.h.image, off, b.len(), b.as_ptr().cast()) };
-            if r < 0 {
-                return Err(err(r));
+    fn write_at(&self, mut off: u64, mut bufs: &[IoSlice<'_>], fua: bool) -> io::Result<()> {
+        while !bufs.is_empty() {
+            let k = bufs.len().min(MAX_SEGS);
+            let (now, rest) = bufs.split_at(k);
+            let mut iov = [libc::iovec { iov_base: std::ptr::null_mut(), iov_len: 0 }; MAX_SEGS];
+            let mut len = 0;
+            for (v, b) in iov.iter_mut().zip(now) {
+                // librbd only reads through it.
+                *v = libc::iovec { iov_base: b.as_ptr().cast_mut().cast(), iov_len: b.len() };
+                len += b.len();
             }
-            if (r as usize) < b.len() {
-                return Err(io::ErrorKind::WriteZero.into());
-            }
-            off += b.len() as u64;
+            self.wait_io(true, off, &iov[..k])?;
+            off += len as u64;
+            bufs = rest;
         }
         if fua { self.flush() } else { Ok(()) }
     }
