@@ -433,11 +433,9 @@ impl LocalRing {
                 }
             }
         };
-        // Registered again after a promise ended and a new one began on this thread.
-        if !scst::wait::registered() && !scst::wait::register(l.clone()) {
-            return None;
-        }
-        Some(l)
+        // Registered again after a promise ended and a new one began on this thread; never used
+        // while another source is this thread's (nothing would collect its completions).
+        scst::wait::register(&l).then_some(l)
     }
 
     fn new() -> io::Result<Self> {

@@ -76,20 +76,21 @@ pub fn enabled() -> bool {
     LOCAL.with_borrow(|l| l.enabled)
 }
 
-/// Whether a source is registered on the current thread.
-pub fn registered() -> bool {
-    LOCAL.with_borrow(|l| l.source.is_some())
-}
-
-/// Registers `source` for the current thread; `false` (nothing registered) when the thread
-/// made no promise or already has a source.
-pub fn register(source: Rc<dyn LocalCompletions>) -> bool {
+/// Makes `source` the current thread's source: `true` when it is (now or already), `false`
+/// when the thread made no promise or another source is registered (then the store must not
+/// start I/O that only `source` would complete).
+pub fn register<T: LocalCompletions + 'static>(source: &Rc<T>) -> bool {
     LOCAL.with_borrow_mut(|l| {
-        if !l.enabled || l.source.is_some() {
+        if !l.enabled {
             return false;
         }
-        l.source = Some(source);
-        true
+        match &l.source {
+            Some(s) => std::ptr::addr_eq(Rc::as_ptr(s), Rc::as_ptr(source)),
+            None => {
+                l.source = Some(source.clone());
+                true
+            }
+        }
     })
 }
 
@@ -130,18 +131,20 @@ mod tests {
     fn register_needs_the_promise_and_drop_drains() {
         let drained = Rc::new(Cell::new(false));
         let fake = || Rc::new(Fake { pending: Cell::new(2), drained: drained.clone() });
-        assert!(!register(fake()), "a thread that made no promise gets no source");
+        assert!(!register(&fake()), "a thread that made no promise gets no source");
         let g = enable();
         assert!(enabled());
         let f = fake();
-        assert!(register(f.clone()));
-        assert!(!register(fake()), "one source per thread");
+        assert!(register(&f));
+        assert!(register(&f), "registering the same source again keeps it");
+        assert!(!register(&fake()), "one source per thread");
         wait_readable(0);
         wait_readable(0);
         wait_readable(0);
         assert_eq!(f.pending.get(), 0, "waits only while something is pending");
         drop(g);
         assert!(drained.get(), "the end of the promise drains the source");
-        assert!(!enabled() && !registered());
+        assert!(!enabled());
+        assert!(LOCAL.with_borrow(|l| l.source.is_none()), "the source is gone with the promise");
     }
 }

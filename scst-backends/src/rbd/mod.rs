@@ -496,6 +496,30 @@ impl RbdStore {
     }
 }
 
+impl RbdStore {
+    /// Reads or writes `segs` (valid for the whole call) from `off`, up to MAX_SEGS segments per
+    /// librbd call (a command's buffer has no more: one call); a short read is an error.
+    fn wait_segments(&self, write: bool, mut off: u64, mut segs: impl Iterator<Item = libc::iovec>) -> io::Result<()> {
+        let mut iov = [libc::iovec { iov_base: std::ptr::null_mut(), iov_len: 0 }; MAX_SEGS];
+        loop {
+            let (mut k, mut len) = (0, 0);
+            for v in segs.by_ref().take(MAX_SEGS) {
+                len += v.iov_len;
+                iov[k] = v;
+                k += 1;
+            }
+            if k == 0 {
+                return Ok(());
+            }
+            let done = self.wait_io(write, off, &iov[..k])? as usize;
+            if !write && done < len {
+                return Err(io::ErrorKind::UnexpectedEof.into());
+            }
+            off += len as u64;
+        }
+    }
+}
+
 impl BlockStore for RbdStore {
     fn geometry(&self) -> Geometry {
         Geometry { block_size: self.bs, blocks: self.s.size.load(Relaxed) / u64::from(self.bs) }
@@ -509,41 +533,18 @@ impl BlockStore for RbdStore {
         "RBD"
     }
 
-    fn read_at(&self, mut off: u64, mut bufs: &mut [IoSliceMut<'_>]) -> io::Result<()> {
-        // At most MAX_SEGS segments per call (a command's buffer has no more).
-        while !bufs.is_empty() {
-            let k = bufs.len().min(MAX_SEGS);
-            let (now, rest) = std::mem::take(&mut bufs).split_at_mut(k);
-            let mut iov = [libc::iovec { iov_base: std::ptr::null_mut(), iov_len: 0 }; MAX_SEGS];
-            let mut len = 0;
-            for (v, b) in iov.iter_mut().zip(now.iter_mut()) {
-                *v = libc::iovec { iov_base: b.as_mut_ptr().cast(), iov_len: b.len() };
-                len += b.len();
-            }
-            if (self.wait_io(false, off, &iov[..k])? as usize) < len {
-                return Err(io::ErrorKind::UnexpectedEof.into());
-            }
-            off += len as u64;
-            bufs = rest;
-        }
-        Ok(())
+    fn read_at(&self, off: u64, bufs: &mut [IoSliceMut<'_>]) -> io::Result<()> {
+        self.wait_segments(
+            false,
+            off,
+            bufs.iter_mut().map(|b| libc::iovec { iov_base: b.as_mut_ptr().cast(), iov_len: b.len() }),
+        )
     }
 
-    fn write_at(&self, mut off: u64, mut bufs: &[IoSlice<'_>], fua: bool) -> io::Result<()> {
-        while !bufs.is_empty() {
-            let k = bufs.len().min(MAX_SEGS);
-            let (now, rest) = bufs.split_at(k);
-            let mut iov = [libc::iovec { iov_base: std::ptr::null_mut(), iov_len: 0 }; MAX_SEGS];
-            let mut len = 0;
-            for (v, b) in iov.iter_mut().zip(now) {
-                // librbd only reads through it.
-                *v = libc::iovec { iov_base: b.as_ptr().cast_mut().cast(), iov_len: b.len() };
-                len += b.len();
-            }
-            self.wait_io(true, off, &iov[..k])?;
-            off += len as u64;
-            bufs = rest;
-        }
+    fn write_at(&self, off: u64, bufs: &[IoSlice<'_>], fua: bool) -> io::Result<()> {
+        // librbd only reads through these pointers.
+        let segs = bufs.iter().map(|b| libc::iovec { iov_base: b.as_ptr().cast_mut().cast(), iov_len: b.len() });
+        self.wait_segments(true, off, segs)?;
         if fua { self.flush() } else { Ok(()) }
     }
 

@@ -74,9 +74,7 @@ fn store_compare_and_write<S: BlockStore>(d: &Disk<S>, cmd: &mut Cmd, len: usize
     let fua = d.write_through(cmd, info.fua);
     Some(match d.store.compare_and_write(info.lba * d.bs(), &compare[..nc], &data[..nd], fua)? {
         Ok(None) => {
-            if let Some(dev) = cmd.device() {
-                dev.stats().write_bytes.fetch_add(len as u64, std::sync::atomic::Ordering::Relaxed);
-            }
+            super::count_written(cmd, len);
             Ok(())
         }
         Ok(Some(i)) => Err(Sense::with_info(SenseCode::MISCOMPARE_DURING_VERIFY, i).into()),

@@ -263,9 +263,7 @@ impl<S: BlockStore> Disk<S> {
         self.store
             .write_at(lba * self.bs(), &iov[..n], self.write_through(cmd, fua))
             .map_err(|e| write_error(&e, lba))?;
-        if let Some(d) = cmd.device() {
-            d.stats().write_bytes.fetch_add(len as u64, Relaxed);
-        }
+        count_written(cmd, len);
         Ok(())
     }
 
@@ -407,6 +405,13 @@ fn first_diff(a: &SgBuf, a_off: usize, b: &SgBuf, b_off: usize, len: usize) -> O
         }
     }
     None
+}
+
+/// Counts `len` bytes a command wrote in its device's statistics.
+pub(super) fn count_written(cmd: &Cmd, len: usize) {
+    if let Some(d) = cmd.device() {
+        d.stats().write_bytes.fetch_add(len as u64, Relaxed);
+    }
 }
 
 /// Maps a write failure to sense data.
