@@ -43,6 +43,10 @@ LUN specifications (--lun N=SPEC):
                                                  target's; timeout of most commands (30) and
                                                  of FORMAT/REWIND/... (1800); threads =
                                                  commands in flight (8)
+  rbd:POOL/IMAGE[,conf=PATH][,id=CLIENT][,bs=512|4096][,ro][,removable]
+                                                 a Ceph RBD image through librbd (builds with
+                                                 the rbd feature only); conf = ceph.conf
+                                                 (default: librados' search), id = client name
 The disk kinds also take sanitize_rate=SIZE|0: the bytes per second SANITIZE OVERWRITE writes
 at most (default 16M; 0 = unlimited); every kind takes group=NAME[:ro] (repeatable): map the LUN in that
 security group (read-only there with :ro) instead of the default map.
