@@ -258,7 +258,7 @@ pub const KEYWORDS: &[(&str, &str, Support, &str)] = &[
         "image",
         "vdisk_rbd DEVICE",
         Support::Honoured,
-        "the RBD image (required; it must exist); a resize shows on reload (CAPACITY DATA HAS CHANGED)",
+        "the RBD image (required; it must exist); a resize shows at once (CAPACITY DATA HAS CHANGED)",
     ),
     ("conf", "vdisk_rbd DEVICE", Support::Honoured, "the cluster's ceph.conf (default: librados' search)"),
     ("id", "vdisk_rbd DEVICE", Support::Honoured, "the Ceph client id (default admin)"),

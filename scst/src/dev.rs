@@ -101,6 +101,14 @@ pub trait DeviceHandler: Send + Sync + 'static {
         false
     }
 
+    /// Asks the handler to call `notify` when its capacity may have changed by itself (a
+    /// backing store another client resized; [`crate::BlockStore::watch_size`]). The device
+    /// answers with a [`Device::rescan`]. Called once, when the device is made; the default
+    /// ignores it (a rescan on request still shows a resize).
+    fn watch_capacity(&self, notify: crate::SizeNotify) {
+        let _ = notify;
+    }
+
     /// Block access, for devices that have blocks.
     fn block_access(&self) -> Option<&dyn BlockAccess> {
         None
@@ -381,6 +389,15 @@ impl Device {
             sanitize_thread: Mutex::new(None),
         });
         REGISTRY.lock().push(Arc::downgrade(&dev));
+        // A store that sees its size change (an RBD image resized elsewhere) has the device
+        // rescan: sessions get CAPACITY DATA HAS CHANGED without anyone asking. Weak: the store
+        // that holds this must not keep its own device alive.
+        let weak = Arc::downgrade(&dev);
+        dev.handler.watch_capacity(Arc::new(move || {
+            if let Some(d) = weak.upgrade() {
+                d.rescan();
+            }
+        }));
         Ok(dev)
     }
 

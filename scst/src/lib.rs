@@ -54,7 +54,7 @@ pub use ops::DataDir;
 pub use sbc::Disk;
 pub use session::{QueueFull, Session, SessionConfig};
 pub use sgv::{SgBuf, SgvConfig, SgvPool};
-pub use store::{BlockIo, BlockStore, Geometry, IoKind, StoreCaps};
+pub use store::{BlockIo, BlockStore, Geometry, IoKind, SizeNotify, StoreCaps};
 pub use target::{MappedLun, ProtocolId, Target, TargetDriver, TargetPort};
 pub use tm::{TmFunction, TmHold, TmOutcome, TmRequest, TmResponse, TmStatus};
 pub use wire::lun::Lun;

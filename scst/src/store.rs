@@ -6,6 +6,7 @@
 //! with no intermediate copy.
 
 use std::io::{self, IoSlice, IoSliceMut};
+use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 
 use crate::cmd::{CmdBox, Fail};
@@ -202,7 +203,21 @@ pub trait BlockStore: Send + Sync + 'static {
     fn refresh(&self) -> io::Result<Geometry> {
         Ok(self.geometry())
     }
+
+    /// Asks the store to call `notify` whenever its size may have changed under it (an image
+    /// another client resized, say), so that the device re-reads it ([`refresh`](Self::refresh))
+    /// without being asked to rescan. Returns whether the store will (the default: no; a
+    /// rescan then shows a resize). Called at most once, by the device serving the store;
+    /// `notify` may run on any thread, never under the store's own locks, and may call
+    /// [`refresh`](Self::refresh). The store must not call it after it is dropped.
+    fn watch_size(&self, notify: SizeNotify) -> bool {
+        let _ = notify;
+        false
+    }
 }
+
+/// What a store calls when its size may have changed ([`BlockStore::watch_size`]).
+pub type SizeNotify = Arc<dyn Fn() + Send + Sync>;
 
 /// What an asynchronous block I/O ([`BlockIo`]) does.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -9,6 +9,7 @@ pub(crate) type RadosIoctxT = *mut c_void;
 pub(crate) type RbdImageT = *mut c_void;
 pub(crate) type RbdCompletionT = *mut c_void;
 pub(crate) type RbdCallbackT = Option<unsafe extern "C" fn(RbdCompletionT, *mut c_void)>;
+pub(crate) type UpdateCallbackT = Option<unsafe extern "C" fn(*mut c_void)>;
 pub(crate) type DiffCallbackT = Option<unsafe extern "C" fn(u64, usize, c_int, *mut c_void) -> c_int>;
 
 /// `rbd_image_info_t`.
@@ -52,6 +53,8 @@ unsafe extern "C" {
     pub(crate) fn rbd_resize(image: RbdImageT, size: u64) -> c_int;
     pub(crate) fn rbd_stat(image: RbdImageT, info: *mut RbdImageInfo, infosize: usize) -> c_int;
     pub(crate) fn rbd_get_size(image: RbdImageT, size: *mut u64) -> c_int;
+    pub(crate) fn rbd_update_watch(image: RbdImageT, handle: *mut u64, cb: UpdateCallbackT, arg: *mut c_void) -> c_int;
+    pub(crate) fn rbd_update_unwatch(image: RbdImageT, handle: u64) -> c_int;
     pub(crate) fn rbd_set_image_notification(image: RbdImageT, fd: c_int, kind: c_int) -> c_int;
     pub(crate) fn rbd_discard(image: RbdImageT, ofs: u64, len: u64) -> c_int;
     pub(crate) fn rbd_write_zeroes(image: RbdImageT, ofs: u64, len: usize, zero_flags: c_int, op_flags: c_int)

@@ -20,9 +20,10 @@
 //!   within one RADOS object and refuses some ranges (EINVAL); such a range (rare: VMware's ATS
 //!   is one block) falls back to the core's comparison under its range lock, atomic in this
 //!   process only.
-//! - A resize (`rbd resize`, another gateway's) is seen when the device is rescanned
-//!   ([`BlockStore::refresh`] through `scst::Device::rescan`), which raises CAPACITY DATA HAS
-//!   CHANGED; nothing rescans on its own yet.
+//! - A resize (`rbd resize`, another gateway's) is seen at once: the store watches the image's
+//!   header (`rbd_update_watch`, [`BlockStore::watch_size`]) and its watch thread has the device
+//!   rescan ([`BlockStore::refresh`] through `scst::Device::rescan`), which raises CAPACITY
+//!   DATA HAS CHANGED.
 //! - The synchronous reads and writes (the worker path: VERIFY, WRITE SAME, a refused
 //!   submission) are one asynchronous librbd call on all the buffer's segments, whose completion
 //!   the same completion thread hands to the waiting worker.
@@ -284,6 +285,37 @@ pub struct RbdStore {
     bs: u32,
     object_size: u64,
     reaper: Option<JoinHandle<()>>,
+    /// The image's header watch ([`BlockStore::watch_size`]), once asked for.
+    watch: Mutex<Option<Watch>>,
+}
+
+/// A watch on the image's header: librbd calls [`on_update`] (on its own thread) when another
+/// client changed the image (resized it, say); that wakes the watch thread, which calls the
+/// device's notifier (a rescan reads the size, a librbd call that may need a round trip to the
+/// cluster: not on librbd's thread, and not on the completion thread, whose I/O would wait).
+struct Watch {
+    handle: u64,
+    /// The callback's argument (freed after the unwatch).
+    arg: *mut WatchArg,
+    thread: Option<JoinHandle<()>>,
+}
+
+// SAFETY: `arg` is only dereferenced by librbd's callback (through the pointer it was given)
+// and freed once, by `Drop for RbdStore` after the unwatch; nothing else touches it.
+unsafe impl Send for Watch {}
+
+struct WatchArg {
+    tx: Mutex<Option<std::sync::mpsc::Sender<()>>>,
+}
+
+/// librbd's header-update callback: wakes the watch thread.
+unsafe extern "C" fn on_update(arg: *mut c_void) {
+    // SAFETY: `arg` is the `WatchArg` given to rbd_update_watch, alive until after the unwatch
+    // (which waits for callbacks in progress).
+    let a = unsafe { &*arg.cast::<WatchArg>() };
+    if let Some(tx) = a.tx.lock().as_ref() {
+        let _ = tx.send(());
+    }
 }
 
 impl std::fmt::Debug for RbdStore {
@@ -331,12 +363,29 @@ impl RbdStore {
         });
         let t = s.clone();
         let reaper = std::thread::Builder::new().name("scst-rbd".into()).spawn(move || reap(&t)).map_err(e)?;
-        Ok(Self { s, bs: o.block_size, object_size, reaper: Some(reaper) })
+        Ok(Self { s, bs: o.block_size, object_size, reaper: Some(reaper), watch: Mutex::new(None) })
     }
 }
 
 impl Drop for RbdStore {
     fn drop(&mut self) {
+        if let Some(mut w) = self.watch.lock().take() {
+            // SAFETY: the handle rbd_update_watch gave; after this returns librbd calls
+            // `on_update` no more.
+            unsafe { ffi::rbd_update_unwatch(self.s.h.image, w.handle) };
+            // SAFETY: made by `Box::into_raw` in `watch_size`, freed once, here, after the
+            // unwatch (nobody else holds it).
+            let arg = unsafe { Box::from_raw(w.arg) };
+            // The watch thread ends with its channel.
+            arg.tx.lock().take();
+            if let Some(t) = w.thread.take() {
+                // The last reference to the device may be dropped by the watch thread itself
+                // (it held the device for a rescan): it cannot wait for itself.
+                if t.thread().id() != std::thread::current().id() {
+                    let _ = t.join();
+                }
+            }
+        }
         // Every I/O holds its command, which holds the device and so this store: none is in
         // flight now. Stop the completion thread.
         self.s.stop.store(true, Relaxed);
@@ -697,5 +746,35 @@ impl BlockStore for RbdStore {
         let n = self.s.h.size()?;
         self.s.size.store(n, Relaxed);
         Ok(Geometry { block_size: self.bs, blocks: n / u64::from(self.bs) })
+    }
+
+    fn watch_size(&self, notify: scst::SizeNotify) -> bool {
+        let mut w = self.watch.lock();
+        if w.is_some() {
+            return false;
+        }
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        let thread = std::thread::Builder::new().name("scst-rbd-watch".into()).spawn(move || {
+            while rx.recv().is_ok() {
+                // Several updates at once need one rescan.
+                while rx.try_recv().is_ok() {}
+                notify();
+            }
+        });
+        let Ok(thread) = thread else { return false };
+        let arg = Box::into_raw(Box::new(WatchArg { tx: Mutex::new(Some(tx)) }));
+        let mut handle = 0u64;
+        // SAFETY: open image, a valid out-pointer, and an argument that lives until after the
+        // unwatch in `Drop`.
+        let r = unsafe { ffi::rbd_update_watch(self.s.h.image, &mut handle, Some(on_update), arg.cast()) };
+        if r < 0 {
+            tracing::warn!("rbd_update_watch: {}; a resize shows only on a rescan", err(r as isize));
+            // SAFETY: librbd did not take it; made above by `Box::into_raw`.
+            drop(unsafe { Box::from_raw(arg) });
+            let _ = thread.join();
+            return false;
+        }
+        *w = Some(Watch { handle, arg, thread: Some(thread) });
+        true
     }
 }

@@ -593,6 +593,10 @@ impl<S: BlockStore> DeviceHandler for Disk<S> {
         }
     }
 
+    fn watch_capacity(&self, notify: crate::SizeNotify) {
+        self.store.watch_size(notify);
+    }
+
     fn block_access(&self) -> Option<&dyn BlockAccess> {
         Some(self)
     }
