@@ -39,6 +39,25 @@ fn script() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scripts/ceph-cluster.sh")
 }
 
+/// Starts a cluster of our own in `dir` and returns its configuration file.
+fn start_cluster(dir: &std::path::Path) -> PathBuf {
+    let start = || std::process::Command::new(script()).arg("start").arg(dir).output().expect("run ceph-cluster.sh");
+    let mut out = start();
+    if !out.status.success() {
+        // Once more from scratch (say, a port taken between its choice and the bind).
+        let _ = std::process::Command::new(script()).arg("stop").arg(dir).status();
+        out = start();
+    }
+    assert!(
+        out.status.success(),
+        "no Ceph cluster for the RBD tests (set SCST_CEPH_CONF or install ceph-mon ceph-osd \
+         ceph-common): {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
 /// The configuration file of the test cluster (started once per test process).
 fn conf() -> PathBuf {
     CLUSTER
@@ -47,27 +66,13 @@ fn conf() -> PathBuf {
                 return PathBuf::from(c);
             }
             let dir = std::env::temp_dir().join(format!("scst-rbd-tests-{}", std::process::id()));
-            let start =
-                || std::process::Command::new(script()).arg("start").arg(&dir).output().expect("run ceph-cluster.sh");
-            let mut out = start();
-            if !out.status.success() {
-                // Once more from scratch (say, a port taken between its choice and the bind).
-                let _ = std::process::Command::new(script()).arg("stop").arg(&dir).status();
-                out = start();
-            }
-            assert!(
-                out.status.success(),
-                "no Ceph cluster for the RBD tests (set SCST_CEPH_CONF or install ceph-mon ceph-osd \
-                 ceph-common): {}{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            );
+            let conf = start_cluster(&dir);
             let _ = OWN_CLUSTER.set(dir);
             // SAFETY: registering a plain extern "C" function to run at exit.
             unsafe {
                 libc::atexit(stop_cluster);
             }
-            PathBuf::from(String::from_utf8_lossy(&out.stdout).trim().to_string())
+            conf
         })
         .clone()
 }
@@ -348,4 +353,93 @@ fn compare_and_write_increments_from_two_gateways_lose_nothing() {
     });
     let n = u64::from_be_bytes(img.bytes(7 * BS as u64, BS)[..8].try_into().unwrap());
     assert_eq!(n, 4 * PER_THREAD, "every successful COMPARE AND WRITE counted once");
+}
+
+/// A cluster of one test's own (it stops its OSD), stopped when dropped.
+struct PrivateCluster {
+    dir: PathBuf,
+    conf: PathBuf,
+}
+
+impl PrivateCluster {
+    fn start() -> Self {
+        let dir = std::env::temp_dir().join(format!("scst-rbd-dead-{}-{}", std::process::id(), unique()));
+        let conf = start_cluster(&dir);
+        Self { dir, conf }
+    }
+
+    /// Sends `sig` to the OSD (SIGSTOP: a cluster that stops answering, as a hung or
+    /// partitioned OSD does).
+    fn signal_osd(&self, sig: libc::c_int) {
+        let pid: libc::pid_t = std::fs::read_to_string(self.dir.join("run/osd.0.pid"))
+            .expect("the OSD's pid file")
+            .trim()
+            .parse()
+            .expect("a pid");
+        // SAFETY: a plain kill(2) of the test cluster's own OSD.
+        assert_eq!(unsafe { libc::kill(pid, sig) }, 0, "signal the OSD");
+    }
+}
+
+impl Drop for PrivateCluster {
+    fn drop(&mut self) {
+        self.signal_osd(libc::SIGCONT);
+        let _ = std::process::Command::new(script()).arg("stop").arg(&self.dir).status();
+    }
+}
+
+#[test]
+fn a_cluster_that_stops_answering_fails_commands_and_they_work_again_after() {
+    // It stops an OSD: always on a cluster of its own, whatever SCST_CEPH_CONF says.
+    let c = PrivateCluster::start();
+    // The store's 30 s operation timeout, shortened for the test in the configuration file
+    // (which the store reads after setting its defaults, so that users can change them too).
+    let short = c.dir.join("short-timeouts.conf");
+    let mut text = std::fs::read_to_string(&c.conf).expect("read ceph.conf");
+    // No client cache: a READ must ask the OSD, not librbd's memory of the WRITE before.
+    text.push_str("\n[client]\nrados osd op timeout = 3\nrbd cache = false\n");
+    std::fs::write(&short, text).expect("write the conf");
+    let mut opts = RbdOptions::new("rbd", format!("scst-dead-{}", unique()));
+    opts.conf = Some(short);
+    rbd::create_image(&opts, 16 << 20).expect("rbd create");
+    let t = target();
+    let d = device(RbdStore::open(&opts).expect("open image"), config());
+    t.add_lun(scst::Lun(0), d, false).expect("map");
+    let i = LocalInitiator::connect(&t, &format!("iqn.2026-12.rs.scst:rbd-dead-{}", unique()));
+    i.clear_unit_attentions(0);
+    let data = pattern(30, 8 * BS);
+    write(&i, 0, 0, BS, &data);
+    write(&i, 0, 12 << 11, BS, &data);
+
+    c.signal_osd(libc::SIGSTOP);
+    let t0 = std::time::Instant::now();
+    // An object that exists (librbd's object map does not answer for it): the OSD must.
+    let mut buf = vec![0u8; 8 * BS];
+    let o = i.execute(0, &cdb16(READ16, 0, 12 << 11, 8), &[], &mut buf);
+    assert_check(&o, 0x03, 0x11, 0x00); // UNRECOVERED READ ERROR, not a hang
+    // A write with FUA must reach the OSD too.
+    let cdb = cdb16(WRITE16, 0x08, 8 << 11, 8); // FUA
+    let o = i.execute(0, &cdb, &data, &mut []);
+    assert_check(&o, 0x03, 0x0c, 0x00); // WRITE ERROR
+    let waited = t0.elapsed();
+    assert!(waited < std::time::Duration::from_secs(40), "the commands failed after {waited:?}");
+
+    c.signal_osd(libc::SIGCONT);
+    // The OSD answers again: the same commands succeed, the data written before is there.
+    let t1 = std::time::Instant::now();
+    loop {
+        let mut buf = vec![0u8; 8 * BS];
+        let o = i.execute(0, &cdb16(READ16, 0, 0, 8), &[], &mut buf);
+        if o.is_good() {
+            assert!(buf == data, "the data written before the outage");
+            break;
+        }
+        assert!(t1.elapsed() < std::time::Duration::from_secs(60), "no recovery: {o:?}");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let o = i.execute(0, &cdb, &data, &mut []);
+    assert_good(&o);
+    drop(i);
+    drop(t);
+    let _ = rbd::remove_image(&opts);
 }

@@ -38,6 +38,7 @@ unsafe extern "C" {
     pub(crate) fn rados_conf_read_file(cluster: RadosT, path: *const c_char) -> c_int;
     pub(crate) fn rados_conf_parse_env(cluster: RadosT, var: *const c_char) -> c_int;
     pub(crate) fn rados_conf_set(cluster: RadosT, option: *const c_char, value: *const c_char) -> c_int;
+    pub(crate) fn rados_conf_get(cluster: RadosT, option: *const c_char, buf: *mut c_char, len: usize) -> c_int;
     pub(crate) fn rados_connect(cluster: RadosT) -> c_int;
     pub(crate) fn rados_shutdown(cluster: RadosT);
     pub(crate) fn rados_ioctx_create(cluster: RadosT, pool_name: *const c_char, ioctx: *mut RadosIoctxT) -> c_int;

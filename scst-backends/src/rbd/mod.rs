@@ -140,16 +140,29 @@ impl Pool {
         let conf = o.conf.as_ref().map(|c| cstr(&c.to_string_lossy())).transpose()?;
         // SAFETY: `cluster` is a created, unconnected handle; strings outlive the calls.
         unsafe {
-            // Bounded waits unless the configuration says otherwise (it is read after these): a
-            // cluster that does not answer fails the open, or the command with an error, instead
-            // of hanging it (librados waits forever by default).
-            for (k, v) in
-                [(c"client_mount_timeout", c"30"), (c"rados_mon_op_timeout", c"30"), (c"rados_osd_op_timeout", c"30")]
-            {
-                check(ffi::rados_conf_set(cluster, k.as_ptr(), v.as_ptr()))?;
-            }
             check(ffi::rados_conf_read_file(cluster, conf.as_ref().map_or(std::ptr::null(), |c| c.as_ptr())))?;
             check(ffi::rados_conf_parse_env(cluster, std::ptr::null()))?;
+            // Bounded waits unless the configuration (file or CEPH_ARGS) set these: a cluster
+            // that does not answer fails the open, or the command with an error, instead of
+            // hanging it (librados waits forever by default). A value set through this API
+            // outranks the file's, so ours go in only where the option still has Ceph's own
+            // default (Ceph 16: 300 s to mount, 0 = forever for operations).
+            for (k, ceph_default, ours) in [
+                (c"client_mount_timeout", 300.0, c"30"),
+                (c"rados_mon_op_timeout", 0.0, c"30"),
+                (c"rados_osd_op_timeout", 0.0, c"30"),
+            ] {
+                let mut buf = [0u8; 64];
+                let set = ffi::rados_conf_get(cluster, k.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) == 0
+                    && std::ffi::CStr::from_bytes_until_nul(&buf)
+                        .ok()
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(|v| v.trim().parse::<f64>().ok())
+                        .is_some_and(|v| v != ceph_default);
+                if !set {
+                    check(ffi::rados_conf_set(cluster, k.as_ptr(), ours.as_ptr()))?;
+                }
+            }
             // Deallocated blocks must read as zeros (we report LBPRZ): never skip a partial
             // discard.
             check(ffi::rados_conf_set(cluster, c"rbd_skip_partial_discard".as_ptr(), c"false".as_ptr()))?;
