@@ -287,6 +287,8 @@ struct Exchange {
     ox_id: u16,
     /// `generation << 16 | rx_id`: the core's tag of the command or function.
     tag: u64,
+    /// The command's LUN (FCP_CMND): an ABTS aborts the task by tag *and* LUN.
+    lun: [u8; 8],
     state: XState,
     deadline: Option<u64>,
 }
@@ -935,7 +937,7 @@ impl FcPort {
         };
         let seq_id = h.seq_id();
         let Some(e) = self.exchanges.get_mut(&rx) else { return Err(RxError::Unexpected("exchange vanished")) };
-        let tag = e.tag;
+        let (tag, lun) = (e.tag, e.lun);
         match std::mem::replace(&mut e.state, XState::Aborting { seq_id }) {
             XState::Data(w) => {
                 // The command never reached execution: dropping it is the whole abort.
@@ -945,12 +947,7 @@ impl FcPort {
             XState::Core => {
                 let session = self.rports.get(&key.0).and_then(|r| r.session.clone());
                 let out = session.map(|s| {
-                    s.submit_tm(TmRequest {
-                        function: TmFunction::ABORT_TASK,
-                        lun: [0; 8],
-                        ref_tag: tag,
-                        tag: tag | ABTS_TAG,
-                    })
+                    s.submit_tm(TmRequest { function: TmFunction::ABORT_TASK, lun, ref_tag: tag, tag: tag | ABTS_TAG })
                 });
                 if !matches!(out, Some(TmOutcome::Pending)) {
                     self.ba_acc(rx, seq_id);
@@ -1017,7 +1014,7 @@ impl FcPort {
         };
         self.generation += 1;
         let tag = self.generation << 16 | u64::from(rx);
-        let ex = Exchange { s_id, ox_id: h.ox_id(), tag, state: XState::Core, deadline: None };
+        let ex = Exchange { s_id, ox_id: h.ox_id(), tag, lun: c.lun(), state: XState::Core, deadline: None };
         if c.tm_flags() != 0 {
             let function = match c.tm_flags() {
                 tm_flags::ABORT_TASK_SET => TmFunction::ABORT_TASK_SET,

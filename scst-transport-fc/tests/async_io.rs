@@ -22,7 +22,9 @@ use scst_transport_fc::frame::RCtl;
 fn faulty() -> (Rig, FaultGuard, Arc<AtomicUsize>) {
     let (store, f) = FaultStore::new(RamStore::new(4 << 20, BS as u32).unwrap(), true);
     let dev = Device::new(DeviceConfig::new("faulty"), Disk::new(store)).unwrap();
-    let mut r = rig_on(dev, |_| {});
+    let mut r = rig_on(dev.clone(), |_| {});
+    // The same device at LUN 1 too: an abort must name the command's LUN, not LUN 0.
+    r.target.add_lun(scst::Lun(1), dev, false).unwrap();
     let wakes = Arc::new(AtomicUsize::new(0));
     let w = wakes.clone();
     r.port.set_waker(move || {
@@ -63,10 +65,21 @@ fn read_completes_on_a_worker_and_wakes_the_port() {
 
 #[test]
 fn abts_of_a_command_inside_the_store_answers_after_its_release() {
+    abts_inside_the_store(0);
+}
+
+#[test]
+fn abts_of_a_command_on_lun_1_inside_the_store_answers_after_its_release() {
+    abts_inside_the_store(1);
+}
+
+fn abts_inside_the_store(lun: u16) {
     let (mut r, f, _) = faulty();
+    // The unit attention of a first command on the LUN (power on, for LUN 1) out of the way.
+    let _ = r.cmd(19, lun, &[0; 6], 0, false, false);
     f.close_gate();
     let w = pattern(2 * BS, 1);
-    let bursts = r.cmd(20, 0, &write10(40, 2), 1024, false, true);
+    let bursts = r.cmd(20, lun, &write10(40, 2), 1024, false, true);
     let rx = bursts[0].hdr().rx_id();
     r.data(20, rx, 0, &w, true).unwrap();
     f.wait_inside(1, Duration::from_secs(3));
