@@ -53,7 +53,7 @@ pub use exec::{Step, complete};
 pub use ops::DataDir;
 pub use sbc::Disk;
 pub use session::{QueueFull, Session, SessionConfig};
-pub use sgv::{SgBuf, SgvConfig, SgvPool};
+pub use sgv::{ChunkObserver, SgBuf, SgvConfig, SgvPool};
 pub use store::{BlockIo, BlockStore, Geometry, IoKind, SizeNotify, StoreCaps};
 pub use target::{MappedLun, ProtocolId, Target, TargetDriver, TargetPort};
 pub use tm::{TmFunction, TmHold, TmOutcome, TmRequest, TmResponse, TmStatus};

@@ -71,7 +71,21 @@ pub struct SgvStats {
     pub bytes_in_use: usize,
 }
 
+/// Told when an [`SgvPool`] gives a chunk's memory back to the system allocator, so that a
+/// fabric that registered the chunk with a device (an IOMMU mapping, an RDMA memory region)
+/// forgets it before the addresses can name other memory. Chunks are registered lazily by the
+/// fabric (the first time a buffer's segment reaches it); the pool never moves a live chunk.
+pub trait ChunkObserver: Send + Sync {
+    /// `addr..addr + len` (a whole chunk, page aligned) is freed right after this returns. Runs
+    /// on the freeing thread (one that drops a buffer, or allocates and must make room), with
+    /// none of the pool's locks held; no buffer holds the chunk.
+    fn released(&self, addr: usize, len: usize);
+}
+
 struct Inner {
+    /// Those told of released chunks ([`SgvPool::observe`]); read only when a chunk goes back
+    /// to the system (the memory limit, [`SgvPool::shrink`]), never per command.
+    observers: parking_lot::RwLock<Vec<Arc<dyn ChunkObserver>>>,
     classes: Vec<Mutex<Vec<Chunk>>>,
     max_chunk: usize,
     limit: usize,
@@ -117,6 +131,7 @@ impl SgvPool {
         let nclasses = class_of(cfg.max_chunk) + 1;
         Self {
             inner: Arc::new(Inner {
+                observers: parking_lot::RwLock::new(Vec::new()),
                 classes: (0..nclasses).map(|_| Mutex::new(Vec::new())).collect(),
                 max_chunk: cfg.max_chunk,
                 limit: cfg.mem_limit,
@@ -179,6 +194,12 @@ impl SgvPool {
     pub fn shrink(&self) {
         self.inner.purge(usize::MAX, usize::MAX);
     }
+
+    /// Tells `o` of every chunk this pool gives back to the system from now on
+    /// ([`ChunkObserver`]).
+    pub fn observe(&self, o: Arc<dyn ChunkObserver>) {
+        self.inner.observers.write().push(o);
+    }
 }
 
 impl Inner {
@@ -217,12 +238,19 @@ impl Inner {
             if class == keep {
                 continue;
             }
-            let mut list = list.lock();
-            while freed < want {
-                let Some(c) = list.pop() else { break };
-                freed += c.len();
-                self.held.fetch_sub(c.len(), Relaxed);
-                self.purged.fetch_add(1, Relaxed);
+            let mut gone = Vec::new();
+            {
+                let mut list = list.lock();
+                while freed < want {
+                    let Some(c) = list.pop() else { break };
+                    freed += c.len();
+                    self.held.fetch_sub(c.len(), Relaxed);
+                    self.purged.fetch_add(1, Relaxed);
+                    gone.push(c);
+                }
+            }
+            for c in gone {
+                self.release(c);
             }
             if freed >= want {
                 break;
@@ -230,11 +258,20 @@ impl Inner {
         }
     }
 
+    /// Gives a chunk back to the system, telling the observers first.
+    fn release(&self, c: Chunk) {
+        for o in self.observers.read().iter() {
+            o.released(c.as_slice().as_ptr() as usize, c.len());
+        }
+        drop(c);
+    }
+
     fn put(&self, c: Chunk) {
         let size = c.len();
         self.in_use.fetch_sub(size, Relaxed);
         if self.held.load(Relaxed) > self.limit {
             self.held.fetch_sub(size, Relaxed);
+            self.release(c);
             return;
         }
         self.classes[class_of(size)].lock().push(c);
@@ -471,6 +508,37 @@ mod tests {
 
     fn pool(limit: usize) -> SgvPool {
         SgvPool::new(SgvConfig { max_chunk: 64 << 10, mem_limit: limit })
+    }
+
+    #[derive(Default)]
+    struct Seen(Mutex<Vec<(usize, usize)>>);
+    impl ChunkObserver for Seen {
+        fn released(&self, addr: usize, len: usize) {
+            self.0.lock().push((addr, len));
+        }
+    }
+
+    #[test]
+    fn observers_hear_of_every_chunk_given_back_and_of_no_reused_one() {
+        let p = pool(128 << 10);
+        let seen = Arc::new(Seen::default());
+        p.observe(seen.clone());
+        let b = p.alloc(4096).unwrap();
+        let addr = b.segments().next().unwrap().as_ptr() as usize;
+        drop(b);
+        // Reused from the free list: nothing released.
+        let b = p.alloc(4096).unwrap();
+        assert_eq!(b.segments().next().unwrap().as_ptr() as usize, addr);
+        drop(b);
+        assert!(seen.0.lock().is_empty());
+        // 128 KiB more needs the cached 4 KiB chunk's room under the limit: it is freed, and told.
+        let big = p.alloc(128 << 10).unwrap();
+        assert_eq!(*seen.0.lock(), vec![(addr, 4096)]);
+        drop(big);
+        p.shrink();
+        let all = seen.0.lock().clone();
+        assert_eq!(all.len(), 3, "then the big buffer's two 64 KiB chunks: {all:?}");
+        assert!(all[1..].iter().all(|&(a, l)| l == 64 << 10 && a % 4096 == 0));
     }
 
     #[test]
