@@ -73,6 +73,8 @@ pub mod fcp;
 pub mod fip;
 pub mod frame;
 pub mod port;
+/// QLogic ISP24xx/25xx target-mode driver (qla2x00t) over VFIO.
+pub mod qla;
 pub mod vn2vn;
 
 pub use port::{FcPort, PortConfig, PortEvent, RemotePortInfo, RxError, default_wwnn, parse_wwn, wwn_string};
