@@ -504,10 +504,10 @@ mod rbd {
         let t0 = std::time::Instant::now();
         let tur = loop {
             let r = c.tur(0);
-            if r.status != 0 || t0.elapsed() > std::time::Duration::from_secs(20) {
+            if r.status != 0 || t0.elapsed() > Duration::from_secs(20) {
                 break r;
             }
-            std::thread::sleep(std::time::Duration::from_millis(20));
+            std::thread::sleep(Duration::from_millis(20));
         };
         tur.assert_check(0x06, 0x2a, 0x09); // CAPACITY DATA HAS CHANGED
         assert_eq!(read_capacity16(&mut c), ((32 << 20) / 512 - 1, 512));
