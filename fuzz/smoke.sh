@@ -4,9 +4,9 @@
 #
 #   bash fuzz/smoke.sh [SECONDS [TARGET...]]
 #
-# Without TARGETs every target `cargo fuzz list` reports runs (ten: cdb, config, fc_frame, fip,
-# login_text, mode_select, pdu_stream, prout, srp_iu, unmap_xcopy), one after the other, so the
-# total is about 10 x SECONDS plus the build (CI passes 30: 5 minutes of fuzzing). Targets run one at a time:
+# Without TARGETs every target `cargo fuzz list` reports runs (eleven: cdb, config, fc_frame, fip,
+# login_text, mode_select, pdu_stream, prout, qla_iocb, srp_iu, unmap_xcopy), one after the other, so the
+# total is about 11 x SECONDS plus the build (CI passes 30: 5.5 minutes of fuzzing). Targets run one at a time:
 # several of them start threads of their own (the socket driver, device workers).
 #
 # Needs cargo-fuzz (installed here if missing) and a C++ compiler (libFuzzer is built from
