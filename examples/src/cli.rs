@@ -78,3 +78,30 @@ pub fn serve_vhost_user(
         }
     }
 }
+
+/// The port and node names of an FC port from `--wwpn` and `--wwnn` (default: derived from the
+/// port name).
+///
+/// # Errors
+/// A name that is not a WWN, as a message naming the option.
+pub fn fc_names(wwpn: &str, wwnn: Option<&str>) -> Result<(u64, u64), String> {
+    use scst_transport_fc::parse_wwn;
+    let p = parse_wwn(wwpn).ok_or_else(|| format!("--wwpn {wwpn}: not a WWN"))?;
+    let n = match wwnn {
+        Some(w) => parse_wwn(w).ok_or_else(|| format!("--wwnn {w}: not a WWN"))?,
+        None => scst_transport_fc::default_wwnn(p),
+    };
+    Ok((p, n))
+}
+
+/// A buffer pool holding at most `--buffer-memory SIZE` (like `1G`).
+///
+/// # Errors
+/// A size that does not parse.
+pub fn buffer_pool(size: &str) -> Result<scst::SgvPool, String> {
+    let bytes = crate::spec::parse_size(size).map_err(|e| e.to_string())?;
+    Ok(scst::SgvPool::new(scst::SgvConfig {
+        mem_limit: usize::try_from(bytes).unwrap_or(usize::MAX),
+        ..scst::SgvConfig::default()
+    }))
+}

@@ -11,10 +11,9 @@ use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 
 use clap::Parser;
 use nix::sys::signal::{SigSet, Signal};
-use scst::{SgvConfig, SgvPool, Target};
-use scst_examples::spec::parse_size;
+use scst::Target;
 use scst_transport_fc::afpacket::FcoeDriver;
-use scst_transport_fc::{PortConfig, parse_wwn, wwn_string};
+use scst_transport_fc::{PortConfig, wwn_string};
 
 const LONG_ABOUT: &str = "\
 Serves SCSI logical units over FCoE (VN2VN mode) on a network interface.
@@ -55,16 +54,8 @@ struct Args {
 }
 
 fn run(args: Args) -> Result<(), String> {
-    let wwpn = parse_wwn(&args.wwpn).ok_or_else(|| format!("--wwpn {}: not a WWN", args.wwpn))?;
-    let wwnn = match &args.wwnn {
-        Some(w) => parse_wwn(w).ok_or_else(|| format!("--wwnn {w}: not a WWN"))?,
-        None => scst_transport_fc::default_wwnn(wwpn),
-    };
-    let buffer_memory = parse_size(&args.buffer_memory).map_err(|e| e.to_string())?;
-    let sgv = SgvPool::new(SgvConfig {
-        mem_limit: usize::try_from(buffer_memory).unwrap_or(usize::MAX),
-        ..SgvConfig::default()
-    });
+    let (wwpn, wwnn) = scst_examples::cli::fc_names(&args.wwpn, args.wwnn.as_deref())?;
+    let sgv = scst_examples::cli::buffer_pool(&args.buffer_memory)?;
     let target = Target::new(args.target.clone(), sgv);
     let luns = if args.luns.is_empty() { vec!["0=ram:1G".to_string()] } else { args.luns.clone() };
     let mut devices = Vec::new();
