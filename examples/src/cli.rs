@@ -105,3 +105,17 @@ pub fn buffer_pool(size: &str) -> Result<scst::SgvPool, String> {
         ..scst::SgvConfig::default()
     }))
 }
+
+/// A flag that turns true when SIGINT or SIGTERM arrives (a thread waits for them; they must be
+/// blocked, as [`main`] does with [`stop_signals`]), for drivers whose loop polls a stop flag.
+pub fn stop_flag() -> Arc<std::sync::atomic::AtomicBool> {
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let s = stop.clone();
+    std::thread::spawn(move || {
+        if let Ok(sig) = stop_signals(&[]).wait() {
+            tracing::info!(signal = ?sig, "shutting down");
+        }
+        s.store(true, std::sync::atomic::Ordering::Relaxed);
+    });
+    stop
+}

@@ -6,11 +6,8 @@
 //! SIGTERM stop it and flush the devices.
 
 use std::process::ExitCode;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 
 use clap::Parser;
-use nix::sys::signal::{SigSet, Signal};
 use scst::Target;
 use scst_transport_fc::afpacket::FcoeDriver;
 use scst_transport_fc::{PortConfig, wwn_string};
@@ -74,17 +71,7 @@ fn run(args: Args) -> Result<(), String> {
         wwnn = %wwn_string(wwnn),
         "FCoE VN2VN target starting"
     );
-    let stop = Arc::new(AtomicBool::new(false));
-    let s = stop.clone();
-    std::thread::spawn(move || {
-        let mut signals = SigSet::empty();
-        signals.add(Signal::SIGINT);
-        signals.add(Signal::SIGTERM);
-        if let Ok(sig) = signals.wait() {
-            tracing::info!(signal = ?sig, "shutting down");
-        }
-        s.store(true, Relaxed);
-    });
+    let stop = scst_examples::cli::stop_flag();
     driver.run(&stop).map_err(|e| format!("{}: {e}", args.interface))?;
     scst_examples::cli::flush_devices(&devices);
     Ok(())

@@ -7,11 +7,10 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 use clap::Parser;
-use nix::sys::signal::{SigSet, Signal};
 use scst::Target;
 use scst_transport_fc::qla::vfio::VfioBus;
 use scst_transport_fc::qla::{Bus, QlaConfig, QlaPort};
@@ -88,17 +87,7 @@ fn run(args: Args) -> Result<(), String> {
         port_id = format_args!("{:06x}", info.port_id),
         "QLogic target running"
     );
-    let stop = Arc::new(AtomicBool::new(false));
-    let s = stop.clone();
-    std::thread::spawn(move || {
-        let mut signals = SigSet::empty();
-        signals.add(Signal::SIGINT);
-        signals.add(Signal::SIGTERM);
-        if let Ok(sig) = signals.wait() {
-            tracing::info!(signal = ?sig, "shutting down");
-        }
-        s.store(true, Relaxed);
-    });
+    let stop = scst_examples::cli::stop_flag();
     let r = loop {
         if stop.load(Relaxed) {
             break Ok(());

@@ -518,8 +518,8 @@ impl QlaPort {
         while let Some(ev) = self.isp.pending_aen.pop_front() {
             self.async_event(ev)?;
         }
-        self.process_atio();
-        self.process_rsp();
+        self.drain(true);
+        self.drain(false);
         self.process_async();
         self.drain_backlog();
         Ok(())
@@ -579,51 +579,43 @@ impl QlaPort {
         }
     }
 
-    fn process_atio(&mut self) {
+    /// Dispatches every IOCB the firmware put on the ATIO ring (`atio`) or the response ring, up
+    /// to its in-pointer. An ATIO that spans more entries than are there yet waits for the
+    /// rest; a response entry's count is trusted only as far as the entries present.
+    fn drain(&mut self, atio: bool) {
+        let (in_reg, out_reg, what) = if atio {
+            (regs::ATIO_Q_IN, regs::ATIO_Q_OUT, "ATIO")
+        } else {
+            (regs::RSP_Q_IN, regs::RSP_Q_OUT, "response")
+        };
         loop {
-            let hw_in = self.bus.read32(regs::ATIO_Q_IN) as u16;
-            if hw_in >= self.atio.len {
-                tracing::error!(hw_in, "qla: ATIO in-pointer out of range");
+            let hw_in = self.bus.read32(in_reg) as u16;
+            let ring = if atio { &mut self.atio } else { &mut self.rsp };
+            if hw_in >= ring.len {
+                tracing::error!(hw_in, "qla: {what} in-pointer out of range");
                 break;
             }
-            let avail = Self::avail(&self.atio, hw_in);
+            let avail = Self::avail(ring, hw_in);
             if avail == 0 {
                 break;
             }
-            let first = self.atio.read(self.atio.idx);
-            let n = usize::from(first[1]).clamp(1, MAX_SPAN);
+            let first = ring.read(ring.idx);
+            let mut n = usize::from(first[1]).clamp(1, MAX_SPAN);
             if n > avail {
-                break;
+                if atio {
+                    break;
+                }
+                n = avail;
             }
             let mut buf = [[0u8; ENTRY]; MAX_SPAN];
-            Self::gather(&self.atio, self.atio.idx, n, &mut buf);
-            Self::consume(&mut self.atio, n);
+            Self::gather(ring, ring.idx, n, &mut buf);
+            Self::consume(ring, n);
             self.dispatch(&buf, n);
         }
         // Written on every pass, as Linux does: a firmware holding ATIOs for a full ring
         // resumes on the write.
-        self.bus.write32(regs::ATIO_Q_OUT, u32::from(self.atio.idx));
-    }
-
-    fn process_rsp(&mut self) {
-        loop {
-            let hw_in = self.bus.read32(regs::RSP_Q_IN) as u16;
-            if hw_in >= self.rsp.len {
-                tracing::error!(hw_in, "qla: response in-pointer out of range");
-                break;
-            }
-            let avail = Self::avail(&self.rsp, hw_in);
-            if avail == 0 {
-                break;
-            }
-            let first = self.rsp.read(self.rsp.idx);
-            let n = usize::from(first[1]).clamp(1, MAX_SPAN).min(avail);
-            let mut buf = [[0u8; ENTRY]; MAX_SPAN];
-            Self::gather(&self.rsp, self.rsp.idx, n, &mut buf);
-            Self::consume(&mut self.rsp, n);
-            self.dispatch(&buf, n);
-        }
-        self.bus.write32(regs::RSP_Q_OUT, u32::from(self.rsp.idx));
+        let idx = if atio { self.atio.idx } else { self.rsp.idx };
+        self.bus.write32(out_reg, u32::from(idx));
     }
 
     fn dispatch(&mut self, buf: &[[u8; ENTRY]; MAX_SPAN], n: usize) {

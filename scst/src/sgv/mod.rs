@@ -238,18 +238,13 @@ impl Inner {
             if class == keep {
                 continue;
             }
-            let mut gone = Vec::new();
-            {
-                let mut list = list.lock();
-                while freed < want {
-                    let Some(c) = list.pop() else { break };
-                    freed += c.len();
-                    self.held.fetch_sub(c.len(), Relaxed);
-                    self.purged.fetch_add(1, Relaxed);
-                    gone.push(c);
-                }
-            }
-            for c in gone {
+            while freed < want {
+                // One chunk at a time, the list's lock not held while the observers hear of it
+                // (and no list of the freed chunks to allocate on this allocation path).
+                let Some(c) = list.lock().pop() else { break };
+                freed += c.len();
+                self.held.fetch_sub(c.len(), Relaxed);
+                self.purged.fetch_add(1, Relaxed);
                 self.release(c);
             }
             if freed >= want {
